@@ -1,0 +1,53 @@
+# Tickerbell: `make run` brings the product up, `make test` proves it. Both set themselves up.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
+
+.PHONY: setup setup-test up down status topics migrate run test test-fast bench clean
+
+setup:
+	@scripts/setup.sh run
+
+setup-test:
+	@scripts/setup.sh test
+
+## infrastructure alone: Kafka (KRaft), Redis, topics, migrations
+up: setup
+	@scripts/kafka.sh start
+	@scripts/services.sh start-redis
+	@$(PY) -m events topics
+	@$(PY) -m events migrate
+
+down:
+	@-scripts/kafka.sh stop
+	@-scripts/services.sh stop
+
+status:
+	@scripts/kafka.sh status || true
+	@scripts/services.sh status || true
+	@$(PY) -m events status
+
+topics:
+	@$(PY) -m events topics
+
+migrate:
+	@$(PY) -m events migrate
+
+## the whole product, every Procfile process, on the embedded defaults
+run: up
+	@$(PY) -m events banner
+	@.venv/bin/honcho -f Procfile start
+
+## every test, against real services on loopback
+test: setup-test
+	@scripts/kafka.sh start
+	@scripts/services.sh start-redis
+	@scripts/services.sh start-postgres
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: up
+	@$(PY) -m bench
+
+clean:
+	rm -rf var/kafka var/redis var/spark var/tickerbell.db*

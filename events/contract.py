@@ -1,0 +1,358 @@
+"""The event contract: every event type, its topic, key and schema version.
+
+Events travel as JSON objects (readable by Spark's ``from_json`` and by
+operators with a console consumer). Every event has:
+
+``type``  the event type tag (``tick``, ``bar``, ``prediction``, ``rule``, ``alert``)
+``v``     the schema version of that type
+``id``    a unique id; deterministic where a replay must reproduce it
+``ts``    event time, epoch milliseconds, UTC
+
+and its own payload fields beside them (flat, not nested: the hot path
+decodes a tick in a couple of microseconds).
+
+Decoding validates types and ranges; a failure raises :class:`InvalidEvent`
+whose message names the offending field (``... - at `$.price```).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+__all__ = [
+    "Alert",
+    "AlertState",
+    "Bar",
+    "Condition",
+    "Event",
+    "InvalidEvent",
+    "Prediction",
+    "Rule",
+    "Tick",
+    "TOPICS",
+    "DLQ_SUFFIX",
+    "decode",
+    "decoder_for",
+    "encode",
+    "event_id",
+    "topic_of",
+]
+
+DLQ_SUFFIX = ".dlq"
+
+# Ticker symbols as exchanges and Yahoo write them: BRK.B, ^GSPC, EURUSD=X, BTC-USD.
+Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9^][A-Z0-9.\-=^]{0,15}$")]
+# 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit error, not a time.
+EpochMs = Annotated[int, msgspec.Meta(ge=946_684_800_000, le=4_102_444_800_000)]
+Price = Annotated[float, msgspec.Meta(gt=0.0, lt=1e12)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class InvalidEvent(ValueError):
+    """Raised when bytes are not a valid event of the expected type."""
+
+
+def _check_finite(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"`{name}` must be finite, got {value!r}")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event. Subclasses set ``topic`` and ``key``."""
+
+    id: str
+    ts: EpochMs
+    v: int = 1
+
+    @property
+    def key(self) -> bytes:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+
+class Tick(Event, frozen=True, kw_only=True, tag="tick"):
+    """One trade (or quote) of a symbol. Topic ``ticks``, key ``symbol``.
+
+    ``seq`` increases by one per symbol and source; ``size`` is the traded
+    volume in shares. ``id`` is ``tick_id(source, symbol, seq)``.
+    """
+
+    symbol: Symbol
+    price: Price
+    size: NonNegative
+    source: ShortText
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+
+    def __post_init__(self) -> None:
+        _check_finite(self, ("price", "size"))
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+OptFloat = float | None
+
+
+class Bar(Event, frozen=True, kw_only=True, tag="bar"):
+    """One closed bar of a symbol with the indicators known at its close.
+
+    Topic ``metrics``, key ``symbol``. ``ts`` is the bar's end (exclusive),
+    ``start_ms`` its start; ``id`` is ``bar_id(symbol, bar_seconds, start_ms)``.
+    Indicators are ``None`` during their warm-up (see ``stream/indicators.py``
+    for every convention).
+    """
+
+    symbol: Symbol
+    start_ms: EpochMs
+    bar_seconds: Annotated[int, msgspec.Meta(gt=0)]
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: NonNegative
+    count: Annotated[int, msgspec.Meta(gt=0)]
+    vwap: Price
+    change_pct: OptFloat = None
+    sma_5: OptFloat = None
+    sma_10: OptFloat = None
+    sma_20: OptFloat = None
+    ema_12: OptFloat = None
+    ema_26: OptFloat = None
+    macd: OptFloat = None
+    volatility_20: OptFloat = None
+    zscore_20: OptFloat = None
+    rsi_14: OptFloat = None
+    volume_avg_20: OptFloat = None
+    volume_ratio: OptFloat = None
+
+    def __post_init__(self) -> None:
+        _check_finite(self, BAR_FLOAT_FIELDS)
+        if self.low > self.high:
+            raise ValueError("`low` must not exceed `high`")
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+BAR_FLOAT_FIELDS = (
+    "open", "high", "low", "close", "volume", "vwap", "change_pct", "sma_5", "sma_10",
+    "sma_20", "ema_12", "ema_26", "macd", "volatility_20", "zscore_20", "rsi_14",
+    "volume_avg_20", "volume_ratio",
+)
+
+
+class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
+    """A forecast of a symbol's close ``horizon_bars`` bars after the bar it is based on.
+
+    Topic ``predictions``, key ``symbol``. ``lower``/``upper`` bound the
+    ``interval_level`` prediction interval of the close; ``predicted_return``
+    is the log return from ``base_close``. ``skill`` is the model's
+    validation skill against persistence (1 - MSE/MSE_persistence).
+    ``id`` is ``prediction_id(symbol, base_start_ms, horizon_bars, model_version)``.
+    """
+
+    symbol: Symbol
+    base_start_ms: EpochMs
+    bar_seconds: Annotated[int, msgspec.Meta(gt=0)]
+    horizon_bars: Annotated[int, msgspec.Meta(ge=1)] = 1
+    base_close: Price
+    predicted_close: Price
+    predicted_return: float
+    lower: Price
+    upper: Price
+    interval_level: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.8
+    model_version: ShortText
+    skill: OptFloat = None
+
+    def __post_init__(self) -> None:
+        _check_finite(self, ("base_close", "predicted_close", "predicted_return", "lower", "upper", "skill"))
+        if not self.lower <= self.upper:
+            raise ValueError("`lower` must not exceed `upper`")
+
+    @property
+    def predicted_move_pct(self) -> float:
+        return (self.predicted_close / self.base_close - 1.0) * 100.0
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+# --- rules ---------------------------------------------------------------------------
+
+Operator = Literal[
+    "greater_than", "less_than", "crossing", "crossing_up", "crossing_down",
+    "entering_channel", "exiting_channel", "inside_channel", "outside_channel",
+    "moving_up", "moving_down", "moving_up_pct", "moving_down_pct",
+]
+Frequency = Literal["once", "once_per_bar", "once_per_bar_close", "every_time"]
+
+
+class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``series <op> value|other`` (or a channel ``lower..upper``, or a move within a window).
+
+    ``series`` and ``other`` name a series: ``price`` (last tick), a field of
+    :class:`Bar` (``close``, ``sma_5``, ``rsi_14``, ...) or of a forecast
+    (``forecast.move_pct``, ``forecast.lower``, ``forecast.upper``,
+    ``forecast.close``, ``forecast.lower_move_pct``, ``forecast.upper_move_pct``).
+    """
+
+    series: ShortText
+    op: Operator
+    value: OptFloat = None
+    other: ShortText | None = None
+    lower: OptFloat = None
+    upper: OptFloat = None
+    window_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    window_s: Annotated[int, msgspec.Meta(ge=1, le=31 * 86_400)] | None = None
+    # an extra condition that must hold at the same time (e.g. forecast interval above 0)
+    also: "Condition | None" = None
+
+
+class Rule(Event, frozen=True, kw_only=True, tag="rule"):
+    """Full definition of an alert rule. Topic ``rules`` (compacted), key ``rule_id``.
+
+    A deleted rule is a tombstone (null value) under its key. ``version``
+    increases with every change; alert ids depend on it.
+    """
+
+    rule_id: Annotated[int, msgspec.Meta(ge=1)]
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    user_id: Annotated[int, msgspec.Meta(ge=1)]
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    symbols: Annotated[list[Symbol], msgspec.Meta(min_length=1, max_length=1000)]
+    condition: Condition
+    frequency: Frequency = "once_per_bar"
+    cooldown_s: Annotated[int, msgspec.Meta(ge=0)] = 0
+    pending_s: Annotated[int, msgspec.Meta(ge=0)] = 0
+    recovery: OptFloat = None
+    expires_ms: EpochMs | None = None
+    enabled: bool = True
+    snoozed_until_ms: EpochMs | None = None
+    # [start, end) minutes after midnight in ``timezone``; None = all day
+    active_from_min: Annotated[int, msgspec.Meta(ge=0, le=1440)] | None = None
+    active_to_min: Annotated[int, msgspec.Meta(ge=0, le=1440)] | None = None
+    timezone: ShortText = "America/New_York"
+    channel_ids: list[int] = []
+    message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+    @property
+    def key(self) -> bytes:
+        return str(self.rule_id).encode()
+
+
+AlertState = Literal["firing", "resolved"]
+
+
+class Alert(Event, frozen=True, kw_only=True, tag="alert"):
+    """An alert fired or resolved by a rule, with the evidence. Topic ``alerts``, key ``rule_id``.
+
+    ``id`` is ``alert_id(rule_id, rule_version, trigger_event_id, state)``:
+    replaying the same input yields the same ids. ``rule_id`` 0 marks a
+    system alert (stale feed) with ``user_id`` 0.
+    """
+
+    rule_id: Annotated[int, msgspec.Meta(ge=0)]
+    rule_version: Annotated[int, msgspec.Meta(ge=0)]
+    user_id: Annotated[int, msgspec.Meta(ge=0)]
+    state: AlertState
+    symbol: Symbol
+    trigger_event_id: str
+    series: ShortText
+    op: ShortText
+    value: OptFloat = None
+    threshold: OptFloat = None
+    message: Annotated[str, msgspec.Meta(max_length=8000)] = ""
+    channel_ids: list[int] = []
+    rule_name: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return str(self.rule_id).encode()
+
+
+# --- topics ------------------------------------------------------------------------
+
+TOPICS: dict[str, type[Event]] = {
+    "ticks": Tick,
+    "metrics": Bar,
+    "predictions": Prediction,
+    "rules": Rule,
+    "alerts": Alert,
+}
+_TOPIC_OF: dict[type[Event], str] = {cls: topic for topic, cls in TOPICS.items()}
+
+
+def topic_of(event: Event | type[Event]) -> str:
+    """The canonical topic name of an event (before any per-deployment prefix)."""
+    cls = event if isinstance(event, type) else type(event)
+    return _TOPIC_OF[cls]
+
+
+# --- encode / decode -----------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+E = TypeVar("E", bound=Event)
+_decoders: dict[type[Event], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event to JSON bytes (``type`` first)."""
+    return _encoder.encode(event)
+
+
+def decoder_for(cls: type[E]) -> msgspec.json.Decoder[E]:
+    """A cached, reusable decoder for one event type (fastest path)."""
+    dec = _decoders.get(cls)
+    if dec is None:
+        dec = _decoders[cls] = msgspec.json.Decoder(cls)
+    return dec
+
+
+def decode(data: bytes | None, cls: type[E]) -> E:
+    """Decode and validate bytes as ``cls``; raises :class:`InvalidEvent` naming the field."""
+    if data is None:
+        raise InvalidEvent(f"empty message where a {cls.__name__} was expected")
+    try:
+        return decoder_for(cls).decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"invalid {cls.__name__}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"undecodable {cls.__name__}: {exc}") from None
+
+
+# --- deterministic ids ---------------------------------------------------------------
+
+
+def event_id(*parts: object) -> str:
+    """A short, stable id from its parts (same parts, same id, on any machine)."""
+    raw = "\x1f".join(str(p) for p in parts).encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def tick_id(source: str, symbol: str, seq: int) -> str:
+    return f"{source}:{symbol}:{seq}"
+
+
+def bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
+    return f"bar:{symbol}:{bar_seconds}:{start_ms}"
+
+
+def prediction_id(symbol: str, base_start_ms: int, horizon_bars: int, model_version: str) -> str:
+    return f"pred:{symbol}:{base_start_ms}:{horizon_bars}:{model_version}"
+
+
+def alert_id(rule_id: int, rule_version: int, trigger_event_id: str, state: str) -> str:
+    return "alert:" + event_id(rule_id, rule_version, trigger_event_id, state)
+
+
+def rule_event_id(rule_id: int, version: int) -> str:
+    return f"rule:{rule_id}:{version}"

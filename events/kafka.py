@@ -1,0 +1,319 @@
+"""Kafka clients for every stage: idempotent producer, manual-commit consumer, DLQ, runner.
+
+The runner is the one loop every Python stage uses (arroyo's shape):
+poll a batch -> decode (bad bytes to the DLQ) -> pure transform -> produce
+-> flush -> commit the consumed offsets. Offsets are committed only after the
+output is durable, so a crash replays (at-least-once; outputs carry
+deterministic ids so consumers deduplicate). SIGTERM/SIGINT set a flag; the
+batch in hand is finished and committed before the consumer closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from events.contract import DLQ_SUFFIX, Event, InvalidEvent, decode, encode, topic_of
+from events.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """A produced message was not acknowledged by the broker."""
+
+
+# --- topics --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+DAY_MS = 86_400_000
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic Tickerbell uses, with partitions and retention."""
+    p = settings.kafka_partitions
+    keyed = {"cleanup.policy": "delete", "compression.type": "producer"}
+    specs = [
+        TopicSpec(settings.topic("ticks"), p, {**keyed, "retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.topic("metrics"), p, {**keyed, "retention.ms": str(90 * DAY_MS)}),
+        TopicSpec(settings.topic("predictions"), p, {**keyed, "retention.ms": str(90 * DAY_MS)}),
+        TopicSpec(settings.topic("alerts"), p, {**keyed, "retention.ms": str(365 * DAY_MS)}),
+        TopicSpec(settings.topic("rules"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+    ]
+    dlq = {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
+    specs += [TopicSpec(s.name + DLQ_SUFFIX, 1, dlq) for s in list(specs)]
+    return specs
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_common())
+
+
+def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics (idempotent); return the names created."""
+    specs = list(specs if specs is not None else topic_specs(settings))
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.kafka_replication_factor, config=s.config)
+        for s in specs if s.name not in existing
+    ]
+    created: list[str] = []
+    for name, fut in (admin.create_topics(new, operation_timeout=timeout_s) if new else {}).items():
+        try:
+            fut.result(timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+# --- producer ------------------------------------------------------------------------
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **settings.kafka_common(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.size": 512 * 1024,
+        "queue.buffering.max.messages": 500_000,
+    }
+    conf.update(overrides)
+    return conf
+
+
+class EventProducer:
+    """An idempotent producer of contract events that checks every delivery report.
+
+    ``produce`` never blocks for long: when librdkafka's queue is full it
+    serves delivery reports until there is room. ``flush`` raises
+    :class:`DeliveryError` if any message since the last flush failed.
+    """
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        self._producer = Producer(producer_config(settings, **overrides))
+        self._errors: list[str] = []
+        self.delivered = 0
+
+    @property
+    def raw(self) -> Producer:
+        return self._producer
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err}")
+        else:
+            self.delivered += 1
+
+    def produce_bytes(self, topic: str, key: bytes | None, value: bytes | None,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def produce(self, event: Event, topic: str | None = None) -> None:
+        """Queue ``event`` on its contract topic (prefixed per settings), keyed by its key."""
+        self.produce_bytes(topic or self.settings.topic(topic_of(event)), event.key, encode(event))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise DeliveryError(f"{remaining} messages not delivered within {timeout_s}s")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise DeliveryError(f"{len(errors)} deliveries failed, first: {errors[0]}")
+
+
+# --- consumer ------------------------------------------------------------------------
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **settings.kafka_common(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+    }
+    conf.update(overrides)
+    return conf
+
+
+class ShutdownFlag:
+    """Set by SIGTERM/SIGINT (or by hand); loops check it between batches."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> "ShutdownFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.set())
+        return self
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._event.wait(timeout_s)
+
+
+def dlq_headers(msg: Message, reason: str) -> list[tuple[str, bytes]]:
+    return [
+        ("dlq.error", reason[:2000].encode()),
+        ("dlq.topic", (msg.topic() or "").encode()),
+        ("dlq.partition", str(msg.partition()).encode()),
+        ("dlq.offset", str(msg.offset()).encode()),
+        ("dlq.ts_ms", str(int(time.time() * 1000)).encode()),
+    ]
+
+
+@dataclass
+class Decoded:
+    """A consumed message together with its decoded event."""
+
+    message: Message
+    event: Event | None  # None for a tombstone
+
+
+Transform = Callable[[list[Decoded]], Iterable[Event]]
+
+
+@dataclass
+class RunnerStats:
+    consumed: int = 0
+    produced: int = 0
+    dlq: int = 0
+    batches: int = 0
+    dlq_by_topic: Counter[str] = field(default_factory=Counter)
+    last_event_ts_ms: int = 0
+
+
+class StreamRunner:
+    """poll -> decode -> transform -> produce -> flush -> commit, until the flag is set.
+
+    ``types`` maps each consumed (deployed) topic to its event class.
+    ``transform`` is pure: it gets the decoded batch and returns the events to
+    produce. ``on_batch_done`` (optional) runs after a commit, for side
+    effects that must follow durability (metrics, notifications of a UI).
+    """
+
+    def __init__(self, settings: Settings, group_id: str, types: dict[str, type[Event]],
+                 transform: Transform, *, batch_size: int = 1000, poll_timeout_s: float = 0.2,
+                 shutdown: ShutdownFlag | None = None, producer: EventProducer | None = None,
+                 allow_tombstones: bool = False, consumer_overrides: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.types = types
+        self.transform = transform
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.shutdown = shutdown or ShutdownFlag()
+        self.allow_tombstones = allow_tombstones
+        self.producer = producer or EventProducer(settings)
+        self.consumer = Consumer(consumer_config(settings, group_id, **(consumer_overrides or {})))
+        self.stats = RunnerStats()
+        self.consumer.subscribe(list(types))
+
+    def _decode(self, msg: Message) -> Decoded | None:
+        topic = msg.topic() or ""
+        if msg.value() is None and self.allow_tombstones:
+            return Decoded(msg, None)
+        try:
+            return Decoded(msg, decode(msg.value(), self.types[topic]))
+        except InvalidEvent as exc:
+            self.send_to_dlq(msg, str(exc))
+            return None
+
+    def send_to_dlq(self, msg: Message, reason: str) -> None:
+        topic = msg.topic() or ""
+        log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
+        self.producer.produce_bytes(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
+        self.stats.dlq += 1
+        self.stats.dlq_by_topic[topic] += 1
+
+    def run_once(self) -> int:
+        """Process one batch; return how many messages it held."""
+        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        if not msgs:
+            return 0
+        batch: list[Decoded] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise KafkaException(err)
+                log.warning("consumer error (retriable): %s", err)
+                continue
+            decoded = self._decode(msg)
+            if decoded is not None:
+                batch.append(decoded)
+                if decoded.event is not None:
+                    self.stats.last_event_ts_ms = max(self.stats.last_event_ts_ms, decoded.event.ts)
+        outputs = list(self.transform(batch)) if batch else []
+        for event in outputs:
+            self.producer.produce(event)
+        self.producer.flush()
+        self._commit(msgs)
+        self.stats.consumed += len(msgs)
+        self.stats.produced += len(outputs)
+        self.stats.batches += 1
+        return len(msgs)
+
+    def _commit(self, msgs: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            if m.error() is None:
+                last[(m.topic(), m.partition())] = m.offset()
+        if last:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False
+            )
+
+    def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
+        """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""
+        idle_since = time.monotonic()
+        try:
+            while not self.shutdown.is_set():
+                if self.run_once():
+                    idle_since = time.monotonic()
+                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self.consumer.close()

@@ -1,0 +1,285 @@
+"""SQLAlchemy 2 models: the durable tables and the read projections.
+
+Durable (owned by the web app): users, api tokens, watchlists, rules (+ the
+transactional outbox that publishes them to ``rules``), channels, deliveries.
+Projections (rebuilt by replaying topics): bars, predictions, alert history.
+Times in projections are epoch milliseconds (``*_ms``) as in the events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    watchlists: Mapped[list["Watchlist"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class Watchlist(Base):
+    __tablename__ = "watchlists"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="watchlists")
+    symbols: Mapped[list["WatchlistSymbol"]] = relationship(
+        back_populates="watchlist", cascade="all, delete-orphan", order_by="WatchlistSymbol.position"
+    )
+
+
+class WatchlistSymbol(Base):
+    __tablename__ = "watchlist_symbols"
+    __table_args__ = (UniqueConstraint("watchlist_id", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watchlist_id: Mapped[int] = mapped_column(ForeignKey("watchlists.id", ondelete="CASCADE"), index=True)
+    symbol: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    watchlist: Mapped[Watchlist] = relationship(back_populates="symbols")
+
+
+class Channel(Base):
+    """A notification destination: ``email`` (target = address), ``slack`` or ``webhook`` (target = URL)."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[Optional[str]] = mapped_column(String(200))  # webhook signing secret (whsec_...)
+    body_template: Mapped[Optional[str]] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failing_since: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[Optional[str]] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rule(Base):
+    """An alert rule. Every change bumps ``version`` and writes an :class:`OutboxEvent` in the same transaction."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    symbol: Mapped[Optional[str]] = mapped_column(String(16))
+    watchlist_id: Mapped[Optional[int]] = mapped_column(ForeignKey("watchlists.id", ondelete="SET NULL"))
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    frequency: Mapped[str] = mapped_column(String(32), default="once_per_bar")
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=0)
+    pending_s: Mapped[int] = mapped_column(Integer, default=0)
+    recovery: Mapped[Optional[float]] = mapped_column(Float)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    snoozed_until: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    active_from_min: Mapped[Optional[int]] = mapped_column(Integer)
+    active_to_min: Mapped[Optional[int]] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    message: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    channels: Mapped[list[Channel]] = relationship(secondary="rule_channels")
+
+
+class RuleChannel(Base):
+    __tablename__ = "rule_channels"
+
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+
+
+class OutboxEvent(Base):
+    """A message to publish, written in the same transaction as the change it announces.
+
+    ``value`` None is a tombstone. The relay publishes unpublished rows in
+    ``id`` order and sets ``published_at``.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """One (alert, channel) pair: sent at most once. Retries are scheduled by ``next_attempt_at``."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel_id"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(100))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|delivered|failed|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
+        back_populates="delivery", cascade="all, delete-orphan", order_by="DeliveryAttempt.number"
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    duration_ms: Mapped[Optional[float]] = mapped_column(Float)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempt_log")
+
+
+# --- projections ---------------------------------------------------------------------
+
+
+class AlertRecord(Base):
+    """Projection of the ``alerts`` topic (history shown in the UI)."""
+
+    __tablename__ = "alert_history"
+    __table_args__ = (Index("ix_alert_history_user_ts", "user_id", "ts_ms"), Index("ix_alert_history_symbol_ts", "symbol", "ts_ms"))
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(Integer, index=True)
+    rule_version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    series: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Optional[float]] = mapped_column(Float)
+    threshold: Mapped[Optional[float]] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text, default="")
+    trigger_event_id: Mapped[str] = mapped_column(String(200))
+
+
+class BarRecord(Base):
+    """Projection of the ``metrics`` topic."""
+
+    __tablename__ = "bars"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bar_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    vwap: Mapped[float] = mapped_column(Float)
+    change_pct: Mapped[Optional[float]] = mapped_column(Float)
+    sma_5: Mapped[Optional[float]] = mapped_column(Float)
+    sma_10: Mapped[Optional[float]] = mapped_column(Float)
+    sma_20: Mapped[Optional[float]] = mapped_column(Float)
+    ema_12: Mapped[Optional[float]] = mapped_column(Float)
+    ema_26: Mapped[Optional[float]] = mapped_column(Float)
+    macd: Mapped[Optional[float]] = mapped_column(Float)
+    volatility_20: Mapped[Optional[float]] = mapped_column(Float)
+    zscore_20: Mapped[Optional[float]] = mapped_column(Float)
+    rsi_14: Mapped[Optional[float]] = mapped_column(Float)
+    volume_avg_20: Mapped[Optional[float]] = mapped_column(Float)
+    volume_ratio: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class PredictionRecord(Base):
+    """Projection of the ``predictions`` topic."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_symbol_base", "symbol", "base_start_ms"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    base_start_ms: Mapped[int] = mapped_column(BigInteger)
+    bar_seconds: Mapped[int] = mapped_column(Integer)
+    horizon_bars: Mapped[int] = mapped_column(Integer)
+    base_close: Mapped[float] = mapped_column(Float)
+    predicted_close: Mapped[float] = mapped_column(Float)
+    lower: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float] = mapped_column(Float)
+    interval_level: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    skill: Mapped[Optional[float]] = mapped_column(Float)

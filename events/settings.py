@@ -1,0 +1,183 @@
+"""Process settings, read once from the environment (12-factor).
+
+Every process calls :func:`load_settings` at start and passes the frozen
+:class:`Settings` down. A bad value raises :class:`SettingsError` naming the
+variable, so the process fails at start instead of at first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+
+class Secret:
+    """A string that never shows itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def normalise_database_url(url: str) -> str:
+    """Heroku's ``postgres://`` to SQLAlchemy's psycopg 3 driver URL."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_username: str = ""
+    kafka_password: Secret = field(default_factory=lambda: Secret(""))
+    kafka_topic_prefix: str = ""
+    kafka_partitions: int = 6
+    kafka_replication_factor: int = 1
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = f"sqlite:///{VAR / 'tickerbell.db'}"
+    secret_key: Secret = field(default_factory=lambda: Secret("dev-only-insecure-secret-key"))
+    smtp_url: Secret = field(default_factory=lambda: Secret("smtp://127.0.0.1:2525"))
+    mail_from: str = "Tickerbell <alerts@tickerbell.local>"
+    public_url: str = "http://127.0.0.1:5000"
+    port: int = 5000
+    bar_seconds: int = 60
+    allow_private_webhooks: bool = False
+    log_level: str = "INFO"
+    metrics_port: int = 0
+    var_dir: Path = VAR
+
+    def topic(self, name: str) -> str:
+        """The deployed name of a contract topic (a prefix isolates tenants or tests)."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def kafka_common(self) -> dict[str, object]:
+        """librdkafka settings every client shares (bootstrap and security)."""
+        conf: dict[str, object] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_username:
+            conf["sasl.mechanisms"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_username
+            conf["sasl.password"] = self.kafka_password.get()
+        return conf
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    scheme = urlsplit(raw).scheme
+    if scheme not in schemes:
+        raise SettingsError(f"{name} must be a URL with scheme {'/'.join(schemes)}, got scheme {scheme!r}")
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise :class:`SettingsError` on the first bad one."""
+    env = os.environ if env is None else env
+    d = Settings()
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get("KAFKA_URL") or d.kafka_bootstrap_servers
+    bootstrap = ",".join(b.split("://", 1)[-1] for b in bootstrap.split(","))  # Heroku's kafka+ssl://h:p
+    for hostport in bootstrap.split(","):
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {bootstrap!r}")
+    username = env.get("KAFKA_USERNAME", "")
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL") or ("SASL_SSL" if username else "PLAINTEXT")
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}")
+    database_url = normalise_database_url(env.get("DATABASE_URL") or d.database_url)
+    if not database_url.startswith(("sqlite", "postgresql")):
+        raise SettingsError("DATABASE_URL must be a sqlite:// or postgres(ql):// URL")
+    secret_key = env.get("SECRET_KEY") or d.secret_key.get()
+    if env.get("TICKERBELL_ENV", "development") == "production" and secret_key == d.secret_key.get():
+        raise SettingsError("SECRET_KEY must be set in production")
+    var_dir = Path(env.get("TICKERBELL_VAR") or d.var_dir)
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism),
+        kafka_username=username,
+        kafka_password=Secret(env.get("KAFKA_PASSWORD", "")),
+        kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", ""),
+        kafka_partitions=_int(env, "KAFKA_PARTITIONS", d.kafka_partitions, 1, 1000),
+        kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor, 1, 10),
+        redis_url=_url(env, "REDIS_URL", d.redis_url, ("redis", "rediss", "unix")),
+        database_url=database_url,
+        secret_key=Secret(secret_key),
+        smtp_url=Secret(_url(env, "SMTP_URL", d.smtp_url.get(), ("smtp", "smtps", "smtp+starttls"))),
+        mail_from=env.get("MAIL_FROM", d.mail_from),
+        public_url=_url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/"),
+        port=_int(env, "PORT", d.port, 1, 65535),
+        bar_seconds=_int(env, "BAR_SECONDS", d.bar_seconds, 1, 86_400),
+        allow_private_webhooks=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", d.allow_private_webhooks),
+        log_level=env.get("LOG_LEVEL", d.log_level).upper(),
+        metrics_port=_int(env, "METRICS_PORT", d.metrics_port, 0, 65535),
+        var_dir=var_dir,
+    )

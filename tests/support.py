@@ -1,0 +1,36 @@
+"""Helpers for tests that read what a stage wrote to Kafka."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer
+
+from events.contract import Event, decode
+from events.settings import Settings
+
+
+def read_topic(settings: Settings, topic: str, *, expect: int, timeout_s: float = 30.0,
+               group: str | None = None) -> list:
+    """Read ``expect`` raw messages from ``topic`` (all partitions, from the start), or fail after ``timeout_s``."""
+    consumer = Consumer({
+        **settings.kafka_common(), "group.id": group or f"reader-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": "read_committed",
+    })
+    consumer.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            for m in consumer.consume(1000, 0.2):
+                if m.error() is None:
+                    out.append(m)
+    finally:
+        consumer.close()
+    assert len(out) >= expect, f"read {len(out)} of {expect} expected messages from {topic} in {timeout_s}s"
+    return out
+
+
+def read_events(settings: Settings, name: str, cls: type[Event], *, expect: int, timeout_s: float = 30.0) -> list:
+    return [decode(m.value(), cls) for m in read_topic(settings, settings.topic(name), expect=expect, timeout_s=timeout_s)]
