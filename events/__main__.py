@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("status", help="topics, end offsets and consumer lag")
     sub.add_parser("banner", help="print where to look once the stack is up")
+    sub.add_parser("relay", help="publish the transactional outbox to Kafka (a long-running process)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -36,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         from events.status import print_status
 
         print_status(settings)
+    elif args.cmd == "relay":
+        import logging
+
+        from events.db import session_factory
+        from events.kafka import ShutdownFlag
+        from events.outbox import run_relay
+
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        run_relay(settings, session_factory(settings), ShutdownFlag().install())
     elif args.cmd == "banner":
         print(
             "\nTickerbell is starting (Ctrl-C stops every process).\n"
