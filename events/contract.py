@@ -273,6 +273,8 @@ class Alert(Event, frozen=True, kw_only=True, tag="alert"):
     message: Annotated[str, msgspec.Meta(max_length=8000)] = ""
     channel_ids: list[int] = []
     rule_name: str = ""
+    # the series values known when it fired (price, close, open, ... and the condition's series)
+    evidence: dict[str, float] = {}
 
     @property
     def key(self) -> bytes:
