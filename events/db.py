@@ -37,13 +37,25 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return sessionmaker(make_engine(settings.database_url), expire_on_commit=False)
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Apply Alembic migrations to ``database_url`` (what the ``release`` process runs)."""
-    from alembic import command
+def _alembic_config(database_url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     root = Path(__file__).resolve().parent.parent
     cfg = Config(str(root / "alembic.ini"))
     cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply Alembic migrations to ``database_url`` (what the ``release`` process runs)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(_alembic_config(database_url), revision)

@@ -229,7 +229,8 @@ class StreamRunner:
     def __init__(self, settings: Settings, group_id: str, types: dict[str, type[Event]],
                  transform: Transform, *, batch_size: int = 1000, poll_timeout_s: float = 0.2,
                  shutdown: ShutdownFlag | None = None, producer: EventProducer | None = None,
-                 allow_tombstones: bool = False, consumer_overrides: dict[str, Any] | None = None) -> None:
+                 allow_tombstones: bool = False, consumer_overrides: dict[str, Any] | None = None,
+                 output_topic: Callable[[Event], str] | None = None) -> None:
         self.settings = settings
         self.types = types
         self.transform = transform
@@ -237,6 +238,7 @@ class StreamRunner:
         self.poll_timeout_s = poll_timeout_s
         self.shutdown = shutdown or ShutdownFlag()
         self.allow_tombstones = allow_tombstones
+        self.output_topic = output_topic
         self.producer = producer or EventProducer(settings)
         self.consumer = Consumer(consumer_config(settings, group_id, **(consumer_overrides or {})))
         self.stats = RunnerStats()
@@ -281,7 +283,7 @@ class StreamRunner:
                     self.stats.last_event_ts_ms = max(self.stats.last_event_ts_ms, decoded.event.ts)
         outputs = list(self.transform(batch)) if batch else []
         for event in outputs:
-            self.producer.produce(event)
+            self.producer.produce(event, self.output_topic(event) if self.output_topic else None)
         self.producer.flush()
         self._commit(msgs)
         self.stats.consumed += len(msgs)

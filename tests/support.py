@@ -34,3 +34,20 @@ def read_topic(settings: Settings, topic: str, *, expect: int, timeout_s: float 
 
 def read_events(settings: Settings, name: str, cls: type[Event], *, expect: int, timeout_s: float = 30.0) -> list:
     return [decode(m.value(), cls) for m in read_topic(settings, settings.topic(name), expect=expect, timeout_s=timeout_s)]
+
+
+def topic_size(settings: Settings, topic: str) -> int:
+    """Messages currently in ``topic`` (sum over partitions of high - low watermarks)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    parts = AdminClient(settings.kafka_common()).list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer({**settings.kafka_common(), "group.id": f"size-{uuid.uuid4().hex}"})
+    try:
+        total = 0
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

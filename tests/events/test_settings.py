@@ -1,0 +1,59 @@
+"""Settings come from the environment only, with defaults; bad values name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.settings import Secret, SettingsError, load_settings, normalise_database_url, redact_url
+
+
+def test_embedded_defaults() -> None:
+    s = load_settings({})
+    assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("var/tickerbell.db")
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.kafka_security_protocol == "PLAINTEXT"
+    assert s.topic("ticks") == "ticks"
+
+
+def test_heroku_style_urls() -> None:
+    s = load_settings({
+        "DATABASE_URL": "postgres://u:pw@db.example.com:5432/app",
+        "REDIS_URL": "rediss://:pw@redis.example.com:6380",
+        "KAFKA_URL": "kafka+ssl://k1.example.com:9096,kafka+ssl://k2.example.com:9096",
+        "KAFKA_USERNAME": "user", "KAFKA_PASSWORD": "hunter2", "KAFKA_TOPIC_PREFIX": "acme.",
+    })
+    assert s.database_url == "postgresql+psycopg://u:pw@db.example.com:5432/app"
+    assert s.kafka_bootstrap_servers == "k1.example.com:9096,k2.example.com:9096"
+    assert s.kafka_security_protocol == "SASL_SSL"
+    assert s.kafka_common()["sasl.password"] == "hunter2"
+    assert s.topic("ticks") == "acme.ticks"
+    assert normalise_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("PORT", "eighty"), ("PORT", "70000"), ("BAR_SECONDS", "0"), ("KAFKA_BOOTSTRAP_SERVERS", "nohostport"),
+        ("REDIS_URL", "http://x"), ("DATABASE_URL", "mysql://x/y"), ("ALLOW_PRIVATE_WEBHOOKS", "maybe"),
+        ("KAFKA_SECURITY_PROTOCOL", "TLS"), ("SMTP_URL", "mailto:x@y"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name.split("_")[0]):
+        load_settings({name: value})
+
+
+def test_production_requires_a_secret_key() -> None:
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings({"TICKERBELL_ENV": "production"})
+    assert load_settings({"TICKERBELL_ENV": "production", "SECRET_KEY": "s3cr3t"}).secret_key.get() == "s3cr3t"
+
+
+def test_secrets_never_show() -> None:
+    s = load_settings({"SECRET_KEY": "topsecretvalue", "KAFKA_PASSWORD": "kpass", "SMTP_URL": "smtp://u:mailpw@h:25"})
+    text = repr(s) + str(s)
+    for secret in ("topsecretvalue", "kpass", "mailpw"):
+        assert secret not in text
+    assert repr(Secret("x")) == "Secret('**********')"
+    assert redact_url("smtp://u:mailpw@h:25") == "smtp://u:***@h:25"
