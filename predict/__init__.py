@@ -1,0 +1,1 @@
+"""Forecasts: LSTM training, walk-forward evaluation, model registry, streaming predictions."""

@@ -1,0 +1,177 @@
+"""Training data: bar series from CSV, the bars projection, the offline sample data, yfinance.
+
+A :class:`BarSeries` is one symbol's bars in time order: bar starts in epoch
+ms and an ``(T, 5)`` OHLCV array. Loaders only read; they never train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+OHLCV = ("open", "high", "low", "close", "volume")
+DAY_S = 86_400
+OFFLINE_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
+
+
+class DataError(ValueError):
+    """Input data is missing, empty or malformed."""
+
+
+@dataclass(frozen=True)
+class BarSeries:
+    symbol: str
+    bar_seconds: int
+    start_ms: np.ndarray   # int64, strictly increasing
+    ohlcv: np.ndarray      # float64 (T, 5)
+
+    def __post_init__(self) -> None:
+        if self.ohlcv.ndim != 2 or self.ohlcv.shape[1] != 5 or len(self.start_ms) != len(self.ohlcv):
+            raise DataError(f"{self.symbol}: OHLCV must be (T, 5) with one start per row")
+        if len(self.start_ms) > 1 and not (np.diff(self.start_ms) > 0).all():
+            raise DataError(f"{self.symbol}: bar starts must be strictly increasing")
+        if not np.isfinite(self.ohlcv).all() or (self.ohlcv[:, :4] <= 0).any():
+            raise DataError(f"{self.symbol}: prices must be finite and positive")
+
+    def __len__(self) -> int:
+        return len(self.start_ms)
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.ohlcv[:, 3]
+
+    def before(self, end_ms: int) -> "BarSeries":
+        """The bars that start before ``end_ms``."""
+        n = int(np.searchsorted(self.start_ms, end_ms, side="left"))
+        return BarSeries(self.symbol, self.bar_seconds, self.start_ms[:n], self.ohlcv[:n])
+
+
+def frame_to_series(frame: pd.DataFrame, symbol: str, bar_seconds: int) -> BarSeries:
+    """Columns ``start_ms`` + open/high/low/close/volume -> a sorted, de-duplicated series."""
+    missing = [c for c in ("start_ms", *OHLCV) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{symbol}: missing columns {missing}")
+    f = frame.dropna(subset=list(OHLCV)).sort_values("start_ms").drop_duplicates("start_ms", keep="last")
+    if f.empty:
+        raise DataError(f"{symbol}: no bars")
+    return BarSeries(symbol, int(bar_seconds), f["start_ms"].to_numpy(np.int64),
+                     f[list(OHLCV)].to_numpy(np.float64))
+
+
+def _to_ms(values: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(values, utc=True)
+    return (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def adjust_ohlcv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scale open/high/low by ``adj_close / close`` and volume by its inverse.
+
+    Sources that give an adjusted close beside unadjusted prices (the sample
+    data, Quandl's WIKI) would otherwise show every split as a crash.
+    """
+    f = frame.copy()
+    factor = f["adj_close"] / f["close"]
+    for col in ("open", "high", "low"):
+        f[col] = f[col] * factor
+    f["close"] = f["adj_close"]
+    f["volume"] = f["volume"] / factor
+    return f
+
+
+def load_csv(path: str | Path, *, symbol: str | None = None, bar_seconds: int = DAY_S) -> list[BarSeries]:
+    """Bars from a CSV with a time column (``start_ms``, ``date``, ``datetime`` or ``timestamp``),
+    open/high/low/close/volume, optionally ``symbol`` (else ``symbol`` argument or the file
+    stem) and ``adj_close`` (then prices are adjusted with it)."""
+    frame = pd.read_csv(path)
+    frame.columns = [str(c).strip().lower().replace(" ", "_") for c in frame.columns]
+    if "start_ms" not in frame.columns:
+        for col in ("date", "datetime", "timestamp", "time"):
+            if col in frame.columns:
+                frame["start_ms"] = _to_ms(frame[col])
+                break
+        else:
+            raise DataError(f"{path}: no time column (start_ms, date, datetime, timestamp)")
+    if "adj_close" in frame.columns:
+        frame = adjust_ohlcv(frame)
+    if "symbol" not in frame.columns:
+        frame["symbol"] = symbol or Path(path).stem.upper()
+    return [frame_to_series(g, str(sym), bar_seconds) for sym, g in frame.groupby("symbol", sort=True)]
+
+
+def load_offline(symbols: Sequence[str] = OFFLINE_SYMBOLS) -> list[BarSeries]:
+    """Daily bars 2000-2013 (public domain, shipped by ``bokeh-sampledata``), adjusted close.
+
+    Open, high, low and volume in the source are not split-adjusted; they are
+    rescaled with the adjusted close (see :func:`adjust_ohlcv`).
+    """
+    from bokeh_sampledata import stocks
+
+    out = []
+    for symbol in symbols:
+        raw: dict[str, Any] = getattr(stocks, symbol)
+        frame = pd.DataFrame(raw)
+        frame["start_ms"] = _to_ms(frame["date"])
+        out.append(frame_to_series(adjust_ohlcv(frame), symbol, DAY_S))
+    return out
+
+
+def load_bars_table(session_factory: Callable[[], Any], *, bar_seconds: int,
+                    symbols: Iterable[str] | None = None, min_bars: int = 1) -> list[BarSeries]:
+    """Series from the ``bars`` projection (:class:`events.models.BarRecord`)."""
+    from sqlalchemy import select
+
+    from events.models import BarRecord
+
+    stmt = select(BarRecord.symbol, BarRecord.start_ms, BarRecord.open, BarRecord.high, BarRecord.low,
+                  BarRecord.close, BarRecord.volume).where(BarRecord.bar_seconds == bar_seconds)
+    if symbols is not None:
+        stmt = stmt.where(BarRecord.symbol.in_(list(symbols)))
+    stmt = stmt.order_by(BarRecord.symbol, BarRecord.start_ms)
+    with session_factory() as session:
+        rows = session.execute(stmt).all()
+    frame = pd.DataFrame(rows, columns=["symbol", "start_ms", *OHLCV])
+    return [frame_to_series(g, str(sym), bar_seconds) for sym, g in frame.groupby("symbol", sort=True)
+            if len(g) >= min_bars]
+
+
+# --- yfinance ----------------------------------------------------------------------
+
+YF_INTERVAL_SECONDS = {"1m": 60, "2m": 120, "5m": 300, "15m": 900, "30m": 1800, "60m": 3600,
+                       "1h": 3600, "1d": DAY_S}
+
+
+def history_frame_to_series(frame: pd.DataFrame, symbol: str, interval: str = "1d") -> BarSeries:
+    """A ``yfinance.Ticker.history()`` frame (DatetimeIndex, Open/High/Low/Close/Volume,
+    prices already adjusted by ``auto_adjust``) -> a series."""
+    if frame is None or frame.empty:
+        raise DataError(f"{symbol}: yfinance returned no rows (unknown symbol or no data for the period)")
+    if interval not in YF_INTERVAL_SECONDS:
+        raise DataError(f"unsupported yfinance interval {interval!r}")
+    f = frame.rename(columns=str.lower)
+    f = f.reset_index()
+    time_col = f.columns[0]
+    f["start_ms"] = _to_ms(f[time_col])
+    if "adj close" in f.columns:  # auto_adjust=False
+        f = adjust_ohlcv(f.rename(columns={"adj close": "adj_close"}))
+    return frame_to_series(f, symbol, YF_INTERVAL_SECONDS[interval])
+
+
+def fetch_yfinance(symbols: Sequence[str], *, period: str = "5y", interval: str = "1d",
+                   ticker: Callable[[str], Any] | None = None) -> list[BarSeries]:
+    """History from Yahoo via yfinance (needs the network); raises :class:`DataError` when unreachable."""
+    if ticker is None:
+        import yfinance as yf
+
+        ticker = yf.Ticker
+    out = []
+    for symbol in symbols:
+        try:
+            frame = ticker(symbol).history(period=period, interval=interval, auto_adjust=True, raise_errors=True)
+        except Exception as exc:  # yfinance raises many kinds (DNS, HTTP, rate limit, no data)
+            raise DataError(f"{symbol}: yfinance history failed: {exc}") from exc
+        out.append(history_frame_to_series(frame, symbol, interval))
+    return out

@@ -1,0 +1,126 @@
+"""Evaluation output: the per-symbol table as Markdown and JSON, and a PNG per symbol."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predict.evaluate import ALL, MODEL, Evaluation
+
+LABELS = {"lstm": "LSTM (quantile)", "persistence": "persistence", "drift": "drift", "linear_ar": "linear AR"}
+
+
+def _f(x: Any, fmt: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return format(x, fmt)
+
+
+def date_of(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def verdict(skill: float, margin: float = 0.005) -> str:
+    if skill > margin:
+        return "beats persistence"
+    if skill < -margin:
+        return "is worse than persistence"
+    return "does not beat persistence (no better than a zero-return forecast)"
+
+
+def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
+    head = ("| method | n | skill (return MSE) | skill (price MSE) | RMSE return | MAE return | RMSE price | "
+            "MAE price | MAPE % | direction (95 % CI) | coverage (nominal) |")
+    lines = [head, "|" + "---|" * 11]
+    for method, r in rows.items():
+        ci = r["direction_ci95"]
+        direction = "—" if r["direction_accuracy"] is None else (
+            f"{r['direction_accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (n={r['direction_n']})")
+        if method == "persistence":
+            direction = "— (predicts no move)"
+        lines.append(
+            f"| {LABELS.get(method, method)} | {r['n']} | {_f(r['skill'], '+.4f')} | {_f(r['skill_price'], '+.4f')} | "
+            f"{_f(r['rmse_return'], '.5f')} | {_f(r['mae_return'], '.5f')} | {_f(r['rmse_price'], '.3f')} | "
+            f"{_f(r['mae_price'], '.3f')} | {_f(r['mape_pct'], '.3f')} | {direction} | "
+            f"{_f(r['coverage'], '.3f')} ({r['nominal_coverage']:.2f}) |")
+    return "\n".join(lines)
+
+
+def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]], *, title: str,
+                    preamble: str = "") -> str:
+    out = [f"# {title}", ""]
+    if preamble:
+        out += [preamble.rstrip(), ""]
+    out += ["## Headline: skill against persistence", "",
+            "| symbol | LSTM skill | linear AR skill | drift skill | verdict |", "|---|---|---|---|---|"]
+    for sym, rows in table.items():
+        out.append(f"| {sym} | {rows[MODEL]['skill']:+.4f} | {rows['linear_ar']['skill']:+.4f} | "
+                   f"{rows['drift']['skill']:+.4f} | the LSTM {verdict(rows[MODEL]['skill'])} |")
+    out += ["", "## Folds (expanding origin)", "",
+            "| fold | train targets | early-stopping targets | test targets | train / val / test windows | epochs |",
+            "|---|---|---|---|---|---|"]
+    for f in ev.folds:
+        out.append(f"| {f['fold']} | {date_of(f['train_from_ms'])} – {date_of(f['train_to_ms'])} | "
+                   f"{date_of(f['val_from_ms'])} – {date_of(f['val_to_ms'])} | "
+                   f"{date_of(f['test_from_ms'])} – {date_of(f['test_to_ms'])} | "
+                   f"{f['n_train']} / {f['n_val']} / {f['n_test']} | {f['epochs']} |")
+    for sym, rows in table.items():
+        out += ["", f"## {'All symbols pooled' if sym == ALL else sym}", "", markdown_table(rows)]
+        if sym != ALL:
+            out += ["", f"![{sym}: actual vs predicted close](forecast-evaluation/{sym}.png)"]
+    return "\n".join(out) + "\n"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    return x
+
+
+def table_json(ev: Evaluation, table: dict[str, Any], meta: dict[str, Any]) -> str:
+    return json.dumps(_jsonable({**meta, "folds": ev.folds, "table": table}), indent=2)
+
+
+def plot_symbol(ev: Evaluation, symbol: str, path: Path, zoom_bars: int = 120) -> Path:
+    """Actual close vs the LSTM's predicted close with its interval: whole test span and its last bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    mask = ev.test.symbol == symbol
+    t = ev.test.subset(mask)
+    fc = ev.forecasts[MODEL].subset(mask)
+    when = np.array([datetime.fromtimestamp(ms / 1000, tz=timezone.utc) for ms in t.target_start_ms])
+    pred = t.base_close * np.exp(fc.r_hat)
+    lo, hi = t.base_close * np.exp(fc.lower), t.base_close * np.exp(fc.upper)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7), dpi=100)
+    for ax, sl in ((axes[0], slice(None)), (axes[1], slice(-zoom_bars, None))):
+        ax.fill_between(when[sl], lo[sl], hi[sl], color="tab:blue", alpha=0.25,
+                        label=f"{ev.level:.0%} interval", step=None)
+        ax.plot(when[sl], t.next_close[sl], color="black", lw=0.9, label="actual close")
+        ax.plot(when[sl], pred[sl], color="tab:blue", lw=0.8, label="predicted close (median)")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{symbol}: one-bar-ahead forecasts on held-out data (walk-forward)")
+    axes[1].set_title(f"last {zoom_bars} bars")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,189 @@
+"""Streaming predictions: ``metrics`` (Bar) -> ``predictions`` (Prediction).
+
+:class:`PredictionStage` is the transform: it keeps the last bars of every
+(symbol, bar size), and for each new bar of a symbol with enough history it
+builds the feature window; all windows of a poll batch go through the model
+in one call. Features come from the bars' OHLCV (not from the stream's
+indicators), exactly as in training. :func:`serve` is the runner around it:
+it waits for a promoted model, then polls, and between batches checks the
+registry's pointer so a newly promoted model is served without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from events.contract import Bar, Prediction, prediction_id
+from events.kafka import Decoded, RunnerStats, ShutdownFlag, StreamRunner
+from events.settings import Settings
+from predict.features import compute_features, min_history, targets
+from predict.model import Forecaster
+from predict.registry import Registry, RegistryError
+
+log = logging.getLogger(__name__)
+
+HORIZON_BARS = 1
+
+
+@dataclass
+class _History:
+    starts: deque[int]
+    rows: deque[tuple[float, float, float, float, float]]
+
+
+@dataclass
+class PredictionStage:
+    """Bars in, predictions out (no I/O). ``set_model`` swaps the model between batches."""
+
+    forecaster: Forecaster
+    meta: dict[str, Any]
+    max_history: int = 256
+    histories: dict[tuple[str, int], _History] = field(default_factory=dict)
+    skipped_short: int = 0
+    skipped_replay: int = 0
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["version"])
+
+    @property
+    def need(self) -> int:
+        return min_history(self.forecaster.config.window)
+
+    def set_model(self, forecaster: Forecaster, meta: dict[str, Any]) -> None:
+        self.forecaster, self.meta = forecaster, meta
+
+    def _append(self, bar: Bar) -> np.ndarray | None:
+        """Add the bar to its history; the last ``need`` bars as OHLCV if there are enough."""
+        key = (bar.symbol, bar.bar_seconds)
+        h = self.histories.get(key)
+        if h is None:
+            size = max(self.max_history, self.need)
+            h = self.histories[key] = _History(deque(maxlen=size), deque(maxlen=size))
+        if h.starts and bar.start_ms <= h.starts[-1]:
+            self.skipped_replay += 1  # a redelivered or out-of-order bar: its prediction exists
+            return None
+        h.starts.append(bar.start_ms)
+        h.rows.append((bar.open, bar.high, bar.low, bar.close, bar.volume))
+        if len(h.rows) < self.need:
+            self.skipped_short += 1
+            return None
+        rows = list(h.rows)[-self.need:]
+        return np.asarray(rows, dtype=np.float64)
+
+    def predict_bars(self, bars: Iterable[Bar]) -> list[Prediction]:
+        pending: list[tuple[Bar, np.ndarray]] = []
+        for bar in bars:
+            window = self._append(bar)
+            if window is not None:
+                pending.append((bar, window))
+        if not pending:
+            return []
+        ohlcv = np.stack([w for _, w in pending])
+        w = self.forecaster.config.window
+        x = compute_features(ohlcv)[:, -w:, :]
+        sigma = targets(ohlcv)[1][:, -1]
+        ok = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(sigma)  # a flat series has no scale
+        q = self.forecaster.predict_returns(x[ok], sigma[ok])
+        skill = self.meta.get("skill")
+        level = float(self.meta.get("interval_level", self.forecaster.config.interval_level))
+        out = []
+        for (bar, _), (lo, mid, hi) in zip([p for p, good in zip(pending, ok) if good], q):
+            close = bar.close
+            out.append(Prediction(
+                id=prediction_id(bar.symbol, bar.start_ms, HORIZON_BARS, self.version),
+                ts=bar.start_ms + bar.bar_seconds * 1000,
+                symbol=bar.symbol, base_start_ms=bar.start_ms, bar_seconds=bar.bar_seconds,
+                horizon_bars=HORIZON_BARS, base_close=close,
+                predicted_close=float(close * np.exp(mid)), predicted_return=float(mid),
+                lower=float(close * np.exp(lo)), upper=float(close * np.exp(hi)),
+                interval_level=level, model_version=self.version,
+                skill=None if skill is None else float(skill),
+            ))
+        return out
+
+    def __call__(self, batch: list[Decoded]) -> list[Prediction]:
+        bars = sorted((d.event for d in batch if isinstance(d.event, Bar)), key=lambda b: b.start_ms)
+        return self.predict_bars(bars)
+
+
+class ModelWatcher:
+    """Loads the promoted model, and a newer one when the pointer changes (checked every ``every_s``)."""
+
+    def __init__(self, registry: Registry, loader: Callable[[Registry, str], tuple[Forecaster, dict[str, Any]]],
+                 every_s: float = 5.0) -> None:
+        self.registry, self.loader, self.every_s = registry, loader, every_s
+        self.version: str | None = None
+        self._checked = 0.0
+
+    def poll(self, force: bool = False) -> tuple[Forecaster, dict[str, Any]] | None:
+        """A newly promoted (forecaster, meta), or None when nothing changed or it is not time yet."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.every_s:
+            return None
+        self._checked = now
+        version = self.registry.promoted_version()
+        if version is None or version == self.version:
+            return None
+        try:
+            loaded = self.loader(self.registry, version)
+        except (RegistryError, OSError, ValueError) as exc:
+            log.error("cannot load promoted model %s: %s (keeping %s)", version, exc, self.version)
+            return None
+        self.version = version
+        return loaded
+
+
+def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", reload_every_s: float = 5.0,
+          shutdown: ShutdownFlag | None = None, wait_for_model: bool = True,
+          loader: Callable[[Registry, str], tuple[Forecaster, dict[str, Any]]] | None = None) -> RunnerStats | None:
+    """Run until the shutdown flag is set. Without a promoted model: wait for one (or return None)."""
+    if loader is None:
+        from predict.pipeline import load_forecaster
+
+        loader = load_forecaster
+    shutdown = shutdown or ShutdownFlag().install()
+    watcher = ModelWatcher(registry, loader, reload_every_s)
+    loaded = watcher.poll(force=True)
+    last_notice = time.monotonic()
+    if loaded is None:
+        log.warning("no promoted model in %s: no predictions until one is promoted. "
+                    "Train one with `python -m predict ensure-model` (offline data, under a minute) "
+                    "or `python -m predict train`.", registry.root)
+        if not wait_for_model:
+            return None
+    while loaded is None and not shutdown.wait(1.0):
+        loaded = watcher.poll(force=True)
+        if loaded is None and time.monotonic() - last_notice > 60:
+            log.warning("still waiting for a promoted model in %s", registry.root)
+            last_notice = time.monotonic()
+    if loaded is None:
+        return None
+    stage = PredictionStage(*loaded)
+    log.info("serving model %s (holdout skill %+.4f vs persistence) on %s -> %s", stage.version,
+             stage.meta.get("skill", float("nan")), settings.topic("metrics"), settings.topic("predictions"))
+    runner = StreamRunner(settings, settings.topic(group_id), {settings.topic("metrics"): Bar}, stage,
+                          shutdown=shutdown)
+    reported = time.monotonic()
+    try:
+        while not shutdown.is_set():
+            newer = watcher.poll()
+            if newer is not None:
+                stage.set_model(*newer)
+                log.info("now serving newly promoted model %s (skill %+.4f)", stage.version,
+                         stage.meta.get("skill", float("nan")))
+            runner.run_once()
+            if time.monotonic() - reported > 60:
+                reported = time.monotonic()
+                s = runner.stats
+                log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history",
+                         s.consumed, s.produced, s.dlq, stage.skipped_short)
+    finally:
+        runner.close()
+    return runner.stats
