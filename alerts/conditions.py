@@ -1,0 +1,225 @@
+"""Pure evaluation of one condition over a symbol's latest series values.
+
+A :class:`CompiledCondition` is built once per rule from a contract
+:class:`~events.contract.Condition`. ``observe(values, state)`` reads the
+latest values (``price``, bar fields, ``forecast.*``), updates the
+per-(rule, symbol) :class:`CondState` (previous side for crossings, the
+sliding window for moves) and returns an :class:`Observation`, or None
+while a series it needs is still unknown (indicator warm-up).
+
+Operators, in three kinds:
+
+- level, true while it holds: ``greater_than``, ``less_than``,
+  ``inside_channel``, ``outside_channel``, ``moving_up``/``moving_down``
+  (the series rose/fell by ``value`` from its lowest/highest point within the
+  window), ``moving_up_pct``/``moving_down_pct`` (the same in percent);
+- armed, true while it holds but able to fire only after the opposite was
+  seen: ``crossing_up`` (above after at-or-below), ``crossing_down``,
+  ``entering_channel`` (inside after outside), ``exiting_channel``;
+- ``crossing``: the side of ``series`` relative to the threshold changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import msgspec
+
+from events.contract import Condition
+
+__all__ = [
+    "ARMED_OPS", "CondState", "CompiledCondition", "Observation", "compile_condition",
+    "series_source", "ConditionError", "DOWN_OPS", "UP_OPS",
+]
+
+LEVEL_OPS = frozenset({"greater_than", "less_than", "inside_channel", "outside_channel",
+                       "moving_up", "moving_down", "moving_up_pct", "moving_down_pct"})
+ARMED_OPS = frozenset({"crossing_up", "crossing_down", "entering_channel", "exiting_channel"})
+CHANNEL_OPS = frozenset({"inside_channel", "outside_channel", "entering_channel", "exiting_channel"})
+MOVING_OPS = frozenset({"moving_up", "moving_down", "moving_up_pct", "moving_down_pct"})
+COMPARE_OPS = frozenset({"greater_than", "less_than", "crossing", "crossing_up", "crossing_down"})
+# the direction a firing value lies in, for the recovery threshold (hysteresis)
+UP_OPS = frozenset({"greater_than", "crossing_up"})
+DOWN_OPS = frozenset({"less_than", "crossing_down"})
+
+BAR_SERIES = frozenset({
+    "open", "high", "low", "close", "volume", "count", "vwap", "change_pct", "sma_5", "sma_10", "sma_20",
+    "ema_12", "ema_26", "macd", "volatility_20", "zscore_20", "rsi_14", "volume_avg_20", "volume_ratio",
+})
+FORECAST_SERIES = frozenset({
+    "forecast.move_pct", "forecast.lower_move_pct", "forecast.upper_move_pct",
+    "forecast.close", "forecast.lower", "forecast.upper",
+})
+ALL_SERIES = BAR_SERIES | FORECAST_SERIES | {"price"}
+
+
+class ConditionError(ValueError):
+    """A condition that is well-typed but makes no sense (unknown series, missing operand)."""
+
+
+def series_source(series: str) -> str:
+    """Which event updates ``series``: ``tick``, ``bar`` or ``prediction``."""
+    if series == "price":
+        return "tick"
+    if series in FORECAST_SERIES:
+        return "prediction"
+    if series in BAR_SERIES:
+        return "bar"
+    raise ConditionError(f"unknown series {series!r}; use price, a bar field ({', '.join(sorted(BAR_SERIES))}) "
+                         f"or a forecast series ({', '.join(sorted(FORECAST_SERIES))})")
+
+
+class CondState(msgspec.Struct, array_like=True):
+    """Mutable per-(rule, symbol) memory of a condition; serialised in the engine changelog."""
+
+    side: int = 0            # last strict side of series vs threshold: 1 above, -1 below, 0 unknown
+    n: int = 0               # how many observations of the window series so far (bar-count windows)
+    window: list[list[float]] = []   # monotonic deque of [key, value]: key = ts_ms or observation number
+    also: "CondState | None" = None
+
+
+@dataclass(slots=True)
+class Observation:
+    active: bool          # the condition holds now
+    cross: bool           # the side changed on this observation (``crossing`` fires on it)
+    side: int
+    value: float          # what is reported as the alert's value
+    threshold: float | None
+    series_value: float   # the raw series value (for the recovery threshold)
+
+
+class CompiledCondition:
+    """One condition, ready to observe. ``sources`` = the event kinds that update its series."""
+
+    __slots__ = ("cond", "op", "series", "other", "const", "lower", "upper", "amount", "window_bars",
+                 "window_ms", "also", "sources", "kind", "series_names")
+
+    def __init__(self, cond: Condition, bar_seconds: int) -> None:
+        self.cond = cond
+        self.op = cond.op
+        self.series = cond.series
+        self.other = cond.other
+        self.const = cond.value
+        self.lower = cond.lower
+        self.upper = cond.upper
+        self.amount = cond.value
+        self.window_bars: int | None = None
+        self.window_ms: int | None = None
+        names = {cond.series}
+        series_source(cond.series)
+        if cond.op in COMPARE_OPS:
+            if (cond.value is None) == (cond.other is None):
+                raise ConditionError(f"`{cond.op}` needs exactly one of `value` (a constant) or `other` (a series)")
+            if cond.other is not None:
+                series_source(cond.other)
+                names.add(cond.other)
+        elif cond.op in CHANNEL_OPS:
+            if cond.lower is None or cond.upper is None:
+                raise ConditionError(f"`{cond.op}` needs `lower` and `upper`")
+            if cond.lower > cond.upper:
+                raise ConditionError("`lower` must not exceed `upper`")
+        else:  # moving
+            if cond.value is None or cond.value <= 0:
+                raise ConditionError(f"`{cond.op}` needs a positive `value` (the amount of the move)")
+            if cond.window_s is not None:
+                self.window_ms = cond.window_s * 1000
+            elif series_source(cond.series) == "tick":
+                self.window_ms = (cond.window_bars or 1) * bar_seconds * 1000
+            else:
+                self.window_bars = cond.window_bars or 1
+        self.kind = "armed" if cond.op in ARMED_OPS else "cross" if cond.op == "crossing" else "level"
+        self.also = CompiledCondition(cond.also, bar_seconds) if cond.also is not None else None
+        if self.also is not None:
+            names |= self.also.series_names
+        self.series_names = frozenset(names)
+        self.sources = frozenset(series_source(s) for s in names)
+
+    def new_state(self) -> CondState:
+        return CondState(also=self.also.new_state() if self.also is not None else None)
+
+    def observe(self, values: Mapping[str, float | None], state: CondState, ts_ms: int) -> Observation | None:
+        """Observe the latest ``values``; None while a needed series is unknown. Updates ``state``."""
+        a = values.get(self.series)
+        if a is None:
+            return None
+        op = self.op
+        if op in COMPARE_OPS:
+            b = self.const if self.other is None else values.get(self.other)
+            if b is None:
+                return None
+            side = 1 if a > b else -1 if a < b else state.side
+            cross = state.side != 0 and side != state.side
+            state.side = side
+            if op == "greater_than" or op == "crossing_up":
+                active = a > b
+            elif op == "less_than" or op == "crossing_down":
+                active = a < b
+            else:
+                active = cross
+            obs = Observation(active, cross, side, a, b, a)
+        elif op in CHANNEL_OPS:
+            lo, hi = self.lower, self.upper
+            assert lo is not None and hi is not None
+            inside = lo <= a <= hi
+            active = inside if op in ("inside_channel", "entering_channel") else not inside
+            threshold = hi if a >= (lo + hi) / 2 else lo
+            obs = Observation(active, False, 0, a, threshold, a)
+        else:
+            obs = self._observe_move(a, state, ts_ms)
+        if self.also is not None:
+            assert state.also is not None
+            other = self.also.observe(values, state.also, ts_ms)
+            if other is None:
+                return None
+            obs.active = obs.active and other.active
+            obs.cross = obs.cross and other.active
+        return obs
+
+    def _observe_move(self, a: float, state: CondState, ts_ms: int) -> Observation:
+        up = self.op in ("moving_up", "moving_up_pct")
+        state.n += 1
+        key = float(ts_ms) if self.window_ms is not None else float(state.n)
+        cutoff = key - (self.window_ms if self.window_ms is not None else self.window_bars)  # type: ignore[operator]
+        window = state.window
+        # monotonic deque: front holds the window's minimum (moving up) or maximum (moving down)
+        if up:
+            while window and window[-1][1] >= a:
+                window.pop()
+        else:
+            while window and window[-1][1] <= a:
+                window.pop()
+        window.append([key, a])
+        drop = 0
+        while window[drop][0] < cutoff:
+            drop += 1
+        if drop:
+            del window[:drop]
+        extreme = window[0][1]
+        move = a - extreme if up else extreme - a
+        if self.op.endswith("_pct"):
+            move = move / extreme * 100.0 if extreme else 0.0
+        assert self.amount is not None
+        return Observation(move >= self.amount, False, 0, move, self.amount, a)
+
+
+def compile_condition(cond: Condition, bar_seconds: int = 60) -> CompiledCondition:
+    return CompiledCondition(cond, bar_seconds)
+
+
+def bar_values(bar: object) -> dict[str, float | None]:
+    """The series a Bar updates."""
+    return {name: getattr(bar, name) for name in BAR_SERIES}
+
+
+def prediction_values(pred: object) -> dict[str, float]:
+    """The forecast series a Prediction updates (moves in percent of the base close)."""
+    base = pred.base_close  # type: ignore[attr-defined]
+    return {
+        "forecast.close": pred.predicted_close,  # type: ignore[attr-defined]
+        "forecast.lower": pred.lower,  # type: ignore[attr-defined]
+        "forecast.upper": pred.upper,  # type: ignore[attr-defined]
+        "forecast.move_pct": (pred.predicted_close / base - 1.0) * 100.0,  # type: ignore[attr-defined]
+        "forecast.lower_move_pct": (pred.lower / base - 1.0) * 100.0,  # type: ignore[attr-defined]
+        "forecast.upper_move_pct": (pred.upper / base - 1.0) * 100.0,  # type: ignore[attr-defined]
+    }

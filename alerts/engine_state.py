@@ -1,0 +1,382 @@
+"""The rule engine's pure core: rule lifecycle, the symbol index, stale feeds.
+
+:class:`Evaluator` holds the rules (indexed by symbol and by the kind of
+event that updates their series) and the per-symbol state; ``on_tick``,
+``on_bar`` and ``on_prediction`` return the :class:`~events.contract.Alert`
+events an input causes. No I/O and no clock: every time is the event's
+time, so a replay (the engine after a crash, the rule preview) gives the
+same alerts with the same ids. ``check_stale(now_ms)`` is the one entry
+that takes the wall clock, from the runner.
+
+Lifecycle of one (rule, symbol): not firing -> firing (an ``alert`` event
+with state ``firing``) -> resolved (state ``resolved``) when the condition
+clears (past the recovery threshold, if any). A condition that stays true
+never fires again. Firing is gated by: enabled, expiry, snooze, active
+hours (rule's time zone), ``once`` (at most one firing ever), pending
+period (the condition held for ``pending_s``), ``once_per_bar`` (at most
+one firing per bar), cooldown (``cooldown_s`` since the last firing). A
+condition that is true while a gate is closed fires when the gate opens, if
+still true. ``once_per_bar_close`` rules are evaluated on bar closes only
+(``price`` reads the bar's close).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from alerts.conditions import ARMED_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, bar_values, prediction_values
+from alerts.templates import alert_context, default_message, render
+from events.contract import Alert, Bar, Prediction, Rule, Tick, alert_id
+
+__all__ = ["CompiledRule", "Evaluator", "RuleState", "SymbolState", "in_active_hours", "in_us_market_hours"]
+
+NEW_YORK = ZoneInfo("America/New_York")
+EVIDENCE_FIELDS = ("price", "open", "high", "low", "close", "volume")
+
+
+class RuleState(msgspec.Struct, array_like=True):
+    """Mutable lifecycle state of one (rule, symbol)."""
+
+    version: int
+    cond: CondState
+    firing: bool = False
+    armed: bool = False
+    true_since_ms: int | None = None
+    last_fire_ms: int | None = None
+    last_fire_bar: int | None = None
+    fired: int = 0
+    fired_side: int = 0
+
+
+class SymbolState(msgspec.Struct):
+    """Everything the engine remembers about one symbol (one changelog record)."""
+
+    values: dict[str, float | None] = {}
+    rules: dict[int, RuleState] = {}
+    last_tick_ms: int = 0
+    last_tick_id: str = ""
+    stale: bool = False
+    stale_id: str = ""
+
+
+def in_active_hours(ts_ms: int, tz: ZoneInfo, from_min: int | None, to_min: int | None) -> bool:
+    """Whether ``ts_ms`` falls in [from, to) minutes after local midnight (wrapping past midnight)."""
+    if from_min is None or to_min is None or from_min == to_min:
+        return True
+    local = datetime.fromtimestamp(ts_ms / 1000, tz)
+    minute = local.hour * 60 + local.minute
+    if from_min < to_min:
+        return from_min <= minute < to_min
+    return minute >= from_min or minute < to_min
+
+
+def in_us_market_hours(ts_ms: int) -> bool:
+    """Regular US session: Monday-Friday 09:30-16:00 New York time (exchange holidays not modelled)."""
+    local = datetime.fromtimestamp(ts_ms / 1000, NEW_YORK)
+    if local.weekday() >= 5:
+        return False
+    minute = local.hour * 60 + local.minute
+    return 9 * 60 + 30 <= minute < 16 * 60
+
+
+class CompiledRule:
+    """A contract Rule with its compiled condition and the event kinds it is evaluated on."""
+
+    __slots__ = ("rule", "cond", "kinds", "bar_ms", "tz", "recovery_dir", "_hours_cache", "on_close")
+
+    def __init__(self, rule: Rule, bar_seconds: int) -> None:
+        self.rule = rule
+        self.cond = CompiledCondition(rule.condition, bar_seconds)
+        self.on_close = rule.frequency == "once_per_bar_close"
+        self.kinds = frozenset({"bar"}) if self.on_close else self.cond.sources
+        self.bar_ms = bar_seconds * 1000
+        self.tz = ZoneInfo(rule.timezone)
+        op = rule.condition.op
+        self.recovery_dir = 1 if op in UP_OPS else -1 if op in DOWN_OPS else 0
+        self._hours_cache: tuple[int, bool] = (-1, True)
+
+    def active_hours(self, ts_ms: int) -> bool:
+        r = self.rule
+        if r.active_from_min is None or r.active_to_min is None:
+            return True
+        minute_key = ts_ms // 60_000
+        if self._hours_cache[0] != minute_key:
+            self._hours_cache = (minute_key, in_active_hours(ts_ms, self.tz, r.active_from_min, r.active_to_min))
+        return self._hours_cache[1]
+
+    def new_state(self) -> RuleState:
+        return RuleState(version=self.rule.version, cond=self.cond.new_state())
+
+    def gates_open(self, st: RuleState, ts_ms: int) -> bool:
+        r = self.rule
+        if not r.enabled:
+            return False
+        if r.expires_ms is not None and ts_ms >= r.expires_ms:
+            return False
+        if r.snoozed_until_ms is not None and ts_ms < r.snoozed_until_ms:
+            return False
+        if r.frequency == "once" and st.fired:
+            return False
+        if r.pending_s and self.cond.kind != "cross" and st.true_since_ms is not None \
+                and ts_ms - st.true_since_ms < r.pending_s * 1000:
+            return False
+        if r.frequency in ("once_per_bar", "once_per_bar_close") and st.last_fire_bar == ts_ms // self.bar_ms:
+            return False
+        if r.cooldown_s and st.last_fire_ms is not None and ts_ms - st.last_fire_ms < r.cooldown_s * 1000:
+            return False
+        return self.active_hours(ts_ms)
+
+    def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[tuple[str, float, float | None]]:
+        """Advance the lifecycle by one observation; return (state, value, threshold) of alerts to emit."""
+        obs = self.cond.observe(values, st.cond, ts_ms)
+        if obs is None:
+            return []
+        out: list[tuple[str, float, float | None]] = []
+        kind = self.cond.kind
+        if st.firing:
+            holds = obs.side == st.fired_side if kind == "cross" else obs.active
+            if holds:
+                return out
+            recovery = self.rule.recovery
+            if recovery is not None and self.recovery_dir:
+                a = obs.series_value
+                if (self.recovery_dir > 0 and a > recovery) or (self.recovery_dir < 0 and a < recovery):
+                    return out  # not yet past the recovery threshold (hysteresis)
+            st.firing = False
+            st.true_since_ms = None
+            out.append(("resolved", obs.value, obs.threshold))
+        if kind == "armed":
+            if not obs.active:
+                st.armed = True
+            eligible = obs.active and st.armed
+        elif kind == "cross":
+            eligible = obs.cross
+        else:
+            eligible = obs.active
+        if not eligible:
+            st.true_since_ms = None
+            return out
+        if st.true_since_ms is None:
+            st.true_since_ms = ts_ms
+        if self.gates_open(st, ts_ms):
+            st.firing = True
+            st.armed = False
+            st.fired += 1
+            st.fired_side = obs.side
+            st.last_fire_ms = ts_ms
+            st.last_fire_bar = ts_ms // self.bar_ms
+            st.true_since_ms = None
+            out.append(("firing", obs.value, obs.threshold))
+        return out
+
+
+class Evaluator:
+    """Rules indexed by symbol and event kind, per-symbol state, and the lifecycle of each pair.
+
+    ``dirty`` collects the symbols whose state changed since the runner last
+    took it (the runner writes them to the changelog in the same transaction).
+    """
+
+    def __init__(self, bar_seconds: int = 60, public_url: str = "", stale_after_s: int = 0) -> None:
+        self.bar_seconds = bar_seconds
+        self.public_url = public_url
+        self.stale_after_ms = stale_after_s * 1000
+        self.rules: dict[int, CompiledRule] = {}
+        # kind ("tick" | "bar" | "prediction") -> symbol -> rules evaluated on that event
+        self.index: dict[str, dict[str, list[CompiledRule]]] = {"tick": {}, "bar": {}, "prediction": {}}
+        self.symbols: dict[str, SymbolState] = {}
+        self.watched: set[str] = set()
+        self.dirty: set[str] = set()
+
+    # --- rules -------------------------------------------------------------------------
+
+    def upsert_rule(self, rule: Rule) -> None:
+        """Add or replace a rule (a new version restarts its lifecycle). Raises ConditionError."""
+        compiled = CompiledRule(rule, self.bar_seconds)
+        self.remove_rule(rule.rule_id)
+        if not rule.enabled:
+            return
+        self.rules[rule.rule_id] = compiled
+        for kind in compiled.kinds:
+            by_symbol = self.index[kind]
+            for symbol in rule.symbols:
+                by_symbol.setdefault(symbol, []).append(compiled)
+        self.watched.update(rule.symbols)
+
+    def remove_rule(self, rule_id: int) -> None:
+        old = self.rules.pop(rule_id, None)
+        if old is None:
+            return
+        for kind in old.kinds:
+            by_symbol = self.index[kind]
+            for symbol in old.rule.symbols:
+                lst = by_symbol.get(symbol)
+                if lst is None:
+                    continue
+                lst[:] = [c for c in lst if c.rule.rule_id != rule_id]
+                if not lst:
+                    del by_symbol[symbol]
+        for symbol in old.rule.symbols:
+            st = self.symbols.get(symbol)
+            if st is not None and st.rules.pop(rule_id, None) is not None:
+                self.dirty.add(symbol)
+        self.watched = {s for idx in self.index.values() for s in idx}
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def _symbol(self, symbol: str) -> SymbolState:
+        st = self.symbols.get(symbol)
+        if st is None:
+            st = self.symbols[symbol] = SymbolState(values={}, rules={})
+        return st
+
+    def on_tick(self, tick: Tick) -> list[Alert]:
+        symbol = tick.symbol
+        if symbol not in self.watched:
+            return []  # the cost of a tick nobody watches: one set lookup
+        st = self._symbol(symbol)
+        st.values["price"] = tick.price
+        st.last_tick_ms = tick.ts
+        st.last_tick_id = tick.id
+        self.dirty.add(symbol)
+        out: list[Alert] = []
+        if st.stale:
+            out.extend(self._stale_resolved(symbol, st, tick.ts, tick.id))
+        rules = self.index["tick"].get(symbol)
+        if rules:
+            self._evaluate(rules, symbol, st, st.values, tick.ts, tick.id, out)
+        return out
+
+    def on_price(self, symbol: str, price: float, ts_ms: int, event_id: str) -> list[Alert]:
+        """A price observation that is not a Tick (the preview replays bar closes through this)."""
+        if symbol not in self.watched:
+            return []
+        st = self._symbol(symbol)
+        st.values["price"] = price
+        out: list[Alert] = []
+        rules = self.index["tick"].get(symbol)
+        if rules:
+            self._evaluate(rules, symbol, st, st.values, ts_ms, event_id, out)
+        return out
+
+    def on_bar(self, bar: Bar) -> list[Alert]:
+        symbol = bar.symbol
+        if symbol not in self.watched:
+            return []
+        st = self._symbol(symbol)
+        st.values.update(bar_values(bar))
+        self.dirty.add(symbol)
+        out: list[Alert] = []
+        rules = self.index["bar"].get(symbol)
+        if rules:
+            plain = [c for c in rules if not c.on_close]
+            closing = [c for c in rules if c.on_close]
+            if plain:
+                self._evaluate(plain, symbol, st, st.values, bar.ts, bar.id, out)
+            if closing:  # evaluated at the bar's close: ``price`` is the close
+                values = {**st.values, "price": bar.close}
+                self._evaluate(closing, symbol, st, values, bar.ts, bar.id, out)
+        return out
+
+    def on_prediction(self, pred: Prediction) -> list[Alert]:
+        symbol = pred.symbol
+        if symbol not in self.watched:
+            return []
+        st = self._symbol(symbol)
+        st.values.update(prediction_values(pred))
+        self.dirty.add(symbol)
+        out: list[Alert] = []
+        rules = self.index["prediction"].get(symbol)
+        if rules:
+            self._evaluate(rules, symbol, st, st.values, pred.ts, pred.id, out)
+        return out
+
+    def _evaluate(self, rules: Iterable[CompiledRule], symbol: str, st: SymbolState,
+                  values: dict[str, float | None], ts_ms: int, event_id: str, out: list[Alert]) -> None:
+        states = st.rules
+        for compiled in rules:
+            rule = compiled.rule
+            rs = states.get(rule.rule_id)
+            if rs is None or rs.version != rule.version:
+                rs = states[rule.rule_id] = compiled.new_state()
+            for state, value, threshold in compiled.step(rs, values, ts_ms):
+                out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id))
+        self.dirty.add(symbol)
+
+    def _alert(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], state: str,
+               value: float, threshold: float | None, ts_ms: int, event_id: str) -> Alert:
+        rule = compiled.rule
+        cond = rule.condition
+        evidence = {k: v for k in (*EVIDENCE_FIELDS, *compiled.cond.series_names)
+                    if (v := values.get(k)) is not None}
+        alert = Alert(
+            id=alert_id(rule.rule_id, rule.version, event_id, state), ts=ts_ms,
+            rule_id=rule.rule_id, rule_version=rule.version, user_id=rule.user_id, state=state,  # type: ignore[arg-type]
+            symbol=symbol, trigger_event_id=event_id, series=cond.series, op=cond.op,
+            value=value, threshold=threshold, channel_ids=list(rule.channel_ids) if state == "firing" else [],
+            rule_name=rule.name, evidence=evidence,
+        )
+        ctx = alert_context(alert, self.public_url, self.bar_seconds)
+        message = render(rule.message, ctx, default_message(ctx)) if state == "firing" else \
+            f"{symbol}: resolved, {ctx['condition']} no longer holds (value {value:g})"
+        return msgspec.structs.replace(alert, message=message[:8000])
+
+    # --- stale feed --------------------------------------------------------------------
+
+    def check_stale(self, now_ms: int) -> list[Alert]:
+        """System alerts for watched symbols without a tick for ``stale_after_s`` during US market hours."""
+        if not self.stale_after_ms or not in_us_market_hours(now_ms):
+            return []
+        out: list[Alert] = []
+        for symbol, st in self.symbols.items():
+            if st.stale or not st.last_tick_ms or symbol not in self.watched:
+                continue
+            if now_ms - st.last_tick_ms >= self.stale_after_ms:
+                st.stale = True
+                st.stale_id = f"stale:{symbol}:{st.last_tick_id}"
+                self.dirty.add(symbol)
+                out.append(self._system_alert(symbol, "firing", st.stale_id, now_ms, st,
+                                              f"{symbol}: no ticks for {(now_ms - st.last_tick_ms) // 1000} s "
+                                              "during market hours (stale feed)"))
+        return out
+
+    def _stale_resolved(self, symbol: str, st: SymbolState, ts_ms: int, event_id: str) -> list[Alert]:
+        st.stale = False
+        return [self._system_alert(symbol, "resolved", st.stale_id, ts_ms, st, f"{symbol}: ticks are flowing again")]
+
+    def _system_alert(self, symbol: str, state: str, trigger: str, ts_ms: int, st: SymbolState, message: str) -> Alert:
+        age_s = max(0, ts_ms - st.last_tick_ms) / 1000
+        return Alert(
+            id=alert_id(0, 0, trigger, state), ts=ts_ms, rule_id=0, rule_version=0, user_id=0,
+            state=state, symbol=symbol, trigger_event_id=trigger, series="feed", op="stale",  # type: ignore[arg-type]
+            value=age_s, threshold=self.stale_after_ms / 1000, message=message, rule_name="stale feed",
+        )
+
+    # --- changelog ---------------------------------------------------------------------
+
+    def take_dirty(self) -> dict[str, SymbolState]:
+        dirty, self.dirty = self.dirty, set()
+        return {s: self.symbols[s] for s in dirty if s in self.symbols}
+
+    def restore(self, symbol: str, state: SymbolState) -> None:
+        self.symbols[symbol] = state
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(SymbolState)
+
+
+def encode_state(state: SymbolState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(data: bytes) -> SymbolState:
+    return _state_decoder.decode(data)
+
+
+def utc_ms(dt: datetime) -> int:
+    return int(dt.astimezone(timezone.utc).timestamp() * 1000)

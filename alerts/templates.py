@@ -1,0 +1,115 @@
+"""Message templates: sandboxed Jinja2 with the placeholders TradingView users know.
+
+``{{ticker}}``, ``{{close}}``, ``{{open}}``, ``{{high}}``, ``{{low}}``,
+``{{volume}}``, ``{{price}}``, ``{{time}}`` (ISO 8601 UTC of the trigger),
+``{{timenow}}``, ``{{interval}}``, ``{{value}}``, ``{{threshold}}``,
+``{{series}}``, ``{{op}}``, ``{{condition}}``, ``{{rule}}``, ``{{state}}``,
+``{{alert_id}}``, ``{{chart_url}}`` and every evidence series by name.
+A template that fails to parse or render yields a plain fallback line
+rather than an exception: a user's typo must not lose the alert.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from events.contract import Alert
+
+__all__ = ["alert_context", "condition_text", "render", "render_json_body", "TemplateProblem", "validate_template"]
+
+_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
+_strict_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+_json_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
+_json_env.filters["tojson"] = lambda v: json.dumps(v)
+MAX_OUTPUT = 16_000
+
+OP_WORDS = {
+    "greater_than": "above", "less_than": "below", "crossing": "crossing", "crossing_up": "crossing up",
+    "crossing_down": "crossing down", "entering_channel": "entering channel", "exiting_channel": "exiting channel",
+    "inside_channel": "inside channel", "outside_channel": "outside channel", "moving_up": "moving up by",
+    "moving_down": "moving down by", "moving_up_pct": "moving up % by", "moving_down_pct": "moving down % by",
+}
+
+
+class TemplateProblem(ValueError):
+    """A template that does not compile (reported to the user when saving it)."""
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str, strict: bool = False):  # type: ignore[no-untyped-def]
+    return (_strict_env if strict else _env).from_string(source)
+
+
+def validate_template(source: str) -> None:
+    """Raise :class:`TemplateProblem` if ``source`` is not a valid template."""
+    try:
+        _env.parse(source)
+    except TemplateError as exc:
+        raise TemplateProblem(f"template error: {exc}") from None
+
+
+def fmt_number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def condition_text(series: str, op: str, threshold: float | None) -> str:
+    return f"{series} {OP_WORDS.get(op, op)} {fmt_number(threshold)}"
+
+
+def iso_time(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert_context(alert: Alert, public_url: str = "", bar_seconds: int = 60,
+                  evidence: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every placeholder for one alert."""
+    ev = dict(evidence if evidence is not None else getattr(alert, "evidence", None) or {})
+    ctx: dict[str, Any] = {name.replace(".", "_"): v for name, v in ev.items()}
+    close = ev.get("close", ev.get("price"))
+    ctx.update({
+        "ticker": alert.symbol, "symbol": alert.symbol, "exchange": "",
+        "close": close, "open": ev.get("open"), "high": ev.get("high"), "low": ev.get("low"),
+        "volume": ev.get("volume"), "price": ev.get("price", close),
+        "time": iso_time(alert.ts), "timenow": iso_time(int(datetime.now(timezone.utc).timestamp() * 1000)),
+        "ts_ms": alert.ts, "interval": f"{bar_seconds}s",
+        "value": alert.value, "threshold": alert.threshold, "series": alert.series, "op": alert.op,
+        "condition": condition_text(alert.series, alert.op, alert.threshold),
+        "rule": alert.rule_name, "rule_name": alert.rule_name, "rule_id": alert.rule_id,
+        "state": alert.state, "alert_id": alert.id, "message": alert.message,
+        "chart_url": f"{public_url}/chart/{alert.symbol}" if public_url else "",
+    })
+    return ctx
+
+
+def render(source: str, context: dict[str, Any], fallback: str = "") -> str:
+    """Render ``source`` in the sandbox; on any template error return ``fallback``."""
+    if not source:
+        return fallback
+    try:
+        out = _compiled(source).render(context)
+    except Exception:  # noqa: BLE001 - any failure of a user's template falls back, never loses the alert
+        return fallback
+    return out[:MAX_OUTPUT]
+
+
+def default_message(context: dict[str, Any]) -> str:
+    return (f"{context['ticker']}: {context['condition']} "
+            f"(value {fmt_number(context['value'])} at {context['time']})")
+
+
+def render_json_body(source: str | None, context: dict[str, Any], default: dict[str, Any]) -> bytes:
+    """A webhook body: the user's template (any text, usually JSON) or the default JSON document."""
+    if source:
+        try:
+            return _compiled(source).render(context).encode()[:MAX_OUTPUT * 4]
+        except Exception:  # noqa: BLE001
+            pass
+    return json.dumps(default, separators=(",", ":")).encode()
