@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     source = build_source(args)
     report = run_ingest(source, EventProducer(settings), ShutdownFlag().install(), rate=args.rate,
                         max_ticks=args.count, duration_s=args.duration)
-    print(f"ingest: {report.produced} ticks in {report.elapsed_s:.1f} s ({report.rate:,.0f}/s), "
+    print(f"ingest: {report.produced} ticks in {report.elapsed_s:.3f} s ({report.rate:,.0f}/s), "
           f"{report.duplicates} duplicates dropped, {report.out_of_order} out of order", file=sys.stderr)
     return 0
 

@@ -9,7 +9,6 @@ minute), so a demo shows movement; 1 is realistic.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -68,29 +67,47 @@ class SimSource:
             for _ in self.symbols
         ]
         self._cursor = 0
+        self._drift = np.array([st.drift for st in self.state])
+        self._vol = np.array([st.vol for st in self.state])
 
     def next_batch(self, max_ticks: int) -> list[RawTick]:
+        """``max_ticks`` ticks, round-robin over the symbols, stamped with the clock's now.
+
+        Vectorised: each symbol's log-price path through the batch is a
+        cumulative sum of its GBM steps (first step spans the time since the
+        symbol's previous tick, later ones 1 ms).
+        """
         n = max_ticks
+        if n <= 0:
+            return []
         now = self.clock_ms()
         rng = self.rng
-        z = rng.standard_normal(n)
-        jumps = rng.random(n) < self.jump_prob
-        jump_sizes = rng.normal(0.0, 0.02, n)
-        base_sizes = np.maximum(1, np.round(rng.lognormal(0.0, 1.0, n) * 100))
-        shape = 1.0 + 1.5 * (2.0 * session_fraction(now) - 1.0) ** 2
-        out: list[RawTick] = []
         k = len(self.symbols)
-        cursor = self._cursor
-        for i in range(n):
-            j = cursor % k
-            cursor += 1
-            st = self.state[j]
-            dt = max(now - st.last_ms, 1) * self.time_scale / MS_PER_TRADING_YEAR
-            step = (st.drift - 0.5 * st.vol * st.vol) * dt + st.vol * math.sqrt(dt) * z[i]
-            if jumps[i]:
-                step += jump_sizes[i]
-            st.price = max(0.01, st.price * math.exp(step))
+        j = (self._cursor + np.arange(n)) % k
+        last_ms = np.fromiter((st.last_ms for st in self.state), dtype=np.float64, count=k)
+        dt_ms = np.where(np.arange(n) < k, np.maximum(now - last_ms[j], 1.0), 1.0)
+        dt = dt_ms * self.time_scale / MS_PER_TRADING_YEAR
+        mu = self._drift[j]
+        sig = self._vol[j]
+        steps = (mu - 0.5 * sig * sig) * dt + sig * np.sqrt(dt) * rng.standard_normal(n)
+        steps += np.where(rng.random(n) < self.jump_prob, rng.normal(0.0, 0.02, n), 0.0)
+        order = np.argsort(j, kind="stable")
+        sorted_steps = np.cumsum(steps[order])
+        js = j[order]
+        group_start = np.r_[0, np.flatnonzero(np.diff(js)) + 1]
+        offsets = np.repeat(sorted_steps[group_start] - steps[order][group_start], np.diff(np.r_[group_start, n]))
+        log_path = np.empty(n)
+        log_path[order] = sorted_steps - offsets
+        log_p0 = np.log(np.fromiter((st.price for st in self.state), dtype=np.float64, count=k))
+        prices = np.exp(log_p0[j] + log_path)
+        shape = 1.0 + 1.5 * (2.0 * session_fraction(now) - 1.0) ** 2
+        sizes = np.floor(np.maximum(1.0, np.round(rng.lognormal(0.0, 1.0, n) * 100)) * shape)
+        last_of = np.full(k, -1)
+        last_of[js[np.r_[group_start[1:] - 1, n - 1]]] = order[np.r_[group_start[1:] - 1, n - 1]]
+        for sym_idx in np.flatnonzero(last_of >= 0):
+            st = self.state[sym_idx]
+            st.price = float(prices[last_of[sym_idx]])
             st.last_ms = now
-            out.append(RawTick(self.symbols[j], now, round(st.price, 4), float(base_sizes[i] * shape // 1)))
-        self._cursor = cursor % k
-        return out
+        self._cursor = int((self._cursor + n) % k)
+        names = [self.symbols[x] for x in j.tolist()]
+        return [RawTick(sym, now, p, v) for sym, p, v in zip(names, np.round(prices, 4).tolist(), sizes.tolist())]
