@@ -22,7 +22,10 @@ start() {
   command -v java >/dev/null || die "Java 17+ is required (apt-get install openjdk-17-jre-headless)"
   [ -n "$(ls "$JARS"/kafka_2.13-*.jar 2>/dev/null)" ] || die "broker jars missing in $JARS: run scripts/setup.sh jars"
   if running && port_open "$PORT"; then echo "kafka: already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return; fi
-  port_open "$PORT" && die "port $PORT is taken by another process; set KAFKA_PORT"
+  if port_open "$PORT"; then
+    # a broker started by another checkout (or by hand): share it; every test uses its own topics
+    echo "kafka: a broker already answers on 127.0.0.1:$PORT (not started by this checkout); using it"; return
+  fi
   mkdir -p "$DATA" "$LOGS"
   sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CPORT#g" -e "s#@DATA_DIR@#$DATA#g" \
     infra/kafka/server.properties > "$CONF"
@@ -56,7 +59,9 @@ stop() {
 }
 
 status() {
-  if running && port_open "$PORT"; then echo "kafka: up on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; else echo "kafka: down"; return 1; fi
+  if running && port_open "$PORT"; then echo "kafka: up on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
+  elif port_open "$PORT"; then echo "kafka: up on 127.0.0.1:$PORT (started elsewhere)"
+  else echo "kafka: down"; return 1; fi
 }
 
 case "${1:-}" in
