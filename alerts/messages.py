@@ -1,0 +1,107 @@
+"""Rendering of notifications (pure): email parts, Slack Block Kit, webhook body and signature."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+from email.message import EmailMessage
+from typing import Any
+
+from alerts.templates import default_message, fmt_number, render, render_json_body
+
+__all__ = ["build_email", "slack_payload", "webhook_body", "webhook_headers", "sign_webhook", "webhook_id"]
+
+
+def webhook_id(alert_id: str, channel_id: int) -> str:
+    """The Standard Webhooks message id: one per (alert, channel), identical on every retry."""
+    return f"{alert_id}.c{channel_id}"
+
+
+def sign_webhook(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` of ``id.timestamp.body`` with a ``whsec_`` (base64) secret."""
+    raw = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    key = base64.b64decode(raw + "==")
+    digest = hmac.new(key, f"{msg_id}.{timestamp_s}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def webhook_headers(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict[str, str]:
+    headers = {"content-type": "application/json", "user-agent": "Tickerbell-Webhooks/1",
+               "webhook-id": msg_id, "webhook-timestamp": str(timestamp_s)}
+    if secret:
+        headers["webhook-signature"] = sign_webhook(secret, msg_id, timestamp_s, body)
+    return headers
+
+
+def default_webhook_document(ctx: dict[str, Any], test: bool = False) -> dict[str, Any]:
+    return {
+        "type": "alert.test" if test else f"alert.{ctx['state']}",
+        "alert_id": ctx["alert_id"], "rule_id": ctx["rule_id"], "rule": ctx["rule_name"],
+        "symbol": ctx["ticker"], "state": ctx["state"], "series": ctx["series"], "op": ctx["op"],
+        "condition": ctx["condition"], "value": ctx["value"], "threshold": ctx["threshold"],
+        "time": ctx["time"], "ts_ms": ctx["ts_ms"], "message": ctx["message"], "chart_url": ctx["chart_url"],
+    }
+
+
+def webhook_body(template: str | None, ctx: dict[str, Any], test: bool = False) -> bytes:
+    return render_json_body(template, ctx, default_webhook_document(ctx, test))
+
+
+def headline(ctx: dict[str, Any]) -> str:
+    return ctx.get("message") or default_message(ctx)
+
+
+def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Block Kit message with a plain-text fallback in ``text``."""
+    text = headline(ctx)
+    fields = [("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]),
+              ("Value", fmt_number(ctx["value"])), ("Threshold", fmt_number(ctx["threshold"])),
+              ("Time", ctx["time"]), ("Rule", ctx["rule_name"] or str(ctx["rule_id"]))]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{ctx['ticker']}: {ctx['condition']}"[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+    ]
+    if ctx.get("chart_url"):
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open chart"}, "url": ctx["chart_url"]}]})
+    return {"text": text, "blocks": blocks}
+
+
+def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: str = "") -> EmailMessage:
+    """multipart/alternative: plain text and HTML with symbol, condition, value, threshold, time, chart link."""
+    subject = render(subject_template, ctx, "") or f"[Tickerbell] {ctx['ticker']}: {ctx['condition']}"
+    text_lines = [
+        headline(ctx), "",
+        f"Symbol:    {ctx['ticker']}",
+        f"Condition: {ctx['condition']}",
+        f"Value:     {fmt_number(ctx['value'])}",
+        f"Threshold: {fmt_number(ctx['threshold'])}",
+        f"Time:      {ctx['time']}",
+    ]
+    if ctx.get("chart_url"):
+        text_lines.append(f"Chart:     {ctx['chart_url']}")
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in (("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]), ("Value", fmt_number(ctx["value"])),
+                     ("Threshold", fmt_number(ctx["threshold"])), ("Time", ctx["time"]))
+    )
+    link = (f"<p><a href='{html.escape(ctx['chart_url'], quote=True)}'>Open the {html.escape(ctx['ticker'])} chart</a></p>"
+            if ctx.get("chart_url") else "")
+    body_html = (f"<html><body><p>{html.escape(headline(ctx))}</p><table>{rows}</table>{link}"
+                 f"<p style='color:#888'>Rule: {html.escape(ctx['rule_name'] or str(ctx['rule_id']))}</p></body></html>")
+    msg = EmailMessage()
+    msg["Subject"] = subject.replace("\n", " ")[:200]
+    msg["From"] = mail_from
+    msg["To"] = to
+    msg["X-Tickerbell-Alert"] = str(ctx["alert_id"])
+    msg.set_content("\n".join(text_lines) + "\n")
+    msg.add_alternative(body_html, subtype="html")
+    return msg
+
+
+def json_bytes(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()

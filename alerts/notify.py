@@ -1,0 +1,231 @@
+"""Delivering one (alert, channel) pair, at most once, with every attempt logged.
+
+The delivery row is the guard. :func:`deliver` first moves it from
+``pending`` (and due) to ``sending`` in one UPDATE; only the caller whose
+UPDATE matched sends, so a redelivered Celery task, a duplicate enqueue or a
+second worker finds nothing to do. While ``sending``, ``next_attempt_at``
+holds the lease expiry: a worker killed mid-send leaves a row the
+:func:`sweep` hands back to ``pending`` after the lease (the message may
+then go out twice; receivers deduplicate by ``webhook-id`` / Message-ID).
+
+Outcomes: delivered; retry (``pending`` with ``next_attempt_at`` on the
+schedule); ``failed`` (a 4xx other than 408/429, a refused URL, a disabled
+channel); ``dead`` (retries exhausted). A 410 disables the channel at once;
+a channel failing for ``disable_after_s`` is disabled; either way its user is
+told by email.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import msgspec
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts import messages
+from alerts.retry import NotifyConfig, Outcome, next_delay_s
+from alerts.templates import alert_context
+from alerts.transport import send_email, send_http
+from events import models
+from events.contract import Alert
+from events.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeliveryResult", "channel_send", "deliver", "sweep", "test_send"]
+
+_client: httpx.Client | None = None
+
+
+def http_client() -> httpx.Client:
+    """One pooled client per process (thread-safe)."""
+    global _client
+    if _client is None:
+        _client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+    return _client
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
+    return dt
+
+
+def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings: Settings,
+                 config: NotifyConfig, client: httpx.Client | None = None, test: bool = False) -> Outcome:
+    """Render and send one notification on ``channel``; never raises for a failed send."""
+    client = client or http_client()
+    if channel.kind == "email":
+        msg = messages.build_email(ctx, settings.mail_from, channel.target)
+        msg["Message-ID"] = f"<{msg_id}@tickerbell>"
+        return send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    if channel.kind == "slack":
+        body = messages.json_bytes(messages.slack_payload(ctx))
+        return send_http(client, channel.target, body, {"content-type": "application/json"},
+                         allow_private=settings.allow_private_webhooks, timeout_s=config.http_timeout_s)
+    if channel.kind == "webhook":
+        body = messages.webhook_body(channel.body_template, ctx, test=test)
+        headers = messages.webhook_headers(channel.secret, msg_id, int(time.time()), body)
+        return send_http(client, channel.target, body, headers,
+                         allow_private=settings.allow_private_webhooks, timeout_s=config.http_timeout_s)
+    return Outcome(False, None, f"unknown channel kind {channel.kind!r}")
+
+
+def test_send(session: Session, channel_id: int, settings: Settings, config: NotifyConfig | None = None) -> dict:
+    """Send a test message on a channel now; ``{"ok", "status_code", "error"}``. Blocks up to the timeouts."""
+    channel = session.get(models.Channel, channel_id)
+    if channel is None:
+        return {"ok": False, "status_code": None, "error": f"no channel {channel_id}"}
+    now_ms = int(time.time() * 1000)
+    alert = Alert(id=f"test:{channel_id}:{now_ms}", ts=now_ms, rule_id=0, rule_version=0, user_id=channel.user_id,
+                  state="firing", symbol="TEST", trigger_event_id="test", series="price", op="greater_than",
+                  value=123.45, threshold=120.0, rule_name="Test notification",
+                  message="Test notification from Tickerbell: this channel works.",
+                  evidence={"price": 123.45, "close": 123.45})
+    ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
+    outcome = channel_send(channel, ctx, messages.webhook_id(alert.id, channel_id), settings, config or NotifyConfig(),
+                           test=True)
+    return {"ok": outcome.ok, "status_code": outcome.status_code, "error": outcome.error}
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: str                     # skipped | delivered | retry | failed | dead
+    retry_in_s: float | None = None
+
+
+def _claim(sessions: sessionmaker[Session], delivery_id: int, config: NotifyConfig, now: datetime) -> bool:
+    with sessions() as s:
+        result = s.execute(
+            update(models.Delivery)
+            .where(models.Delivery.id == delivery_id, models.Delivery.status == "pending",
+                   or_(models.Delivery.next_attempt_at.is_(None), models.Delivery.next_attempt_at <= now))
+            .values(status="sending", attempts=models.Delivery.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=config.lease_s))
+            .execution_options(synchronize_session=False)
+        )
+        s.commit()
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
+            client: httpx.Client | None = None) -> DeliveryResult:
+    """Claim, send and record one delivery. Safe to call any number of times for the same id."""
+    if not _claim(sessions, delivery_id, config, utcnow()):
+        return DeliveryResult("skipped")
+    with sessions() as s:
+        d = s.get(models.Delivery, delivery_id)
+        assert d is not None
+        channel = s.get(models.Channel, d.channel_id)
+        alert = msgspec.convert(d.payload, Alert)
+        msg_id = messages.webhook_id(d.alert_id, d.channel_id)
+        attempts = d.attempts
+        if channel is not None:
+            s.expunge(channel)
+    # the session is closed before the network call: no transaction stays open while we wait
+    started = time.perf_counter()
+    if channel is None or not channel.enabled:
+        reason = channel.disabled_reason if channel is not None else None
+        outcome = Outcome(False, None, "channel disabled" + (f": {reason}" if reason else ""))
+    else:
+        ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
+        outcome = channel_send(channel, ctx, msg_id, settings, config, client)
+    duration_ms = (time.perf_counter() - started) * 1000
+    return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
+
+
+def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
+            duration_ms: float, settings: Settings, config: NotifyConfig) -> DeliveryResult:
+    now = utcnow()
+    with sessions() as s:
+        d = s.get(models.Delivery, delivery_id)
+        assert d is not None
+        channel = s.get(models.Channel, d.channel_id)
+        s.add(models.DeliveryAttempt(delivery_id=d.id, number=attempts, at=now, status_code=outcome.status_code,
+                                     error=outcome.error, duration_ms=duration_ms))
+        d.last_status_code = outcome.status_code
+        d.last_error = outcome.error
+        result: DeliveryResult
+        if outcome.ok:
+            d.status, d.delivered_at, d.next_attempt_at = "delivered", now, None
+            if channel is not None:
+                channel.failing_since = None
+            result = DeliveryResult("delivered")
+        else:
+            delay = next_delay_s(attempts, config, outcome.retry_after_s) if outcome.retryable else None
+            if delay is not None:
+                d.status, d.next_attempt_at = "pending", now + timedelta(seconds=delay)
+                result = DeliveryResult("retry", delay)
+            else:
+                d.status, d.next_attempt_at = ("dead" if outcome.retryable else "failed"), None
+                result = DeliveryResult(d.status)
+            if channel is not None and channel.enabled and outcome.error and not outcome.error.startswith("channel disabled"):
+                _note_failure(s, channel, outcome, now, settings, config)
+        s.commit()
+    log.info("delivery %s: %s (attempt %d, %s)", delivery_id, result.status, attempts, outcome.error or outcome.status_code)
+    return result
+
+
+def _note_failure(s: Session, channel: models.Channel, outcome: Outcome, now: datetime,
+                  settings: Settings, config: NotifyConfig) -> None:
+    since = _aware(channel.failing_since)
+    if since is None:
+        channel.failing_since = since = now
+    reason = None
+    if outcome.gone:
+        reason = "the receiver answered 410 Gone"
+    elif (now - since).total_seconds() >= config.disable_after_s:
+        reason = f"deliveries failed since {since:%Y-%m-%d %H:%M} UTC (last error: {outcome.error})"
+    if reason is not None:
+        channel.enabled = False
+        channel.disabled_reason = reason[:500]
+        _tell_user(s, channel, reason, settings, config)
+
+
+def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Settings, config: NotifyConfig) -> None:
+    """Email the channel's owner that it was disabled (best effort: a failure is logged)."""
+    from email.message import EmailMessage
+
+    user = s.get(models.User, channel.user_id)
+    log.warning("channel %s (%s) disabled: %s", channel.id, channel.kind, reason)
+    if user is None or not user.email:
+        return
+    msg = EmailMessage()
+    msg["Subject"] = f"[Tickerbell] Notification channel '{channel.name}' was disabled"
+    msg["From"] = settings.mail_from
+    msg["To"] = user.email
+    msg.set_content(f"Your {channel.kind} channel '{channel.name}' was disabled: {reason}.\n"
+                    f"Fix it and re-enable it at {settings.public_url}/channels\n")
+    outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    if not outcome.ok:
+        log.warning("could not tell user %s that channel %s was disabled: %s", user.id, channel.id, outcome.error)
+
+
+def sweep(sessions: sessionmaker[Session], config: NotifyConfig, limit: int = 1000) -> list[int]:
+    """Hand back expired leases and return the ids of deliveries due now (the beat task enqueues them)."""
+    now = utcnow()
+    with sessions() as s:
+        s.execute(
+            update(models.Delivery)
+            .where(models.Delivery.status == "sending", models.Delivery.next_attempt_at <= now)
+            .values(status="pending")
+            .execution_options(synchronize_session=False)
+        )
+        ids = s.scalars(
+            select(models.Delivery.id)
+            .where(models.Delivery.status == "pending",
+                   or_(models.Delivery.next_attempt_at.is_(None), models.Delivery.next_attempt_at <= now))
+            .order_by(models.Delivery.next_attempt_at).limit(limit)
+        ).all()
+        s.commit()
+    return list(ids)
