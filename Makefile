@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# every Procfile process but the one-shot release phase (honcho stops all when one exits)
+PROCESSES = $(shell grep -oE '^[a-z_]+' Procfile | grep -vx release | tr '\n' ' ')
 
 .PHONY: setup setup-test up down status topics migrate run test test-fast bench clean
 
@@ -37,7 +40,7 @@ migrate:
 ## the whole product, every Procfile process, on the embedded defaults
 run: up
 	@$(PY) -m events banner
-	@.venv/bin/honcho -f Procfile start
+	@.venv/bin/honcho -f Procfile start $(PROCESSES)
 
 ## every test, against real services on loopback
 test: setup-test

@@ -20,6 +20,7 @@ def main() -> None:
     runner = StreamRunner(
         settings, group, {settings.topic("ticks"): Tick}, lambda batch: [d.event for d in batch],
         batch_size=int(sys.argv[3]) if len(sys.argv) > 3 else 50, shutdown=ShutdownFlag().install(),
+        consumer_overrides={"session.timeout.ms": 6000},
         output_topic=lambda _e: settings.topic("ticks.copy"),
     )
     print("ready", flush=True)
