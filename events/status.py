@@ -37,6 +37,7 @@ def group_lag(settings: Settings) -> dict[str, int]:
     admin = admin_client(settings)
     groups = [g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid if not g.group_id.startswith("tickerbell-status")]
     lags: dict[str, int] = {}
+    known = {s.name for s in topic_specs(settings)}
     if not groups:
         return lags
     consumer = Consumer({**settings.kafka_common(), "group.id": "tickerbell-status", "enable.auto.commit": False})
@@ -46,12 +47,15 @@ def group_lag(settings: Settings) -> dict[str, int]:
         for gid in groups:
             res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)])[gid].result(timeout=10)
             lag = 0
+            ours = False
             for tp in res.topic_partitions:
-                if tp.offset < 0:
+                if tp.offset < 0 or tp.topic not in known:
                     continue
+                ours = True
                 _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
                 lag += max(0, high - tp.offset)
-            lags[gid] = lag
+            if ours:
+                lags[gid] = lag
     finally:
         consumer.close()
     return lags
