@@ -84,7 +84,7 @@ def alert_context(alert: Alert, public_url: str = "", bar_seconds: int = 60,
         "condition": condition_text(alert.series, alert.op, alert.threshold),
         "rule": alert.rule_name, "rule_name": alert.rule_name, "rule_id": alert.rule_id,
         "state": alert.state, "alert_id": alert.id, "message": alert.message,
-        "chart_url": f"{public_url}/chart/{alert.symbol}" if public_url else "",
+        "chart_url": f"{public_url}/symbols/{alert.symbol}" if public_url else "",
     })
     return ctx
 

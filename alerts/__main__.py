@@ -1,0 +1,281 @@
+"""``python -m alerts engine|dispatch|worker|rules|channels|preview|smtp-sink``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from events.settings import Settings, SettingsError, load_settings
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _hours(text: str) -> tuple[int, int]:
+    try:
+        start, end = text.split("-")
+        to_min = [int(h) * 60 + int(m) for h, m in (p.split(":") for p in (start, end))]
+    except ValueError:
+        raise argparse.ArgumentTypeError("active hours look like 09:30-16:00") from None
+    return to_min[0], to_min[1]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m alerts")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    eng = sub.add_parser("engine", help="the rule engine: ticks/metrics/predictions/rules -> alerts")
+    eng.add_argument("--stale-after-s", type=int, default=int(os.environ.get("ALERTS_STALE_AFTER_S", "120")),
+                     help="system alert when a watched symbol has no tick for this long in market hours (0: off)")
+    eng.add_argument("--transactional-id", default=os.environ.get("ALERTS_TRANSACTIONAL_ID", "alerts-engine"))
+    eng.add_argument("--group", default=os.environ.get("ALERTS_ENGINE_GROUP", "alerts-engine"))
+    disp = sub.add_parser("dispatch", help="alerts -> delivery rows -> Celery tasks")
+    disp.add_argument("--group", default=os.environ.get("ALERTS_DISPATCH_GROUP", "alerts-dispatch"))
+    wk = sub.add_parser("worker", help="the Celery worker (with the beat sweep of due retries)")
+    wk.add_argument("--concurrency", type=int, default=4)
+    wk.add_argument("--no-beat", action="store_true")
+
+    rules = sub.add_parser("rules", help="create, list or delete alert rules")
+    rsub = rules.add_subparsers(dest="rules_cmd", required=True)
+    rc = rsub.add_parser("create")
+    rc.add_argument("--user-id", type=int, required=True)
+    target = rc.add_mutually_exclusive_group(required=True)
+    target.add_argument("--symbol")
+    target.add_argument("--watchlist-id", type=int)
+    rc.add_argument("--condition", help='JSON, e.g. {"series":"price","op":"crossing_up","value":150}')
+    rc.add_argument("--series", default="price")
+    rc.add_argument("--op")
+    rc.add_argument("--value", type=float)
+    rc.add_argument("--other")
+    rc.add_argument("--lower", type=float)
+    rc.add_argument("--upper", type=float)
+    rc.add_argument("--window-bars", type=int)
+    rc.add_argument("--window-s", type=int)
+    rc.add_argument("--name", default="")
+    rc.add_argument("--message", default="")
+    rc.add_argument("--frequency", default="once_per_bar",
+                    choices=["once", "once_per_bar", "once_per_bar_close", "every_time"])
+    rc.add_argument("--cooldown-s", type=int, default=0)
+    rc.add_argument("--pending-s", type=int, default=0)
+    rc.add_argument("--recovery", type=float)
+    rc.add_argument("--expires", help="ISO time, UTC unless an offset is given")
+    rc.add_argument("--active-hours", type=_hours, help="HH:MM-HH:MM in --timezone")
+    rc.add_argument("--timezone", default="America/New_York")
+    rc.add_argument("--channel", type=int, action="append", default=[], help="channel id (repeatable)")
+    rl = rsub.add_parser("list")
+    rl.add_argument("--user-id", type=int)
+    rd = rsub.add_parser("delete")
+    rd.add_argument("rule_id", type=int)
+
+    ch = sub.add_parser("channels", help="create, list or test notification channels")
+    csub = ch.add_subparsers(dest="channels_cmd", required=True)
+    cc = csub.add_parser("create")
+    cc.add_argument("--user-id", type=int, required=True)
+    cc.add_argument("--kind", choices=["email", "slack", "webhook"], required=True)
+    cc.add_argument("--target", required=True, help="email address or URL")
+    cc.add_argument("--name", default="")
+    cc.add_argument("--secret", help="webhook signing secret (whsec_...); generated when omitted")
+    cl = csub.add_parser("list")
+    cl.add_argument("--user-id", type=int)
+    ct = csub.add_parser("test")
+    ct.add_argument("channel_id", type=int)
+
+    pv = sub.add_parser("preview", help="when would a rule have fired over the stored history?")
+    pv.add_argument("rule_id", type=int)
+    pv.add_argument("--days", type=int, default=30)
+    pv.add_argument("--json", action="store_true")
+    sk = sub.add_parser("smtp-sink", help="a local SMTP server storing every message under var/mail")
+    sk.add_argument("--folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    handler = {"engine": _engine, "dispatch": _dispatch, "worker": _worker, "rules": _rules,
+               "channels": _channels, "preview": _preview, "smtp-sink": _smtp_sink}[args.cmd]
+    return handler(settings, args)
+
+
+def _engine(settings: Settings, args: Any) -> int:
+    from alerts.engine import EngineRunner
+    from events.kafka import ShutdownFlag
+
+    _logging(settings)
+    runner = EngineRunner(settings, shutdown=ShutdownFlag().install(), group_id=args.group,
+                          transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
+    stats = runner.run()
+    logging.getLogger("alerts").info("engine stopped: %s", stats)
+    return 0
+
+
+def _dispatch(settings: Settings, args: Any) -> int:
+    from alerts.dispatch import Dispatcher, celery_enqueue
+    from alerts.retry import load_notify_config
+    from events.db import session_factory
+    from events.kafka import ShutdownFlag
+
+    _logging(settings)
+    config = load_notify_config()
+    Dispatcher(settings, session_factory(settings), celery_enqueue(settings, config.queue),
+               shutdown=ShutdownFlag().install(), group_id=args.group).run()
+    return 0
+
+
+def _worker(settings: Settings, args: Any) -> int:
+    from alerts.celery_app import app, runtime
+
+    _logging(settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["worker", "-Q", runtime().config.queue, "-P", "threads", "-c", str(args.concurrency),
+            "-l", settings.log_level, "--without-gossip", "--without-mingle",
+            "-n", f"alerts-{runtime().config.queue}@%h"]
+    if not args.no_beat:
+        argv.append("-B")
+    app.worker_main(argv)
+    return 0
+
+
+def _rules(settings: Settings, args: Any) -> int:
+    from alerts.rules import RuleError, create_rule, describe, list_rules, remove_rule, utc_from_iso
+    from events.db import session_factory
+
+    sessions = session_factory(settings)
+    with sessions() as session:
+        try:
+            if args.rules_cmd == "create":
+                if args.condition:
+                    try:
+                        condition = json.loads(args.condition)
+                    except json.JSONDecodeError as exc:
+                        raise RuleError(f"--condition is not JSON: {exc}") from None
+                else:
+                    if not args.op:
+                        raise RuleError("give --condition JSON or --op (with --series, --value ...)")
+                    condition = {k: v for k, v in {
+                        "series": args.series, "op": args.op, "value": args.value, "other": args.other,
+                        "lower": args.lower, "upper": args.upper, "window_bars": args.window_bars,
+                        "window_s": args.window_s}.items() if v is not None}
+                hours = args.active_hours or (None, None)
+                event = create_rule(
+                    session, settings, user_id=args.user_id, condition=condition, symbol=args.symbol,
+                    watchlist_id=args.watchlist_id, channel_ids=args.channel, name=args.name,
+                    message=args.message, frequency=args.frequency, cooldown_s=args.cooldown_s,
+                    pending_s=args.pending_s, recovery=args.recovery,
+                    expires_at=utc_from_iso(args.expires) if args.expires else None,
+                    active_from_min=hours[0], active_to_min=hours[1], timezone=args.timezone)
+                print(f"rule {event.rule_id} v{event.version} created: {', '.join(event.symbols)}: {describe(event)}")
+            elif args.rules_cmd == "list":
+                for r in list_rules(session, args.user_id):
+                    flags = "" if r.enabled else " (disabled)"
+                    print(f"{r.rule_id:>6} v{r.version:<3} user {r.user_id:<4} {','.join(r.symbols)[:30]:<30} "
+                          f"{describe(r)} [{r.frequency}] channels={r.channel_ids}{flags}")
+            else:
+                remove_rule(session, settings, args.rule_id)
+                print(f"rule {args.rule_id} deleted")
+        except (RuleError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def _channels(settings: Settings, args: Any) -> int:
+    import base64
+    import secrets
+
+    from sqlalchemy import select
+
+    from alerts.netguard import UnsafeURL, check_url
+    from events import models
+    from events.db import session_factory
+
+    sessions = session_factory(settings)
+    with sessions() as session:
+        if args.channels_cmd == "create":
+            if session.get(models.User, args.user_id) is None:
+                print(f"error: no user {args.user_id}", file=sys.stderr)
+                return 2
+            secret = None
+            if args.kind in ("slack", "webhook"):
+                try:
+                    check_url(args.target, settings.allow_private_webhooks)
+                except UnsafeURL as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                if args.kind == "webhook":
+                    secret = args.secret or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            channel = models.Channel(user_id=args.user_id, kind=args.kind, name=args.name or args.kind,
+                                     target=args.target, secret=secret, enabled=True)
+            session.add(channel)
+            session.commit()
+            print(f"channel {channel.id} created ({args.kind} -> {args.target})" +
+                  (f", signing secret {secret}" if secret else ""))
+        elif args.channels_cmd == "list":
+            query = select(models.Channel).order_by(models.Channel.id)
+            if args.user_id is not None:
+                query = query.where(models.Channel.user_id == args.user_id)
+            for c in session.scalars(query):
+                state = "enabled" if c.enabled else f"disabled ({c.disabled_reason})"
+                print(f"{c.id:>6} user {c.user_id:<4} {c.kind:<8} {c.target} {state}")
+        else:
+            from alerts.notify import test_send
+
+            result = test_send(session, args.channel_id, settings)
+            print(json.dumps(result))
+            return 0 if result["ok"] else 1
+    return 0
+
+
+def _preview(settings: Settings, args: Any) -> int:
+    from alerts.preview import preview_rule
+    from alerts.rules import list_rules
+    from alerts.templates import iso_time
+    from events.db import session_factory
+
+    with session_factory(settings)() as session:
+        rule = next((r for r in list_rules(session) if r.rule_id == args.rule_id), None)
+        if rule is None:
+            print(f"error: no rule {args.rule_id}", file=sys.stderr)
+            return 2
+        firings = preview_rule(session, rule, args.days)
+    if args.json:
+        print(json.dumps(firings, indent=1))
+        return 0
+    for f in firings:
+        print(f"{iso_time(f['ts_ms'])}  {f['symbol']:<8} {f['state']:<9} value {f['value']:<12.6g} "
+              f"threshold {f['threshold'] if f['threshold'] is not None else '-'}")
+    fired = sum(1 for f in firings if f["state"] == "firing")
+    print(f"{fired} firings in the last {args.days} days")
+    return 0
+
+
+def _smtp_sink(settings: Settings, args: Any) -> int:
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from alerts.smtp_sink import start_sink
+    from events.kafka import ShutdownFlag
+
+    _logging(settings)
+    url = urlsplit(settings.smtp_url.get())
+    folder = Path(args.folder) if args.folder else settings.var_dir / "mail"
+    controller = start_sink(folder, url.hostname or "127.0.0.1", url.port or 2525)
+    logging.getLogger("alerts").info("SMTP sink on %s:%s storing mail in %s", controller.hostname,
+                                     controller.port, folder)
+    flag = ShutdownFlag().install()
+    while not flag.wait(1.0):
+        pass
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The dispatcher process: ``alerts`` -> delivery rows -> one Celery task per delivery.
+
+For each batch: insert a ``deliveries`` row per (firing alert, channel of
+the rule's owner) - a pair already present is left alone (unique alert_id +
+channel_id) - commit, enqueue the ids still ``pending``, and only then
+commit the Kafka offsets. A crash anywhere replays the batch, which inserts
+nothing new and re-enqueues ids the workers' claim guard makes harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from events import models
+from events.contract import Alert, InvalidEvent, decode
+from events.kafka import EventProducer, ShutdownFlag, consumer_config, dlq_headers
+from events.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Dispatcher", "record_deliveries"]
+
+Enqueue = Callable[[list[int]], None]
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def record_deliveries(session: Session, alerts: Iterable[Alert]) -> list[int]:
+    """Insert the delivery rows of firing alerts (idempotent) and return the ids still pending.
+
+    A channel id that does not exist or belongs to another user than the
+    alert's is ignored (a rule can only notify its owner's channels).
+    """
+    firing = [a for a in alerts if a.state == "firing" and a.channel_ids and a.user_id]
+    if not firing:
+        return []
+    wanted = {c for a in firing for c in a.channel_ids}
+    owners = dict(session.execute(
+        select(models.Channel.id, models.Channel.user_id).where(models.Channel.id.in_(wanted))).all())
+    now = datetime.now(timezone.utc)
+    rows: list[dict[str, Any]] = []
+    for a in firing:
+        payload = msgspec.to_builtins(a)
+        for channel_id in dict.fromkeys(a.channel_ids):
+            if owners.get(channel_id) != a.user_id:
+                continue
+            rows.append({"alert_id": a.id, "channel_id": channel_id, "user_id": a.user_id, "status": "pending",
+                         "attempts": 0, "next_attempt_at": now, "payload": payload, "created_at": now})
+    if not rows:
+        return []
+    insert = _insert(session)
+    session.execute(insert(models.Delivery).values(rows).on_conflict_do_nothing(
+        index_elements=["alert_id", "channel_id"]))
+    ids = session.scalars(select(models.Delivery.id).where(
+        models.Delivery.alert_id.in_({a.id for a in firing}), models.Delivery.status == "pending")).all()
+    session.commit()
+    return list(ids)
+
+
+class Dispatcher:
+    """poll ``alerts`` -> record deliveries -> enqueue -> commit offsets, until the flag is set."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], enqueue: Enqueue, *,
+                 shutdown: ShutdownFlag | None = None, group_id: str = "alerts-dispatch",
+                 batch_size: int = 500, poll_timeout_s: float = 0.005) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.enqueue = enqueue
+        self.shutdown = shutdown or ShutdownFlag()
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.topic = settings.topic("alerts")
+        self.consumer = Consumer(consumer_config(settings, group_id, **{"fetch.wait.max.ms": 5}))
+        self.consumer.subscribe([self.topic])
+        self._dlq: EventProducer | None = None
+        self.consumed = 0
+        self.enqueued = 0
+
+    def run_once(self) -> int:
+        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        if not msgs:
+            return 0
+        alerts: list[Alert] = []
+        good: list[Message] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise KafkaException(err)
+                continue
+            good.append(msg)
+            try:
+                alerts.append(decode(msg.value(), Alert))
+            except InvalidEvent as exc:
+                self._dead_letter(msg, str(exc))
+        with self.sessions() as session:
+            ids = record_deliveries(session, alerts)
+        if ids:
+            self.enqueue(ids)
+        if self._dlq is not None:
+            self._dlq.flush()
+        last: dict[tuple[str, int], int] = {}
+        for m in good:
+            last[(m.topic(), m.partition())] = m.offset()
+        if last:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                 asynchronous=False)
+        self.consumed += len(msgs)
+        self.enqueued += len(ids)
+        return len(msgs)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        if self._dlq is None:
+            self._dlq = EventProducer(self.settings)
+        log.warning("dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        self._dlq.produce_bytes((msg.topic() or "") + ".dlq", msg.key(), msg.value(), dlq_headers(msg, reason))
+
+    def run(self, *, idle_stop_s: float | None = None) -> None:
+        idle_since = time.monotonic()
+        try:
+            while not self.shutdown.is_set():
+                if self.run_once():
+                    idle_since = time.monotonic()
+                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+                    break
+        finally:
+            self.consumer.close()
+
+
+def celery_enqueue(settings: Settings, queue: str) -> Enqueue:
+    """An enqueue function sending ``alerts.deliver`` tasks by name to ``queue`` on Redis."""
+    from celery import Celery
+
+    app = Celery("tickerbell-dispatch", broker=settings.redis_url)
+    app.conf.update(broker_connection_retry_on_startup=True, task_ignore_result=True)
+
+    def enqueue(ids: list[int]) -> None:
+        with app.producer_or_acquire() as producer:
+            for delivery_id in ids:
+                app.send_task("alerts.deliver", args=[delivery_id], queue=queue, producer=producer)
+
+    return enqueue

@@ -1,0 +1,290 @@
+"""The engine process: ticks + metrics + predictions + rules -> ``alerts``, exactly once.
+
+Every batch is one Kafka transaction holding the alerts it caused, the
+changelog records of every symbol whose state changed, any dead letters and
+the consumed offsets (``send_offsets_to_transaction``). A kill -9 at any
+moment aborts the open transaction; the restart (same ``transactional.id``,
+which fences a zombie) reads the committed changelog, resumes at the
+committed offsets and recomputes the same alerts with the same ids.
+
+Rules come from the compacted ``rules`` topic (read from the start at every
+start, then followed); the engine never reads the database.
+
+One engine instance owns all symbols (ticks are partitioned by librdkafka's
+hash, metrics by Spark's): scale-out needs co-partitioned inputs first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from alerts.conditions import ConditionError
+from alerts.engine_state import Evaluator, decode_state, encode_state
+from events.contract import DLQ_SUFFIX, Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
+from events.kafka import ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, producer_config
+from events.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EngineRunner", "EngineStats", "changelog_topic"]
+
+
+def changelog_topic(settings: Settings) -> str:
+    return settings.topic("alerts-engine.changelog")
+
+
+def changelog_spec(settings: Settings) -> TopicSpec:
+    return TopicSpec(changelog_topic(settings), settings.kafka_partitions,
+                     {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"})
+
+
+@dataclass
+class EngineStats:
+    consumed: int = 0
+    alerts: int = 0
+    dlq: int = 0
+    transactions: int = 0
+    rules: int = 0
+    state_records: int = 0
+    restored_symbols: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None], timeout_s: float = 60.0) -> int:
+    """Read every committed message of ``topic`` from the beginning to its current end; return the count."""
+    consumer = Consumer(consumer_config(settings, f"alerts-engine-loader-{uuid.uuid4().hex}",
+                                        **{"enable.partition.eof": True}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        partitions = list(meta.topics[topic].partitions) if topic in meta.topics else []
+        pending: set[int] = set()
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                pending.add(p)
+        if not pending:
+            return 0
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s}s")
+            for msg in consumer.consume(1000, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise KafkaException(err)
+                handle(msg)
+                count += 1
+        return count
+    finally:
+        consumer.close()
+
+
+class EngineRunner:
+    """Consume-evaluate-produce in Kafka transactions, until the shutdown flag is set."""
+
+    def __init__(self, settings: Settings, *, shutdown: ShutdownFlag | None = None,
+                 group_id: str = "alerts-engine", transactional_id: str = "alerts-engine",
+                 stale_after_s: int = 0, batch_size: int = 2000, poll_timeout_s: float = 0.005,
+                 stale_check_interval_s: float = 1.0) -> None:
+        self.settings = settings
+        self.shutdown = shutdown or ShutdownFlag()
+        self.group_id = group_id
+        self.transactional_id = transactional_id
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.stale_check_interval_s = stale_check_interval_s
+        self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
+        self.stats = EngineStats()
+        self.t_ticks = settings.topic("ticks")
+        self.t_metrics = settings.topic("metrics")
+        self.t_predictions = settings.topic("predictions")
+        self.t_rules = settings.topic("rules")
+        self.t_alerts = settings.topic("alerts")
+        self.t_changelog = changelog_topic(settings)
+        self._pending_dlq: list[tuple[Message, str]] = []
+        self.producer: Producer | None = None
+        self.consumer: Consumer | None = None
+        self.rules_consumer: Consumer | None = None
+        self._tick_decoder = decoder_for(Tick)
+        self._bar_decoder = decoder_for(Bar)
+        self._prediction_decoder = decoder_for(Prediction)
+
+    # --- start -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        ensure_topics(self.settings, [changelog_spec(self.settings)])
+        self.producer = Producer(producer_config(self.settings, **{
+            "transactional.id": self.transactional_id, "linger.ms": 1, "transaction.timeout.ms": 60_000}))
+        # fences any zombie with our id and aborts its open transaction, so the reads below see
+        # exactly what was committed
+        self.producer.init_transactions(30)
+        self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message)
+        self.stats.restored_symbols = read_to_end(self.settings, self.t_changelog, self._restore)
+        self.evaluator.dirty.clear()
+        self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}",
+                                                       **{"auto.offset.reset": "latest"}))
+        self.rules_consumer.subscribe([self.t_rules])
+        self.consumer = Consumer(consumer_config(self.settings, self.group_id, **{
+            "group.instance.id": self.transactional_id,  # static membership: a restart takes over at once
+            "fetch.wait.max.ms": 5, "partition.assignment.strategy": "range",
+        }))
+        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions])
+        log.info("engine started: %d rules, %d symbol states restored", len(self.evaluator.rules),
+                 self.stats.restored_symbols)
+
+    def _restore(self, msg: Message) -> None:
+        key = msg.key()
+        if key is None:
+            return
+        symbol = key.decode()
+        value = msg.value()
+        if value is None:
+            self.evaluator.symbols.pop(symbol, None)
+        else:
+            self.evaluator.restore(symbol, decode_state(value))
+
+    def _apply_rule_message(self, msg: Message) -> None:
+        value = msg.value()
+        if value is None:
+            key = msg.key() or b""
+            if key.isdigit():
+                self.evaluator.remove_rule(int(key))
+            return
+        try:
+            rule = decode(value, Rule)
+            self.evaluator.upsert_rule(rule)
+        except (InvalidEvent, ConditionError, ValueError) as exc:
+            self._pending_dlq.append((msg, f"{type(exc).__name__}: {exc}"))
+
+    # --- loop --------------------------------------------------------------------------
+
+    def run(self, *, idle_stop_s: float | None = None, max_messages: int | None = None) -> EngineStats:
+        if self.producer is None:
+            self.start()
+        next_stale = time.monotonic()
+        idle_since = time.monotonic()
+        try:
+            while not self.shutdown.is_set():
+                now = time.monotonic()
+                stale = now >= next_stale
+                if stale:
+                    next_stale = now + self.stale_check_interval_s
+                if self.run_once(check_stale=stale):
+                    idle_since = time.monotonic()
+                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+                    break
+                if max_messages is not None and self.stats.consumed >= max_messages:
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def _poll_rules(self) -> None:
+        assert self.rules_consumer is not None
+        for msg in self.rules_consumer.consume(500, 0):
+            if msg.error() is None:
+                self._apply_rule_message(msg)
+
+    def run_once(self, check_stale: bool = False) -> int:
+        """One batch in one transaction; return how many input messages it held."""
+        assert self.consumer is not None and self.producer is not None
+        self._poll_rules()
+        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        alerts: list[Any] = []
+        offsets: dict[tuple[str, int], int] = {}
+        ev = self.evaluator
+        t_ticks, t_metrics = self.t_ticks, self.t_metrics
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise KafkaException(err)
+                log.warning("consumer error (retriable): %s", err)
+                continue
+            topic = msg.topic()
+            offsets[(topic, msg.partition())] = msg.offset()
+            value = msg.value()
+            try:
+                if value is None:
+                    raise InvalidEvent("empty message")
+                if topic == t_ticks:
+                    event: Any = self._tick_decoder.decode(value)
+                elif topic == t_metrics:
+                    event = self._bar_decoder.decode(value)
+                else:
+                    event = self._prediction_decoder.decode(value)
+            except (InvalidEvent, ValueError) as exc:  # msgspec's errors are ValueErrors
+                self._pending_dlq.append((msg, f"{type(exc).__name__}: {exc}"))
+                continue
+            if topic == t_ticks:
+                out = ev.on_tick(event)
+            elif topic == t_metrics:
+                out = ev.on_bar(event)
+            else:
+                out = ev.on_prediction(event)
+            if out:
+                alerts.extend(out)
+        if check_stale:
+            alerts.extend(ev.check_stale(int(time.time() * 1000)))
+        dirty = ev.take_dirty() if (msgs or alerts or ev.dirty) else {}
+        if not offsets and not alerts and not dirty and not self._pending_dlq:
+            return len(msgs)
+        self._commit(alerts, dirty, offsets)
+        self.stats.consumed += len(msgs)
+        self.stats.alerts += len(alerts)
+        return len(msgs)
+
+    def _commit(self, alerts: list[Any], dirty: dict, offsets: dict[tuple[str, int], int]) -> None:
+        assert self.consumer is not None and self.producer is not None
+        producer = self.producer
+        producer.begin_transaction()
+        for alert in alerts:
+            self._produce(self.t_alerts, alert.key, encode(alert))
+        for symbol, state in dirty.items():
+            self._produce(self.t_changelog, symbol.encode(), encode_state(state))
+        for msg, reason in self._pending_dlq:
+            topic = msg.topic() or ""
+            log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
+            self._produce(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
+            self.stats.dlq += 1
+        self._pending_dlq.clear()
+        if offsets:
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
+                self.consumer.consumer_group_metadata(), 30)
+        # any failure here raises: the process dies and its restart resumes from the last commit
+        producer.commit_transaction(30)
+        self.stats.transactions += 1
+        self.stats.state_records += len(dirty)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, headers=headers)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def close(self) -> None:
+        for c in (self.consumer, self.rules_consumer):
+            if c is not None:
+                try:
+                    c.close()
+                except (KafkaException, RuntimeError):
+                    pass
+        self.consumer = self.rules_consumer = None

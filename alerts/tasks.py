@@ -1,0 +1,32 @@
+"""Celery tasks: deliver one delivery id; sweep due deliveries (beat)."""
+
+from __future__ import annotations
+
+import logging
+
+from alerts import notify
+from alerts.celery_app import app, runtime
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="alerts.deliver", acks_late=True, ignore_result=True)
+def deliver(delivery_id: int) -> str:
+    """Send one delivery if it is still pending and due; schedule a short retry with a countdown."""
+    rt = runtime()
+    result = notify.deliver(rt.sessions, int(delivery_id), rt.settings, rt.config)
+    if result.status == "retry" and result.retry_in_s is not None and result.retry_in_s <= rt.config.countdown_max_s:
+        deliver.apply_async((delivery_id,), countdown=result.retry_in_s, queue=rt.config.queue)
+    return result.status
+
+
+@app.task(name="alerts.sweep", ignore_result=True)
+def sweep() -> int:
+    """Enqueue every due delivery (retries whose time has come, leases of dead workers)."""
+    rt = runtime()
+    ids = notify.sweep(rt.sessions, rt.config)
+    for delivery_id in ids:
+        deliver.apply_async((delivery_id,), queue=rt.config.queue)
+    if ids:
+        log.info("sweep: enqueued %d due deliveries", len(ids))
+    return len(ids)
