@@ -12,10 +12,11 @@ to choose the thread count.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -23,6 +24,25 @@ from predict.dataset import Samples
 from predict.features import FEATURES, Scaler
 
 _configured = False
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Drop what native code writes to fd 2 meanwhile: TensorFlow's import banner (oneDNN,
+    "log messages before absl::InitializeLog") ignores TF_CPP_MIN_LOG_LEVEL. Python
+    exceptions still propagate and are printed after fd 2 is restored."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def configure_tensorflow(threads: int = 2) -> None:
@@ -33,7 +53,9 @@ def configure_tensorflow(threads: int = 2) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import absl.logging
-    import tensorflow as tf
+
+    with _quiet_native_stderr():
+        import tensorflow as tf
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")

@@ -142,13 +142,16 @@ class ModelWatcher:
 
 def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", reload_every_s: float = 5.0,
           shutdown: ShutdownFlag | None = None, wait_for_model: bool = True,
-          loader: Callable[[Registry, str], tuple[Forecaster, dict[str, Any]]] | None = None) -> RunnerStats | None:
-    """Run until the shutdown flag is set. Without a promoted model: wait for one (or return None)."""
+          loader: Callable[[Registry, str], tuple[Forecaster, dict[str, Any]]] | None = None,
+          on_model: Callable[[str], None] | None = None) -> RunnerStats | None:
+    """Run until the shutdown flag is set. Without a promoted model: wait for one (or return None).
+
+    ``on_model(version)`` is called each time a model starts being served (before the next poll).
+    """
     if loader is None:
         from predict.pipeline import load_forecaster
 
         loader = load_forecaster
-    shutdown = shutdown or ShutdownFlag().install()
     watcher = ModelWatcher(registry, loader, reload_every_s)
     loaded = watcher.poll(force=True)
     last_notice = time.monotonic()
@@ -158,6 +161,7 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
                     "or `python -m predict train`.", registry.root)
         if not wait_for_model:
             return None
+    shutdown = shutdown or ShutdownFlag().install()
     while loaded is None and not shutdown.wait(1.0):
         loaded = watcher.poll(force=True)
         if loaded is None and time.monotonic() - last_notice > 60:
@@ -166,6 +170,8 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
     if loaded is None:
         return None
     stage = PredictionStage(*loaded)
+    if on_model:
+        on_model(stage.version)
     log.info("serving model %s (holdout skill %+.4f vs persistence) on %s -> %s", stage.version,
              stage.meta.get("skill", float("nan")), settings.topic("metrics"), settings.topic("predictions"))
     runner = StreamRunner(settings, settings.topic(group_id), {settings.topic("metrics"): Bar}, stage,
@@ -178,6 +184,8 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
                 stage.set_model(*newer)
                 log.info("now serving newly promoted model %s (skill %+.4f)", stage.version,
                          stage.meta.get("skill", float("nan")))
+                if on_model:
+                    on_model(stage.version)
             runner.run_once()
             if time.monotonic() - reported > 60:
                 reported = time.monotonic()

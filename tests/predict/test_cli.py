@@ -1,0 +1,79 @@
+"""`python -m predict evaluate|train|ensure-model|serve` end to end (in-process, small data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from predict.__main__ import main
+from predict.data import BarSeries
+from predict.registry import Registry
+from tests.predict.conftest import Trained
+
+
+def write_csv(series: list[BarSeries], path: Path) -> Path:
+    frames = [pd.DataFrame({"symbol": s.symbol, "start_ms": s.start_ms, "open": s.ohlcv[:, 0], "high": s.ohlcv[:, 1],
+                            "low": s.ohlcv[:, 2], "close": s.ohlcv[:, 3], "volume": s.ohlcv[:, 4]}) for s in series]
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TICKERBELL_VAR", str(tmp_path / "var"))
+    monkeypatch.delenv("MODEL_REGISTRY", raising=False)
+    return tmp_path
+
+
+def test_evaluate_writes_table_json_plots_and_doc(trained: Trained, env: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    csv = write_csv(trained.series, env / "ar.csv")
+    doc = env / "docs" / "forecast-evaluation.md"
+    argv = ["evaluate", "--source", "csv", "--csv", str(csv), "--bar-seconds", "60", "--folds", "1",
+            "--test-fraction", "0.25", "--window", "10", "--epochs", "8", "--out", str(env / "out"), "--doc", str(doc)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "epoch   1/8" in out and "val_loss" in out and "headline: LSTM skill vs persistence +0." in out
+    md = doc.read_text()
+    assert "python -m predict evaluate --source csv" in md and "## AAA" in md and "## All symbols pooled" in md
+    assert "| persistence |" in md and "| drift |" in md and "| linear AR |" in md
+    assert "beats persistence" in md
+    table = json.loads((env / "out" / "evaluation.json").read_text())["table"]
+    assert table["ALL"]["lstm"]["skill"] > 0.1 and table["ALL"]["persistence"]["skill"] == 0
+    for sym in ("AAA", "BBB"):
+        png = doc.parent / "forecast-evaluation" / f"{sym}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (env / "out" / "evaluation.md").read_text() == md
+
+
+def test_train_registers_and_ensure_model_trains_only_when_needed(trained: Trained, env: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    registry = Registry(env / "var" / "models")
+    assert main(["ensure-model", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "no promoted model" in out and "training a small one on the offline sample data" in out
+    assert "registered v0001" in out and registry.promoted_version() == "v0001"
+    meta = registry.meta("v0001")
+    assert set(meta["data"]) == {"AAPL", "GOOG", "IBM", "MSFT"} and meta["data"]["AAPL"]["from"] == "2000-03-01"
+    assert main(["ensure-model"]) == 0
+    assert "v0001 is promoted" in capsys.readouterr().out and len(registry.versions()) == 1
+    # a model trained on structured data has a better holdout skill than the offline one: promoted
+    csv = write_csv(trained.series, env / "ar.csv")
+    assert main(["train", "--source", "csv", "--csv", str(csv), "--bar-seconds", "60", "--window", "10",
+                 "--epochs", "8"]) == 0
+    assert registry.promoted_version() == "v0002", registry.meta("v0002")["status_reason"]
+    assert registry.meta("v0001")["status"] == "retired"
+
+
+def test_serve_without_a_model_can_exit_with_a_clear_message(env: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        assert main(["serve", "--exit-if-no-model"]) == 3
+    assert "no promoted model in" in caplog.text and "python -m predict ensure-model" in caplog.text
+
+
+def test_bad_input_is_a_clear_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--source", "csv"]) == 1
+    assert "--source csv needs --csv FILE" in capsys.readouterr().err

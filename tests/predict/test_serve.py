@@ -1,0 +1,154 @@
+"""Serving: bars in, predictions out; with the real broker, the promoted model and hot reload."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from events.contract import Bar, Prediction, bar_id, prediction_id
+from events.kafka import EventProducer, ShutdownFlag
+from events.settings import Settings
+from predict.data import BarSeries
+from predict.dataset import build_samples
+from predict.features import min_history
+from predict.registry import Registry
+from predict.serve import PredictionStage, serve
+from tests.predict.conftest import Trained, register
+from tests.support import read_events, read_topic
+
+
+def bars_of(series: BarSeries, start: int = 0, stop: int | None = None) -> list[Bar]:
+    out = []
+    for i in range(start, len(series) if stop is None else stop):
+        o, h, l, c, v = (float(x) for x in series.ohlcv[i])
+        ms = int(series.start_ms[i])
+        out.append(Bar(id=bar_id(series.symbol, series.bar_seconds, ms), ts=ms + series.bar_seconds * 1000,
+                       symbol=series.symbol, start_ms=ms, bar_seconds=series.bar_seconds, open=o, high=h, low=l,
+                       close=c, volume=v, count=10, vwap=c))
+    return out
+
+
+def stage_for(trained: Trained, version: str = "v0001", skill: float = 0.3) -> PredictionStage:
+    meta = {"version": version, "skill": skill, "interval_level": 0.8}
+    return PredictionStage(trained.forecaster, meta)
+
+
+def test_serving_equals_training_windows_and_skips_short_history(trained: Trained) -> None:
+    series = trained.series[0]
+    need = min_history(trained.config.window)
+    stage = stage_for(trained)
+    preds = stage.predict_bars(bars_of(series, 0, need + 30))
+    assert len(preds) == 31  # bars need-1 .. need+29: the first need-1 bars get none
+    assert stage.skipped_short == need - 1
+    # the same numbers as the offline windows of those bars
+    s = build_samples([series], trained.config.window)
+    q = trained.forecaster.predict_returns(s.x[:31], s.sigma[:31])
+    got = np.array([[np.log(p.lower / p.base_close), p.predicted_return, np.log(p.upper / p.base_close)] for p in preds])
+    np.testing.assert_allclose(got, q, rtol=1e-4, atol=1e-7)
+    assert [p.base_start_ms for p in preds] == s.base_start_ms[:31].tolist()
+    p = preds[0]
+    assert p.id == prediction_id(series.symbol, p.base_start_ms, 1, "v0001")
+    assert p.ts == p.base_start_ms + series.bar_seconds * 1000
+    assert p.lower <= p.predicted_close <= p.upper and p.model_version == "v0001" and p.skill == 0.3
+    assert p.predicted_close == p.base_close * np.exp(p.predicted_return)
+
+
+def test_replayed_bars_give_the_same_ids_and_duplicates_none(trained: Trained) -> None:
+    bars = bars_of(trained.series[1], 0, 60)
+    first = stage_for(trained).predict_bars(bars)
+    again = stage_for(trained).predict_bars(bars)
+    assert [p.id for p in first] == [p.id for p in again] and first == again
+    stage = stage_for(trained)
+    stage.predict_bars(bars)
+    assert stage.predict_bars(bars[-5:]) == [] and stage.skipped_replay == 5
+
+
+def test_one_batch_predicts_many_symbols(trained: Trained) -> None:
+    a, b = trained.series
+    need = min_history(trained.config.window)
+    stage = stage_for(trained)
+    mixed = bars_of(a, 0, need) + bars_of(b, 0, need - 1)
+    preds = stage.predict_bars(sorted(mixed, key=lambda x: x.start_ms))
+    assert [p.symbol for p in preds] == [a.symbol]  # b is one bar short
+
+
+def _wait_for(cond, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_serve_with_the_real_broker_and_hot_reload(trained: Trained, kafka_settings: Settings, tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    register(trained, registry.root, skill=0.31)
+    a, b = trained.series
+    need = min_history(trained.config.window)
+    producer = EventProducer(kafka_settings)
+    for bar in bars_of(a, 0, need + 5) + bars_of(b, 0, need - 10):
+        producer.produce(bar)
+    producer.produce_bytes(kafka_settings.topic("metrics"), b"AAA", b'{"type":"bar","broken":')
+    producer.flush()
+
+    flag = ShutdownFlag()
+    result: dict = {}
+    served: list[str] = []
+    thread = threading.Thread(target=lambda: result.update(
+        stats=serve(kafka_settings, registry, group_id="predict-test", reload_every_s=0.2, shutdown=flag,
+                    on_model=served.append)))
+    thread.start()
+    try:
+        preds = read_events(kafka_settings, "predictions", Prediction, expect=6, timeout_s=60)
+        assert {p.symbol for p in preds} == {"AAA"} and {p.model_version for p in preds} == {"v0001"}
+        assert sorted(p.base_start_ms for p in preds) == [int(x) for x in a.start_ms[need - 1:need + 5]]
+        for p in preds:
+            assert p.id == prediction_id("AAA", p.base_start_ms, 1, "v0001") and p.skill == 0.31
+            assert p.ts == p.base_start_ms + a.bar_seconds * 1000
+        assert len(read_topic(kafka_settings, kafka_settings.topic("metrics.dlq"), expect=1)) == 1
+
+        # promote a new version: the running process serves it without a restart
+        register(trained, registry.root, skill=0.32)
+        assert registry.promoted_version() == "v0002"
+        _wait_for(lambda: served == ["v0001", "v0002"])
+        for bar in bars_of(a, need + 5, need + 8):
+            producer.produce(bar)
+        producer.flush()
+        preds = read_events(kafka_settings, "predictions", Prediction, expect=9, timeout_s=60)
+        newer = [p for p in preds if p.base_start_ms >= int(a.start_ms[need + 5])]
+        assert len(newer) == 3 and {p.model_version for p in newer} == {"v0002"}
+        assert {p.skill for p in newer} == {0.32}
+        assert len(preds) == 9  # nothing for BBB, nothing twice
+    finally:
+        flag.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    stats = result["stats"]
+    assert stats.dlq == 1 and stats.produced == 9
+
+
+def test_serve_without_a_model_says_so_and_waits_or_returns(trained: Trained, kafka_settings: Settings,
+                                                            tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    registry = Registry(tmp_path / "models")
+    with caplog.at_level("WARNING"):
+        assert serve(kafka_settings, registry, wait_for_model=False, shutdown=ShutdownFlag()) is None
+    assert "no promoted model" in caplog.text and "ensure-model" in caplog.text
+    # by default it waits, and serves the first model promoted meanwhile
+    flag = ShutdownFlag()
+    served: list[str] = []
+    thread = threading.Thread(target=serve, args=(kafka_settings, registry),
+                              kwargs={"shutdown": flag, "on_model": served.append})
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        thread.start()
+        try:
+            _wait_for(lambda: "no promoted model" in caplog.text)
+            assert thread.is_alive() and served == []
+            register(trained, registry.root)
+            _wait_for(lambda: served == ["v0001"])
+        finally:
+            flag.set()
+            thread.join(30)
+    assert not thread.is_alive()
