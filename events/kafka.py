@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from events import observability as obs
 from events.contract import DLQ_SUFFIX, Event, InvalidEvent, decode, encode, topic_of
 from events.settings import Settings
 
@@ -230,8 +231,12 @@ class StreamRunner:
                  transform: Transform, *, batch_size: int = 1000, poll_timeout_s: float = 0.2,
                  shutdown: ShutdownFlag | None = None, producer: EventProducer | None = None,
                  allow_tombstones: bool = False, consumer_overrides: dict[str, Any] | None = None,
-                 output_topic: Callable[[Event], str] | None = None) -> None:
+                 output_topic: Callable[[Event], str] | None = None, process: str | None = None,
+                 lag_every_s: float = 5.0) -> None:
         self.settings = settings
+        self.process = process or group_id
+        self.lag_every_s = lag_every_s
+        self._lag_at = 0.0
         self.types = types
         self.transform = transform
         self.batch_size = batch_size
@@ -260,12 +265,16 @@ class StreamRunner:
         self.producer.produce_bytes(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
         self.stats.dlq += 1
         self.stats.dlq_by_topic[topic] += 1
+        obs.DLQ.labels(self.process, topic).inc()
 
     def run_once(self) -> int:
         """Process one batch; return how many messages it held."""
         msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        if time.monotonic() - self._lag_at > self.lag_every_s:
+            self.report_lag()
         if not msgs:
             return 0
+        started = time.perf_counter()
         batch: list[Decoded] = []
         for msg in msgs:
             err = msg.error()
@@ -289,7 +298,28 @@ class StreamRunner:
         self.stats.consumed += len(msgs)
         self.stats.produced += len(outputs)
         self.stats.batches += 1
+        for m in msgs:
+            obs.EVENTS_IN.labels(self.process, m.topic() or "").inc()
+        for event in outputs:
+            obs.EVENTS_OUT.labels(self.process, topic_of(event)).inc()
+        obs.BATCH_SECONDS.labels(self.process).observe(time.perf_counter() - started)
+        if self.stats.last_event_ts_ms:
+            obs.LAST_EVENT_TS.labels(self.process).set(self.stats.last_event_ts_ms / 1000)
         return len(msgs)
+
+    def report_lag(self) -> None:
+        """Update the consumer-lag gauge for the assigned partitions (cheap: cached watermarks)."""
+        self._lag_at = time.monotonic()
+        try:
+            assigned = self.consumer.assignment()
+            if not assigned:
+                return
+            for tp in self.consumer.position(assigned):
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                if tp.offset >= 0:
+                    obs.CONSUMER_LAG.labels(self.process, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        except KafkaException as exc:
+            log.debug("lag report failed: %s", exc)
 
     def _commit(self, msgs: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
