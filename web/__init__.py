@@ -1,0 +1,69 @@
+"""Tickerbell web app: accounts, watchlists, rules, channels, live charts, REST API.
+
+``create_app(config=None)`` builds the Flask app; ``config`` may carry a
+``SETTINGS`` (:class:`events.settings.Settings`), ``REDIS_PREFIX`` (keys of
+the login limiter and status samples) and ``SOCKETIO_CHANNEL`` (the Redis
+message-queue channel, unique per test). Everything else is Flask config.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from events.settings import Settings, load_settings
+from web.extensions import csrf, login_manager, socketio
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        REDIS_PREFIX="tickerbell:",
+        SOCKETIO_CHANNEL="tickerbell-socketio",
+        LOGIN_MAX_FAILURES=5,
+        LOGIN_LOCKOUT_S=900,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1 * 1024 * 1024,
+    )
+    app.config.update(config)
+    app.extensions["tickerbell_settings"] = settings
+
+    from web import db
+
+    db.init_app(app, settings)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=settings.redis_url,
+        channel=app.config["SOCKETIO_CHANNEL"],
+        cors_allowed_origins=[settings.public_url],
+        logger=False,
+        engineio_logger=False,
+    )
+
+    from web import accounts, api, errors, health, pages, realtime
+
+    errors.init_app(app)
+    app.register_blueprint(accounts.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    realtime.register(socketio)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.extensions["tickerbell_settings"]

@@ -1,0 +1,56 @@
+"""``python -m web serve|projector|bridge|openapi``: the web app's processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from events.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m web")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="development server (production: gunicorn, see the Procfile)")
+    serve.add_argument("--host", default="127.0.0.1")
+    sub.add_parser("projector", help="topics -> SQL read tables (bars, predictions, alert history)")
+    sub.add_parser("bridge", help="topics -> Socket.IO rooms through the Redis message queue")
+    sub.add_parser("openapi", help="print the OpenAPI document")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if args.cmd == "serve":
+        from web import create_app
+        from web.extensions import socketio
+
+        app = create_app({"SETTINGS": settings})
+        print(f"Tickerbell web on http://{args.host}:{settings.port}/", flush=True)
+        socketio.run(app, host=args.host, port=settings.port, allow_unsafe_werkzeug=True)
+    elif args.cmd == "projector":
+        from events.db import session_factory
+        from events.kafka import ShutdownFlag
+        from web.projector import run_projector
+
+        run_projector(settings, session_factory(settings), ShutdownFlag().install())
+    elif args.cmd == "bridge":
+        from events.kafka import ShutdownFlag
+        from web.bridge import run_bridge
+
+        run_bridge(settings, ShutdownFlag().install())
+    elif args.cmd == "openapi":
+        from web import create_app
+        from web.openapi import document
+
+        print(json.dumps(document(create_app({"SETTINGS": settings})), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""The ``bridge`` process: Kafka topics -> Socket.IO rooms through the Redis message queue.
+
+Ticks, bars and forecasts go to the symbol's room, coalesced so a browser
+gets at most one ``update`` per symbol every ``interval_s`` (0.1 s: about 10
+per second) whatever the tick rate: an update carries the latest price, every
+bar closed since the last one (bounded) and the latest forecast. Alerts go at
+once to their owner's room as ``alert``. The bridge is a live view: a new
+consumer group starts at the end of the topics (``offset_reset``), and
+offsets are committed after the batch's updates are handed to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgspec
+import redis
+import socketio
+
+from events import contract
+from events.contract import Alert, Bar, Prediction, Tick
+from events.kafka import Decoded, ShutdownFlag, StreamRunner
+from events.settings import Settings
+from web.rooms import symbol_room, user_room
+
+log = logging.getLogger(__name__)
+Emit = Callable[[str, dict[str, Any], str], None]  # (event, payload, room)
+
+
+def bar_payload(bar: Bar) -> dict[str, Any]:
+    out = msgspec.structs.asdict(bar)
+    out.pop("id"), out.pop("v")
+    return out
+
+
+def prediction_payload(p: Prediction) -> dict[str, Any]:
+    out = msgspec.structs.asdict(p)
+    out.pop("v")
+    out["ts_ms"] = out.pop("ts")
+    out["target_ms"] = p.base_start_ms + (p.horizon_bars + 1) * p.bar_seconds * 1000
+    return out
+
+
+def alert_payload(a: Alert) -> dict[str, Any]:
+    return {"id": a.id, "rule_id": a.rule_id, "rule_version": a.rule_version, "rule_name": a.rule_name,
+            "symbol": a.symbol, "state": a.state, "ts_ms": a.ts, "series": a.series, "op": a.op,
+            "value": a.value, "threshold": a.threshold, "message": a.message}
+
+
+@dataclass
+class _Pending:
+    price: float | None = None
+    price_ts_ms: int = 0
+    bars: dict[int, dict[str, Any]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+
+    def empty(self) -> bool:
+        return self.price is None and not self.bars and self.prediction is None
+
+
+class Coalescer:
+    """Per symbol, at most one update per ``interval_s`` (pure: the caller passes the clock)."""
+
+    def __init__(self, interval_s: float = 0.1, max_bars: int = 100) -> None:
+        self.interval_s = interval_s
+        self.max_bars = max_bars
+        self._pending: dict[str, _Pending] = {}
+        self._last_sent: dict[str, float] = {}
+
+    def _slot(self, symbol: str) -> _Pending:
+        slot = self._pending.get(symbol)
+        if slot is None:
+            slot = self._pending[symbol] = _Pending()
+        return slot
+
+    def add(self, event: contract.Event) -> None:
+        if isinstance(event, Tick):
+            slot = self._slot(event.symbol)
+            if event.ts >= slot.price_ts_ms:
+                slot.price, slot.price_ts_ms = event.price, event.ts
+        elif isinstance(event, Bar):
+            slot = self._slot(event.symbol)
+            slot.bars[event.start_ms] = bar_payload(event)
+            if len(slot.bars) > self.max_bars:
+                del slot.bars[min(slot.bars)]
+        elif isinstance(event, Prediction):
+            slot = self._slot(event.symbol)
+            if slot.prediction is None or event.base_start_ms >= slot.prediction["base_start_ms"]:
+                slot.prediction = prediction_payload(event)
+
+    def _payload(self, symbol: str, slot: _Pending) -> dict[str, Any]:
+        return {"symbol": symbol, "price": slot.price, "ts_ms": slot.price_ts_ms or None,
+                "bars": [slot.bars[k] for k in sorted(slot.bars)], "prediction": slot.prediction}
+
+    def due(self, now_s: float) -> list[dict[str, Any]]:
+        """Updates whose symbol has not had one in the last ``interval_s``; they are then sent."""
+        out = []
+        for symbol, slot in list(self._pending.items()):
+            if slot.empty() or now_s - self._last_sent.get(symbol, -1e18) < self.interval_s:
+                continue
+            out.append(self._payload(symbol, slot))
+            self._last_sent[symbol] = now_s
+            del self._pending[symbol]
+        return out
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = [self._payload(s, p) for s, p in self._pending.items() if not p.empty()]
+        self._pending.clear()
+        return out
+
+    def next_due_in_s(self, now_s: float) -> float | None:
+        waits = [self.interval_s - (now_s - self._last_sent.get(s, -1e18)) for s, p in self._pending.items() if not p.empty()]
+        return max(0.0, min(waits)) if waits else None
+
+
+def route(events: list[contract.Event], coalescer: Coalescer, emit: Emit) -> None:
+    """Alerts out at once to their owner; market data into the coalescer."""
+    for event in events:
+        if isinstance(event, Alert):
+            if event.user_id:
+                emit("alert", alert_payload(event), user_room(event.user_id))
+            else:  # a system alert (stale feed) concerns everyone watching the symbol
+                emit("system_alert", alert_payload(event), symbol_room(event.symbol))
+        else:
+            coalescer.add(event)
+
+
+def redis_emitter(settings: Settings, channel: str) -> tuple[Emit, socketio.RedisManager]:
+    manager = socketio.RedisManager(settings.redis_url, channel=channel, write_only=True)
+
+    def emit(event: str, payload: dict[str, Any], room: str) -> None:
+        manager.emit(event, payload, room=room, namespace="/")
+
+    return emit, manager
+
+
+def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "tickerbell-socketio",
+               group_id: str = "tickerbell-bridge", offset_reset: str = "latest", interval_s: float = 0.1,
+               redis_prefix: str = "tickerbell:", idle_stop_s: float | None = None,
+               emit: Emit | None = None) -> dict[str, int]:
+    """Run until ``shutdown`` is set (or ``idle_stop_s`` without input); return counters."""
+    from web.status import heartbeat
+
+    if emit is None:
+        emit, _manager = redis_emitter(settings, channel)
+    coalescer = Coalescer(interval_s)
+    counts = {"consumed": 0, "updates": 0, "alerts": 0}
+
+    def send_due(now_s: float) -> None:
+        for payload in coalescer.due(now_s):
+            emit("update", payload, symbol_room(payload["symbol"]))
+            counts["updates"] += 1
+
+    def transform(batch: list[Decoded]) -> list[contract.Event]:
+        events = [d.event for d in batch if d.event is not None]
+        counts["alerts"] += sum(1 for e in events if isinstance(e, Alert))
+        route(events, coalescer, emit)
+        send_due(time.monotonic())
+        return []
+
+    types: dict[str, type[contract.Event]] = {
+        settings.topic("ticks"): Tick, settings.topic("metrics"): Bar,
+        settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert,
+    }
+    runner = StreamRunner(settings, group_id, types, transform, batch_size=2000, poll_timeout_s=interval_s / 2,
+                          shutdown=shutdown, consumer_overrides={"auto.offset.reset": offset_reset})
+    beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    last_beat = idle_since = time.monotonic()
+    try:
+        while not shutdown.is_set():
+            n = runner.run_once()
+            now = time.monotonic()
+            send_due(now)
+            if n:
+                idle_since = now
+            elif idle_stop_s is not None and now - idle_since > idle_stop_s and coalescer.next_due_in_s(now) is None:
+                break
+            if now - last_beat > 2.0:
+                last_beat = now
+                heartbeat(beat, redis_prefix, "bridge", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
+                                                         "updates": counts["updates"], "alerts": counts["alerts"],
+                                                         "last_event_ms": runner.stats.last_event_ts_ms})
+    finally:
+        for payload in coalescer.drain():
+            emit("update", payload, symbol_room(payload["symbol"]))
+            counts["updates"] += 1
+        runner.close()
+        beat.close()
+    counts["consumed"] = runner.stats.consumed
+    return counts

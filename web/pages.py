@@ -1,0 +1,134 @@
+"""HTML pages: server-rendered shells whose scripts talk to the JSON API and Socket.IO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_login import current_user, login_required
+
+from web.auth import uid
+from web.db import get_db
+from web.store import channels as ch_store
+from web.store import conditions, history
+from web.store import rules as rules_store
+from web.store import watchlists as wls
+
+bp = Blueprint("pages", __name__)
+WEB = Path(__file__).resolve().parent
+VENDOR = {
+    "plotly.min.js": Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js",
+    "socket.io.min.js": WEB / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js",
+}
+
+
+@bp.get("/vendor/<name>")
+def vendor(name: str):
+    """Third-party browser code from the installed packages (no CDN: the page works offline)."""
+    path = VENDOR.get(name)
+    if path is None or not path.exists():
+        abort(404)
+    return send_file(path, mimetype="text/javascript", max_age=86_400)
+
+
+@bp.get("/")
+def index():
+    if not current_user.is_authenticated:
+        return redirect(url_for("accounts.login"))
+    return redirect(url_for("pages.dashboard"))
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard():
+    session = get_db()
+    lists = wls.list_watchlists(session, uid())
+    selected = request.args.get("watchlist", type=int)
+    current = next((w for w in lists if w.id == selected), lists[0] if lists else None)
+    symbols = [s.symbol for s in current.symbols] if current else []
+    return render_template("dashboard.html", watchlists=lists, current=current,
+                           quotes=history.quotes(session, symbols), symbols=symbols)
+
+
+@bp.get("/symbols/<symbol>")
+@login_required
+def symbol(symbol: str):
+    symbol = wls.normalise_symbol(symbol)
+    session = get_db()
+    rules = rules_store.list_rules(session, uid(), symbol)
+    return render_template("symbol.html", symbol=symbol, rules=[rules_store.rule_json(session, r) for r in rules])
+
+
+@bp.get("/rules")
+@login_required
+def rules():
+    session = get_db()
+    return render_template("rules.html", rules=[rules_store.rule_json(session, r) for r in rules_store.list_rules(session, uid())])
+
+
+@bp.get("/rules/new")
+@login_required
+def new_rule():
+    return _rule_form(None)
+
+
+@bp.get("/rules/<int:rule_id>")
+@login_required
+def edit_rule(rule_id: int):
+    return _rule_form(rule_id)
+
+
+def _rule_form(rule_id: int | None):
+    session = get_db()
+    rule = rules_store.rule_json(session, rules_store.get_rule(session, uid(), rule_id)) if rule_id else None
+    return render_template(
+        "rule_form.html", rule=rule, preset_symbol=(request.args.get("symbol") or "").upper(),
+        watchlists=[wls.watchlist_json(w) for w in wls.list_watchlists(session, uid())],
+        channels=[ch_store.channel_json(c) for c in ch_store.list_channels(session, uid())],
+        catalog={"series": conditions.SERIES, "operators": conditions.OPERATORS,
+                 "frequencies": conditions.FREQUENCIES, "presets": conditions.PRESETS,
+                 "groups": {"compare": conditions.COMPARE_OPS, "channel": conditions.CHANNEL_OPS,
+                            "move": conditions.MOVE_OPS}},
+    )
+
+
+@bp.get("/channels")
+@login_required
+def channels():
+    return render_template("channels.html", channels=[ch_store.channel_json(c) for c in ch_store.list_channels(get_db(), uid())],
+                           kinds=ch_store.KINDS)
+
+
+@bp.get("/alerts")
+@login_required
+def alerts():
+    return render_template("alerts.html", symbols=wls.user_symbols(get_db(), uid()))
+
+
+@bp.get("/alerts/<path:alert_id>")
+@login_required
+def alert_detail(alert_id: str):
+    session = get_db()
+    alert = history.get_alert(session, uid(), alert_id)
+    names = history.rule_names(session, uid())
+    return render_template("alert_detail.html", alert=history.alert_json(alert, names),
+                           deliveries=[history.delivery_json(d, c) for d, c in history.deliveries(session, uid(), alert_id=alert.id)])
+
+
+@bp.get("/overview")
+@login_required
+def overview():
+    return render_template("overview.html", symbols=wls.user_symbols(get_db(), uid()))
+
+
+@bp.get("/status")
+@login_required
+def status():
+    return render_template("status.html")
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template("account.html", public_url=current_app.extensions["tickerbell_settings"].public_url)

@@ -1,0 +1,86 @@
+/* Shared helpers: API calls with the CSRF header, formatting, the live socket, alert toasts. */
+(function () {
+  "use strict";
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+  async function api(method, url, body) {
+    const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+    if (method !== "GET") opts.headers["X-CSRFToken"] = csrf();
+    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    const resp = await fetch(url, opts);
+    if (resp.status === 204) return null;
+    const data = await resp.json().catch(() => ({}));
+    if (!resp.ok) { const err = new Error(data.message || resp.statusText); err.status = resp.status; err.data = data; throw err; }
+    return data;
+  }
+
+  const fmt = {
+    price: (v) => v == null ? "—" : Number(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: v < 1 ? 6 : 2 }),
+    num: (v, d = 2) => v == null ? "—" : Number(v).toLocaleString(undefined, { maximumFractionDigits: d }),
+    pct: (v) => v == null ? "—" : (v > 0 ? "+" : "") + Number(v).toFixed(2) + " %",
+    int: (v) => v == null ? "—" : Math.round(v).toLocaleString(),
+    time: (ms) => ms == null ? "—" : new Date(ms).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    iso: (s) => s ? new Date(s).toLocaleString() : "—",
+    cls: (v) => v == null ? "" : (v >= 0 ? "up" : "down"),
+  };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v; else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else if (v != null) node.setAttribute(k, v);
+    }
+    for (const c of children) if (c != null) node.append(c.nodeType ? c : document.createTextNode(String(c)));
+    return node;
+  }
+
+  function showErrors(form, err) {
+    form.querySelectorAll(".field").forEach((f) => f.classList.remove("invalid"));
+    form.querySelectorAll(".field .error").forEach((e) => e.remove());
+    const box = form.querySelector(".form-error");
+    if (box) box.textContent = "";
+    if (!err) return;
+    const fields = (err.data && err.data.fields) || {};
+    let placed = 0;
+    for (const [name, message] of Object.entries(fields)) {
+      const input = form.querySelector(`[data-field="${name}"]`) || form.querySelector(`[name="${name}"]`);
+      const field = input && input.closest(".field");
+      if (field) { field.classList.add("invalid"); field.append(el("div", { class: "error", text: message })); placed++; }
+    }
+    if (box) box.textContent = placed ? "Please correct the highlighted fields." : err.message;
+  }
+
+  let socket = null;
+  const handlers = { update: [], alert: [] };
+  function live() {
+    if (socket || typeof io === "undefined") return socket;
+    socket = io({ transports: ["websocket", "polling"] });
+    const dot = document.getElementById("live-dot");
+    const joined = new Set();
+    socket.on("connect", () => { if (dot) dot.classList.add("on"); joined.forEach((s) => socket.emit("join", { symbol: s })); });
+    socket.on("disconnect", () => dot && dot.classList.remove("on"));
+    socket.on("update", (u) => handlers.update.forEach((h) => h(u)));
+    socket.on("alert", (a) => { toast(a); handlers.alert.forEach((h) => h(a)); });
+    socket.joinSymbol = (s) => { joined.add(s); if (socket.connected) socket.emit("join", { symbol: s }); };
+    return socket;
+  }
+  function on(event, fn) { handlers[event].push(fn); live(); }
+
+  function toast(a) {
+    const stack = document.querySelector(".toast-stack") || document.body.appendChild(el("div", { class: "toast-stack" }));
+    const t = el("div", { class: "toast " + a.state },
+      el("b", { text: `${a.state === "resolved" ? "Resolved" : "Alert"} · ${a.symbol}` }),
+      el("div", { text: a.message || `${a.rule_name || "Rule #" + a.rule_id}: ${a.series} ${a.op.replaceAll("_", " ")} ${a.threshold ?? ""}` }));
+    stack.append(t);
+    setTimeout(() => t.remove(), 8000);
+  }
+
+  function rangeQuery(form) {
+    const q = new URLSearchParams();
+    new FormData(form).forEach((v, k) => { if (v !== "") q.append(k, v); });
+    return q.toString();
+  }
+
+  window.TB = { api, fmt, el, showErrors, live, on, toast, rangeQuery };
+  document.addEventListener("DOMContentLoaded", () => { if (document.body.dataset.user) live(); });
+})();

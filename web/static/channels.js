@@ -1,0 +1,62 @@
+/* Channels: add (webhook secret shown once), test send with its result, rotate secret, delivery log. */
+(function () {
+  "use strict";
+  const { api, fmt, el, showErrors } = TB;
+  const form = document.getElementById("channel-form");
+  const PLACEHOLDER = { email: "you@example.com", slack: "https://hooks.slack.com/services/T000/B000/XXXX", webhook: "https://example.com/hooks/tickerbell" };
+  function kindChanged() {
+    const k = form.kind.value;
+    document.getElementById("kind-help").textContent = form.kind.selectedOptions[0].dataset.help;
+    document.getElementById("target-label").textContent = k === "email" ? "Email address" : "URL";
+    form.target.placeholder = PLACEHOLDER[k];
+  }
+  form.kind.addEventListener("change", kindChanged); kindChanged();
+
+  function secretBox(secret, note) {
+    return el("div", { class: "secret-box" }, el("div", { class: "small", text: note }), el("code", { class: "mono", text: secret }),
+      el("div", {}, el("button", { type: "button", class: "btn small", style: "margin-top:8px", onclick: () => navigator.clipboard && navigator.clipboard.writeText(secret), text: "Copy" })));
+  }
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault(); showErrors(form, null);
+    try {
+      const ch = await api("POST", "/api/channels", { kind: form.kind.value, name: form.name.value, target: form.target.value });
+      if (ch.secret) {
+        const slot = document.getElementById("new-secret"); slot.innerHTML = "";
+        slot.append(secretBox(ch.secret, "Signing secret — shown only now. Store it where your endpoint verifies signatures."),
+          el("a", { class: "btn", style: "margin-top:10px", href: "/channels", text: "Done" }));
+        form.querySelector("button[type=submit]").disabled = true;
+      } else location.reload();
+    } catch (err) { showErrors(form, err); }
+  });
+
+  document.getElementById("channels-table").addEventListener("click", async (e) => {
+    const b = e.target.closest("button.act"); if (!b) return;
+    const row = b.closest("tr"), id = row.dataset.channel, result = row.querySelector(".result");
+    try {
+      if (b.dataset.act === "test") {
+        b.disabled = true; result.textContent = "Sending…"; result.className = "small result muted";
+        const r = await api("POST", `/api/channels/${id}/test`);
+        result.textContent = r.ok ? `✓ Delivered${r.status_code ? " (HTTP " + r.status_code + ")" : ""}` : `✗ Failed${r.status_code ? " (HTTP " + r.status_code + ")" : ""}: ${r.error || "unknown error"}`;
+        result.className = "small result " + (r.ok ? "up" : "down"); b.disabled = false;
+      } else if (b.dataset.act === "rotate") {
+        if (!confirm("Rotate the signing secret? Your endpoint must switch to the new one.")) return;
+        const ch = await api("POST", `/api/channels/${id}/rotate-secret`);
+        const slot = row.querySelector(".secret-slot"); slot.innerHTML = ""; slot.append(secretBox(ch.secret, "New signing secret — shown only now."));
+      } else if (b.dataset.act === "delete") {
+        if (!confirm("Delete this channel? Rules using it stop sending to it.")) return;
+        await api("DELETE", `/api/channels/${id}`); location.reload();
+      } else if (b.dataset.act === "log") {
+        const logRow = document.querySelector(`tr[data-log="${id}"]`); logRow.classList.toggle("hidden");
+        const body = logRow.querySelector("tbody"); body.innerHTML = "";
+        const list = await api("GET", `/api/channels/${id}/deliveries`);
+        if (!list.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No deliveries yet." })));
+        list.forEach((d) => body.append(el("tr", {}, el("td", {}, el("a", { href: `/alerts/${encodeURIComponent(d.alert_id)}`, class: "mono", text: d.alert_id.slice(0, 18) })),
+          el("td", {}, el("span", { class: "badge " + d.status, text: d.status })), el("td", { class: "num", text: d.attempts }),
+          el("td", { class: "down", text: d.last_error || "" }), el("td", { text: fmt.iso(d.created_at) }))));
+      } else {
+        await api("PATCH", `/api/channels/${id}`, { enabled: b.dataset.act === "enable" }); location.reload();
+      }
+    } catch (err) { result.textContent = err.message; result.className = "small result down"; b.disabled = false; }
+  });
+})();

@@ -1,0 +1,118 @@
+"""The status page's numbers: per topic and consumer group rates, lag, last event time, DLQ counts.
+
+Rates are differences between two samples of end offsets (topics) and
+committed offsets (groups). The previous sample is kept in Redis, so a page
+refresh after a few seconds has a rate without waiting; the first view takes
+two samples ``SAMPLE_S`` apart. Processes that report heartbeats
+(``projector``, ``bridge``) add their own counters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+from events.contract import DLQ_SUFFIX
+from events.kafka import admin_client, topic_specs
+from events.settings import Settings
+
+SAMPLE_S = 1.0
+HEARTBEAT_TTL_S = 120
+
+
+def heartbeat(client: redis.Redis, prefix: str, process: str, stats: dict[str, Any]) -> None:
+    """Record a process's counters (called by projector and bridge after each batch)."""
+    client.set(f"{prefix}proc:{process}", json.dumps({**stats, "process": process, "at_ms": int(time.time() * 1000)}),
+               ex=HEARTBEAT_TTL_S)
+
+
+def heartbeats(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
+    keys = sorted(client.scan_iter(f"{prefix}proc:*", count=100))
+    values = client.mget(keys) if keys else []
+    return [json.loads(v) for v in values if v]
+
+
+def _sample(settings: Settings, admin: Any, consumer: Consumer, names: list[str]) -> dict[str, Any]:
+    meta = admin.list_topics(timeout=5).topics
+    topics: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in meta:
+            continue
+        ends = [consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)[1] for p in meta[name].partitions]
+        topics[name] = {"total": sum(ends), "ends": ends}
+    groups: dict[str, dict[str, Any]] = {}
+    listed = admin.list_consumer_groups().result(timeout=10).valid
+    gids = [g.group_id for g in listed if not g.group_id.startswith(("tickerbell-status", "reader-"))][:200]
+    futures = {gid: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)])[gid] for gid in gids}
+    for gid, fut in futures.items():
+        res = fut.result(timeout=10)
+        committed = lag = 0
+        seen = set()
+        for tp in res.topic_partitions:
+            if tp.topic not in topics or tp.offset < 0:
+                continue
+            seen.add(tp.topic)
+            committed += tp.offset
+            lag += max(0, topics[tp.topic]["ends"][tp.partition] - tp.offset)
+        if seen:
+            groups[gid] = {"committed": committed, "lag": lag, "topics": sorted(seen)}
+    return {"t": time.time(), "topics": {k: v["total"] for k, v in topics.items()}, "groups": groups,
+            "_ends": {k: v["ends"] for k, v in topics.items()}}
+
+
+def _last_event_ms(consumer: Consumer, ends: dict[str, list[int]]) -> dict[str, int]:
+    """Broker timestamp of the newest message of each topic (reads one message per partition)."""
+    assign = [TopicPartition(t, p, end - 1) for t, es in ends.items() for p, end in enumerate(es) if end > 0]
+    if not assign:
+        return {}
+    consumer.assign(assign)
+    out: dict[str, int] = {}
+    wanted = len(assign)
+    deadline = time.monotonic() + 2.0
+    got = 0
+    while got < wanted and time.monotonic() < deadline:
+        for m in consumer.consume(wanted, 0.2):
+            if m.error() is None:
+                got += 1
+                _kind, ts = m.timestamp()
+                out[m.topic()] = max(out.get(m.topic(), 0), ts)
+    consumer.unassign()
+    return out
+
+
+def collect(settings: Settings, client: redis.Redis, prefix: str) -> dict[str, Any]:
+    names = [s.name for s in topic_specs(settings)]
+    admin = admin_client(settings)
+    consumer = Consumer({**settings.kafka_common(), "group.id": "tickerbell-status", "enable.auto.commit": False,
+                         "enable.partition.eof": False})
+    try:
+        now = _sample(settings, admin, consumer, names)
+        key = f"{prefix}status:sample"
+        raw = client.get(key)
+        prev = json.loads(raw) if raw else None
+        if prev is None or not 0.5 <= now["t"] - prev["t"] <= 300:
+            prev = now
+            time.sleep(SAMPLE_S)  # a sampling interval for the rate, not synchronisation
+            now = _sample(settings, admin, consumer, names)
+        client.set(key, json.dumps({k: v for k, v in now.items() if k != "_ends"}), ex=600)
+        dt = max(1e-3, now["t"] - prev["t"])
+        last_ms = _last_event_ms(consumer, now["_ends"])
+    finally:
+        consumer.close()
+    topics = [
+        {"topic": name, "messages": total, "per_s": (total - prev["topics"].get(name, total)) / dt,
+         "last_event_ms": last_ms.get(name), "dlq": name.endswith(DLQ_SUFFIX)}
+        for name, total in now["topics"].items()
+    ]
+    groups = [
+        {"group": gid, "lag": g["lag"], "topics": g["topics"],
+         "per_s": (g["committed"] - prev["groups"].get(gid, g)["committed"]) / dt}
+        for gid, g in sorted(now["groups"].items())
+    ]
+    dlq = {t["topic"][: -len(DLQ_SUFFIX)]: t["messages"] for t in topics if t["dlq"]}
+    return {"sampled_over_s": round(dt, 2), "topics": [t for t in topics if not t["dlq"]], "groups": groups,
+            "dlq": dlq, "processes": heartbeats(client, prefix)}
