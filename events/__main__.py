@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print_status(settings)
     elif args.cmd == "relay":
-        import logging
-
         from events.db import session_factory
         from events.kafka import ShutdownFlag
+        from events.observability import serve_metrics, setup_logging
         from events.outbox import run_relay
 
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        setup_logging("relay", settings.log_level)
+        serve_metrics(settings.metrics_port)
         run_relay(settings, session_factory(settings), ShutdownFlag().install())
     elif args.cmd == "banner":
         print(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from events.kafka import EventProducer, ShutdownFlag
+from events.observability import serve_metrics, setup_logging
 from events.settings import SettingsError, load_settings
 from ingest.base import Source
 from ingest.runner import run_ingest
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging("ingest", settings.log_level)
+    serve_metrics(settings.metrics_port)
     source = build_source(args)
     report = run_ingest(source, EventProducer(settings), ShutdownFlag().install(), rate=args.rate,
                         max_ticks=args.count, duration_s=args.duration)

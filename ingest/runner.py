@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from events import observability as obs
 from events.kafka import EventProducer, ShutdownFlag
 from ingest.base import Sequencer, Source
 
@@ -35,6 +36,7 @@ def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, 
                report_every_s: float = 10.0) -> IngestReport:
     """Publish ticks until the source is exhausted, ``max_ticks``/``duration_s`` is reached, or shutdown."""
     seq = Sequencer(source.name, dedupe=source.dedupe)
+    out_counter = obs.EVENTS_OUT.labels("ingest", "ticks")
     topic = producer.settings.topic("ticks")
     start = last_report = time.monotonic()
     produced = 0
@@ -59,11 +61,13 @@ def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, 
         if not raws:
             shutdown.wait(0.2)  # source has nothing yet (e.g. polling between intervals)
             continue
+        before = produced
         for raw in raws:
             event = seq.to_event(raw)
             if event is not None:
                 producer.produce(event, topic)
                 produced += 1
+        out_counter.inc(produced - before)
         if now - last_report >= report_every_s:
             producer.flush()
             log.info("ingest: %d ticks (%.0f/s), %d duplicates dropped, %d out of order",
