@@ -59,7 +59,7 @@ def address_problem(ip: IPAddress, allow_private: bool) -> str | None:
             return f"{ip} is a cloud metadata address"
     if allow_private:
         return None
-    for candidate in {ip, inner}:
+    for candidate in (inner, ip) if inner != ip else (ip,):
         if candidate.is_loopback:
             return f"{ip} is a loopback address"
         if candidate.is_link_local:
@@ -70,10 +70,12 @@ def address_problem(ip: IPAddress, allow_private: bool) -> str | None:
             return f"{ip} is an unspecified address"
         if isinstance(candidate, ipaddress.IPv4Address) and candidate in _CGNAT:
             return f"{ip} is a carrier-grade NAT (shared) address"
+        if candidate.is_reserved:
+            return f"{ip} is a reserved address"
         if candidate.is_private:
             return f"{ip} is a private address"
-        if candidate.is_reserved or not candidate.is_global:
-            return f"{ip} is a reserved (non-global) address"
+        if not candidate.is_global:
+            return f"{ip} is not a global address"
     return None
 
 
