@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -31,10 +30,31 @@ log = logging.getLogger(__name__)
 HORIZON_BARS = 1
 
 
-@dataclass
 class _History:
-    starts: deque[int]
-    rows: deque[tuple[float, float, float, float, float]]
+    """The last bars of one (symbol, bar size): a numpy buffer of twice the capacity, so that an
+    append is one row write (and, every ``capacity`` bars, one block copy) and the window a view."""
+
+    __slots__ = ("buf", "n", "seen", "capacity", "last_start_ms")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buf = np.empty((2 * capacity, 5))
+        self.n = 0
+        self.seen = 0
+        self.last_start_ms = -1
+
+    def append(self, start_ms: int, row: tuple[float, float, float, float, float]) -> None:
+        if self.n == len(self.buf):
+            self.buf[:self.capacity] = self.buf[self.n - self.capacity:self.n]
+            self.n = self.capacity
+        self.buf[self.n] = row
+        self.n += 1
+        self.seen += 1
+        self.last_start_ms = start_ms
+
+    def last(self, k: int) -> np.ndarray | None:
+        """A copy of the last ``k`` rows (later appends may move the buffer), or None if fewer."""
+        return self.buf[self.n - k:self.n].copy() if min(self.seen, self.capacity) >= k else None
 
 
 @dataclass
@@ -43,7 +63,7 @@ class PredictionStage:
 
     forecaster: Forecaster
     meta: dict[str, Any]
-    max_history: int = 256
+    max_history: int = 128
     histories: dict[tuple[str, int], _History] = field(default_factory=dict)
     skipped_short: int = 0
     skipped_replay: int = 0
@@ -64,18 +84,15 @@ class PredictionStage:
         key = (bar.symbol, bar.bar_seconds)
         h = self.histories.get(key)
         if h is None:
-            size = max(self.max_history, self.need)
-            h = self.histories[key] = _History(deque(maxlen=size), deque(maxlen=size))
-        if h.starts and bar.start_ms <= h.starts[-1]:
+            h = self.histories[key] = _History(max(self.max_history, self.need))
+        if bar.start_ms <= h.last_start_ms:
             self.skipped_replay += 1  # a redelivered or out-of-order bar: its prediction exists
             return None
-        h.starts.append(bar.start_ms)
-        h.rows.append((bar.open, bar.high, bar.low, bar.close, bar.volume))
-        if len(h.rows) < self.need:
+        h.append(bar.start_ms, (bar.open, bar.high, bar.low, bar.close, bar.volume))
+        window = h.last(self.need)
+        if window is None:
             self.skipped_short += 1
-            return None
-        rows = list(h.rows)[-self.need:]
-        return np.asarray(rows, dtype=np.float64)
+        return window
 
     def predict_bars(self, bars: Iterable[Bar]) -> list[Prediction]:
         pending: list[tuple[Bar, np.ndarray]] = []
@@ -92,19 +109,19 @@ class PredictionStage:
         ok = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(sigma)  # a flat series has no scale
         q = self.forecaster.predict_returns(x[ok], sigma[ok])
         skill = self.meta.get("skill")
+        skill = None if skill is None else float(skill)
         level = float(self.meta.get("interval_level", self.forecaster.config.interval_level))
+        bars = [bar for (bar, _), good in zip(pending, ok) if good]
+        closes = np.array([bar.close for bar in bars])
+        prices = (closes[:, None] * np.exp(q)).tolist()
         out = []
-        for (bar, _), (lo, mid, hi) in zip([p for p, good in zip(pending, ok) if good], q):
-            close = bar.close
+        for bar, (lo, mid, hi), r in zip(bars, prices, q[:, 1].tolist()):
             out.append(Prediction(
                 id=prediction_id(bar.symbol, bar.start_ms, HORIZON_BARS, self.version),
                 ts=bar.start_ms + bar.bar_seconds * 1000,
                 symbol=bar.symbol, base_start_ms=bar.start_ms, bar_seconds=bar.bar_seconds,
-                horizon_bars=HORIZON_BARS, base_close=close,
-                predicted_close=float(close * np.exp(mid)), predicted_return=float(mid),
-                lower=float(close * np.exp(lo)), upper=float(close * np.exp(hi)),
-                interval_level=level, model_version=self.version,
-                skill=None if skill is None else float(skill),
+                horizon_bars=HORIZON_BARS, base_close=bar.close, predicted_close=mid, predicted_return=r,
+                lower=lo, upper=hi, interval_level=level, model_version=self.version, skill=skill,
             ))
         return out
 

@@ -56,6 +56,17 @@ def test_serving_equals_training_windows_and_skips_short_history(trained: Traine
     assert p.predicted_close == p.base_close * np.exp(p.predicted_return)
 
 
+def test_long_histories_in_one_batch_through_a_small_buffer(trained: Trained) -> None:
+    series = trained.series[1]
+    stage = PredictionStage(trained.forecaster, {"version": "v1", "skill": 0.1}, max_history=0)  # capacity = need
+    preds = stage.predict_bars(bars_of(series, 0, 400))  # the buffer wraps several times within the batch
+    s = build_samples([series], trained.config.window)
+    n = len(preds)
+    assert n == 400 - min_history(trained.config.window) + 1
+    q = trained.forecaster.predict_returns(s.x[:n], s.sigma[:n])
+    np.testing.assert_allclose([p.predicted_return for p in preds], q[:, 1], rtol=1e-4, atol=1e-7)
+
+
 def test_replayed_bars_give_the_same_ids_and_duplicates_none(trained: Trained) -> None:
     bars = bars_of(trained.series[1], 0, 60)
     first = stage_for(trained).predict_bars(bars)
