@@ -67,7 +67,7 @@ def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, sett
     client = client or http_client()
     if channel.kind == "email":
         msg = messages.build_email(ctx, settings.mail_from, channel.target)
-        msg["Message-ID"] = f"<{msg_id}@tickerbell>"
+        msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"  # stable: receivers dedupe
         return send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
     if channel.kind == "slack":
         body = messages.json_bytes(messages.slack_payload(ctx))

@@ -1,0 +1,207 @@
+"""Delivering one (alert, channel) pair against a real database, SMTP server and HTTP receiver."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks import Webhook
+
+from alerts import notify
+from alerts.dispatch import record_deliveries
+from alerts.retry import NotifyConfig
+from events import models
+from events.contract import Alert
+from events.db import make_engine
+from events.settings import Secret, Settings
+from tests.alerts.conftest import Receiver, SmtpServer
+from tests.alerts.test_messages import SECRET
+
+FAST = NotifyConfig(retry_schedule_s=(0, 0, 0, 0), jitter=0.0, lease_s=30)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> sessionmaker[Session]:
+    return sessionmaker(make_engine(database_url), expire_on_commit=False)
+
+
+@pytest.fixture
+def settings(base_settings: Settings, smtp_server: SmtpServer) -> Settings:
+    return replace(base_settings, smtp_url=Secret(smtp_server.url), allow_private_webhooks=True,
+                   public_url="http://tb.test")
+
+
+def make_user(sessions: sessionmaker[Session], email: str = "owner@example.com") -> int:
+    with sessions() as s:
+        user = models.User(email=email, password_hash="x")
+        s.add(user)
+        s.commit()
+        return user.id
+
+
+def make_channel(sessions: sessionmaker[Session], user_id: int, kind: str, target: str, **kw: object) -> int:
+    with sessions() as s:
+        ch = models.Channel(user_id=user_id, kind=kind, name=kind, target=target, enabled=True, **kw)
+        s.add(ch)
+        s.commit()
+        return ch.id
+
+
+def fire(sessions: sessionmaker[Session], user_id: int, channel_ids: list[int], n: int = 1) -> list[int]:
+    alert = Alert(id=f"alert:{n:04d}", ts=1_795_000_000_000, rule_id=1, rule_version=1, user_id=user_id,
+                  state="firing", symbol="AAPL", trigger_event_id=f"sim:AAPL:{n}", series="price", op="greater_than",
+                  value=151.0, threshold=150.0, channel_ids=channel_ids, rule_name="r",
+                  evidence={"price": 151.0})
+    with sessions() as s:
+        return record_deliveries(s, [alert])
+
+
+def delivery(sessions: sessionmaker[Session], delivery_id: int) -> models.Delivery:
+    with sessions() as s:
+        d = s.get(models.Delivery, delivery_id)
+        assert d is not None
+        d.attempt_log  # load
+        return d
+
+
+def test_webhook_delivered_once_signed_and_logged(sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url(), secret=SECRET)
+    [did] = fire(sessions, user, [ch])
+    assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
+    assert notify.deliver(sessions, did, settings, FAST).status == "skipped"  # a redelivered task
+    assert fire(sessions, user, [ch]) == []  # the same alert again: no new row, nothing pending
+    [req] = receiver.got()
+    assert req.headers["webhook-id"] == "alert:0001.c%d" % ch
+    assert Webhook(SECRET).verify(req.body, req.headers)["symbol"] == "AAPL"
+    d = delivery(sessions, did)
+    assert (d.status, d.attempts, d.last_status_code) == ("delivered", 1, 200)
+    assert [(a.number, a.status_code, a.error) for a in d.attempt_log] == [(1, 200, None)]
+
+
+def test_503_twice_then_200_is_one_delivery_with_three_attempts(sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url(), secret=SECRET)
+    receiver.script["/hook"] = [(503, {}), (503, {})]
+    [did] = fire(sessions, user, [ch])
+    results = [notify.deliver(sessions, did, settings, FAST).status for _ in range(4)]
+    assert results == ["retry", "retry", "delivered", "skipped"]
+    ids = {r.headers["webhook-id"] for r in receiver.got()}
+    assert len(receiver.got()) == 3 and len(ids) == 1  # the same id on every retry
+    d = delivery(sessions, did)
+    assert [a.status_code for a in d.attempt_log] == [503, 503, 200]
+
+
+def test_429_honours_retry_after(sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "slack", receiver.url("/slack"))
+    receiver.script["/slack"] = [(429, {"Retry-After": "30"})]
+    [did] = fire(sessions, user, [ch])
+    before = datetime.now(timezone.utc)
+    result = notify.deliver(sessions, did, settings, FAST)
+    assert result.status == "retry" and result.retry_in_s == 30
+    next_at = delivery(sessions, did).next_attempt_at
+    assert next_at is not None and next_at.replace(tzinfo=timezone.utc) >= before + timedelta(seconds=29)
+    assert notify.deliver(sessions, did, settings, FAST).status == "skipped"  # not due yet
+    assert notify.sweep(sessions, FAST) == []
+    body = receiver.got("/slack")[0].body
+    assert b'"blocks"' in body and b'"text"' in body
+
+
+def test_other_4xx_fail_at_once_and_410_disables_the_channel_and_tells_the_user(
+        sessions, settings, receiver: Receiver, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    bad = make_channel(sessions, user, "webhook", receiver.url("/bad"))
+    gone = make_channel(sessions, user, "webhook", receiver.url("/gone"))
+    receiver.script["/bad"] = [(400, {})]
+    receiver.script["/gone"] = [(410, {})]
+    d_bad, d_gone = fire(sessions, user, [bad, gone])
+    assert notify.deliver(sessions, d_bad, settings, FAST).status == "failed"
+    assert notify.deliver(sessions, d_gone, settings, FAST).status == "failed"
+    with sessions() as s:
+        assert s.get(models.Channel, bad).enabled
+        gone_ch = s.get(models.Channel, gone)
+        assert not gone_ch.enabled and "410" in gone_ch.disabled_reason
+    [mail] = smtp_server.messages
+    assert mail["To"] == "owner@example.com" and "disabled" in mail["Subject"]
+    # later alerts for the disabled channel are logged as failed without a request
+    [later] = fire(sessions, user, [gone], n=2)
+    assert notify.deliver(sessions, later, settings, FAST).status == "failed"
+    assert len(receiver.got("/gone")) == 1
+
+
+def test_a_channel_failing_for_days_is_disabled(sessions, settings, receiver: Receiver,
+                                                smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url("/down"),
+                      failing_since=datetime.now(timezone.utc) - timedelta(days=4))
+    receiver.script["/down"] = [(500, {})]
+    [did] = fire(sessions, user, [ch])
+    assert notify.deliver(sessions, did, settings, FAST).status == "retry"
+    with sessions() as s:
+        assert not s.get(models.Channel, ch).enabled
+    assert len(smtp_server.messages) == 1
+
+
+def test_email_delivery(sessions, settings, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "trader@example.com")
+    [did] = fire(sessions, user, [ch])
+    assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
+    [mail] = smtp_server.messages
+    assert mail["To"] == "trader@example.com" and mail["Message-ID"] == f"<alert.0001.c{ch}@tickerbell>"
+    assert mail.is_multipart() and {p.get_content_type() for p in mail.walk()} >= {"text/plain", "text/html"}
+    html = next(p for p in mail.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert "http://tb.test/symbols/AAPL" in html and "151" in html
+
+
+def test_smtp_down_retries(sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "trader@example.com")
+    [did] = fire(sessions, user, [ch])
+    down = replace(settings, smtp_url=Secret("smtp://127.0.0.1:1"))
+    result = notify.deliver(sessions, did, down, FAST)
+    assert result.status == "retry"
+    assert "Connection refused" in (delivery(sessions, did).last_error or "")
+
+
+def test_private_webhook_refused_unless_allowed(sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url())
+    [did] = fire(sessions, user, [ch])
+    strict = replace(settings, allow_private_webhooks=False)
+    assert notify.deliver(sessions, did, strict, FAST).status == "failed"
+    assert "loopback" in (delivery(sessions, did).last_error or "") and receiver.got() == []
+    with sessions() as s:
+        assert notify.test_send(s, ch, strict)["ok"] is False
+        assert notify.test_send(s, ch, settings) == {"ok": True, "status_code": 200, "error": None}
+
+
+def test_sweep_hands_back_expired_leases(sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url())
+    [did] = fire(sessions, user, [ch])
+    with sessions() as s:  # a worker claimed it and died
+        d = s.get(models.Delivery, did)
+        d.status, d.attempts = "sending", 1
+        d.next_attempt_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+        s.commit()
+    assert notify.deliver(sessions, did, settings, FAST).status == "skipped"
+    assert notify.sweep(sessions, FAST) == [did]
+    assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
+    assert delivery(sessions, did).attempts == 2
+
+
+def test_deliveries_only_to_the_owners_channels(sessions) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_user(sessions, "a@x.y"), make_user(sessions, "b@x.y")
+    mine = make_channel(sessions, alice, "email", "a@x.y")
+    theirs = make_channel(sessions, bob, "email", "b@x.y")
+    ids = fire(sessions, alice, [mine, theirs, 9999])
+    with sessions() as s:
+        rows = s.scalars(select(models.Delivery)).all()
+    assert len(ids) == 1 and [(r.channel_id, r.user_id) for r in rows] == [(mine, alice)]
+    assert msgspec.convert(rows[0].payload, Alert).symbol == "AAPL"
