@@ -38,7 +38,7 @@ def channel_json(ch: models.Channel, *, reveal_secret: bool = False) -> dict[str
         "created_at": ch.created_at.isoformat(),
         "secret_hint": f"whsec_…{ch.secret[-4:]}" if ch.secret else None,
     }
-    if reveal_secret:
+    if reveal_secret and ch.secret:
         out["secret"] = ch.secret
     return out
 

@@ -276,8 +276,16 @@ def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: 
         from alerts.preview import preview_rule
     except ImportError:
         raise ApiError(503, "preview is not available: the alerts package does not provide alerts.preview yet") from None
-    fired = preview_rule(session, event, days=days)
-    session.rollback()  # a preview never changes anything
+    try:
+        from alerts.conditions import ConditionError
+    except ImportError:  # pragma: no cover - shipped together with alerts.preview
+        ConditionError = ValueError  # type: ignore[misc,assignment]
+    try:
+        fired = preview_rule(session, event, days=days)
+    except ConditionError as exc:
+        raise ValidationFailed({"condition": str(exc)}) from None
+    finally:
+        session.rollback()  # a preview never changes anything
     return {"count": sum(1 for a in fired if a.get("state", "firing") == "firing"), "days": days,
             "alerts": fired, "symbols": event.symbols}
 

@@ -1,0 +1,117 @@
+"""Fixtures for the web app: an app per database, API clients with CSRF, a live server on loopback."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+from typing import Any, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from events.settings import Settings
+from web import create_app
+
+
+def make_app(settings: Settings, **config: Any) -> Flask:
+    return create_app({
+        "SETTINGS": settings, "REDIS_PREFIX": f"tbtest:{uuid.uuid4().hex[:10]}:",
+        "SOCKETIO_CHANNEL": f"tbtest-{uuid.uuid4().hex[:10]}", **config,
+    })
+
+
+class Api:
+    """A test client that logs in through the API and sends the CSRF header on writes."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.csrf = client.get("/api/csrf").get_json()["csrf_token"]
+
+    def _call(self, method: str, url: str, **kw: Any):  # type: ignore[no-untyped-def]
+        headers = kw.pop("headers", {})
+        if method not in ("GET", "HEAD"):
+            headers.setdefault("X-CSRFToken", self.csrf)
+        return self.client.open(url, method=method, headers=headers, **kw)
+
+    def get(self, url: str, **kw: Any):  # type: ignore[no-untyped-def]
+        return self._call("GET", url, **kw)
+
+    def post(self, url: str, json: Any = None, **kw: Any):  # type: ignore[no-untyped-def]
+        return self._call("POST", url, json=json if json is not None else {}, **kw)
+
+    def put(self, url: str, json: Any, **kw: Any):  # type: ignore[no-untyped-def]
+        return self._call("PUT", url, json=json, **kw)
+
+    def patch(self, url: str, json: Any, **kw: Any):  # type: ignore[no-untyped-def]
+        return self._call("PATCH", url, json=json, **kw)
+
+    def delete(self, url: str, **kw: Any):  # type: ignore[no-untyped-def]
+        return self._call("DELETE", url, **kw)
+
+    def register(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        resp = self.post("/api/auth/register", {"email": email, "password": password})
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+
+@pytest.fixture
+def app(base_settings: Settings, database_url: str) -> Flask:
+    return make_app(replace(base_settings, database_url=database_url))
+
+
+@pytest.fixture
+def sqlite_app(base_settings: Settings, tmp_path) -> Flask:  # type: ignore[no-untyped-def]
+    """An app on a fresh SQLite database, for tests whose subject is not the database."""
+    from events.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    upgrade(url)
+    return make_app(replace(base_settings, database_url=url))
+
+
+@pytest.fixture
+def alice(app: Flask) -> Api:
+    api = Api(app.test_client())
+    api.register("alice@example.com")
+    return api
+
+
+@pytest.fixture
+def bob(app: Flask) -> Api:
+    api = Api(app.test_client())
+    api.register("bob@example.com")
+    return api
+
+
+class LiveServer:
+    """The app served by a threaded Werkzeug server on a free loopback port (WebSocket via simple-websocket)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="live-server", daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server_factory() -> Iterator[Any]:
+    servers: list[LiveServer] = []
+
+    def start(app: Flask) -> LiveServer:
+        srv = LiveServer(app).__enter__()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.__exit__()
