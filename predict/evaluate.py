@@ -16,7 +16,7 @@ import numpy as np
 
 from predict.data import BarSeries
 from predict.dataset import Samples, build_samples, time_quantile
-from predict.metrics import Forecast, add_skill, drift, linear_ar, persistence, score
+from predict.metrics import Forecast, add_skill, diebold_mariano, drift, linear_ar, persistence, score
 from predict.model import Forecaster, ModelConfig, fit
 
 MODEL = "lstm"
@@ -38,8 +38,13 @@ class Evaluation:
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for sym in [*sorted(set(self.test.symbol.tolist())), ALL]:
             mask = np.ones(len(self.test), bool) if sym == ALL else self.test.symbol == sym
-            rows = {m: score(self.test.subset(mask), fc.subset(mask), self.level) for m, fc in self.forecasts.items()}
+            test = self.test.subset(mask)
+            rows = {m: score(test, fc.subset(mask), self.level) for m, fc in self.forecasts.items()}
             add_skill(rows)
+            pers_err = self.forecasts["persistence"].r_hat[mask] - test.actual_return
+            for m, fc in self.forecasts.items():
+                stat, p = diebold_mariano(fc.r_hat[mask] - test.actual_return, pers_err)
+                rows[m]["dm_stat_vs_persistence"], rows[m]["dm_p_vs_persistence"] = stat, p
             out[sym] = rows
         return out
 

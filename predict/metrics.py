@@ -90,6 +90,21 @@ def add_skill(rows: dict[str, dict[str, Any]], reference: str = "persistence") -
         row["skill_price"] = 1 - row["mse_price"] / ref["mse_price"] if ref["mse_price"] > 0 else 0.0
 
 
+def diebold_mariano(err_a: np.ndarray, err_b: np.ndarray) -> tuple[float, float]:
+    """DM test of equal squared error for one-step forecasts: (statistic, two-sided p-value).
+
+    Negative statistic: ``a`` has the smaller errors. One-step-ahead loss
+    differentials are serially uncorrelated under the null, so no HAC lag.
+    """
+    d = err_a ** 2 - err_b ** 2
+    n = len(d)
+    sd = float(np.std(d, ddof=1)) if n > 1 else 0.0
+    if n < 2 or sd == 0.0:
+        return (0.0, 1.0)
+    stat = float(np.mean(d) / (sd / math.sqrt(n)))
+    return (stat, math.erfc(abs(stat) / math.sqrt(2)))
+
+
 # --- baselines -----------------------------------------------------------------------
 
 def _residual_band(train: Samples, r_hat_train: np.ndarray, level: float) -> tuple[float, float]:

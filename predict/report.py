@@ -35,10 +35,33 @@ def verdict(skill: float, margin: float = 0.005) -> str:
     return "does not beat persistence (no better than a zero-return forecast)"
 
 
+def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) -> list[str]:
+    """Plain sentences drawn from the figures, so the doc cannot claim more than they show."""
+    pooled = table[ALL][MODEL]
+    syms = [s for s in table if s != ALL]
+    beats = [s for s in syms if table[s][MODEL]["skill"] > 0.005 and table[s][MODEL]["dm_p_vs_persistence"] < 0.05]
+    coin = [s for s in syms if table[s][MODEL]["direction_ci95"] and table[s][MODEL]["direction_ci95"][0] <= 0.5]
+    lines = [
+        f"- Pooled skill {pooled['skill']:+.4f} (DM p = {pooled['dm_p_vs_persistence']:.2f}): "
+        + ("the LSTM's next-bar forecasts are better than persistence." if pooled["skill"] > 0.005
+           and pooled["dm_p_vs_persistence"] < 0.05 else
+           "the LSTM's point forecasts are **not** better than \"tomorrow's close = today's\"; "
+           "use them as a calibrated range, not as a signal."),
+        f"- Symbols where the LSTM beats persistence with p < 0.05: {', '.join(beats) if beats else 'none'}.",
+        f"- Directional accuracy: the 95 % interval includes 50 % (a coin flip) for "
+        f"{len(coin)} of {len(syms)} symbols" + (f" ({', '.join(coin)})." if coin else "."),
+        f"- Interval: pooled coverage {pooled['coverage']:.3f} against the nominal {level:.2f}; the width follows "
+        "trailing volatility, which is where the model's value lies on data like this.",
+        f"- Linear AR on the same features: pooled skill {table[ALL]['linear_ar']['skill']:+.4f}; drift "
+        f"{table[ALL]['drift']['skill']:+.4f}.",
+    ]
+    return lines
+
+
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
-    head = ("| method | n | skill (return MSE) | skill (price MSE) | RMSE return | MAE return | RMSE price | "
+    head = ("| method | n | skill (return MSE) | DM p | skill (price MSE) | RMSE return | MAE return | RMSE price | "
             "MAE price | MAPE % | direction (95 % CI) | coverage (nominal) |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for method, r in rows.items():
         ci = r["direction_ci95"]
         direction = "—" if r["direction_accuracy"] is None else (
@@ -46,7 +69,9 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
         if method == "persistence":
             direction = "— (predicts no move)"
         lines.append(
-            f"| {LABELS.get(method, method)} | {r['n']} | {_f(r['skill'], '+.4f')} | {_f(r['skill_price'], '+.4f')} | "
+            f"| {LABELS.get(method, method)} | {r['n']} | {_f(r['skill'], '+.4f')} | "
+            f"{'—' if method == 'persistence' else _f(r.get('dm_p_vs_persistence'), '.3f')} | "
+            f"{_f(r['skill_price'], '+.4f')} | "
             f"{_f(r['rmse_return'], '.5f')} | {_f(r['mae_return'], '.5f')} | {_f(r['rmse_price'], '.3f')} | "
             f"{_f(r['mae_price'], '.3f')} | {_f(r['mape_pct'], '.3f')} | {direction} | "
             f"{_f(r['coverage'], '.3f')} ({r['nominal_coverage']:.2f}) |")
@@ -59,10 +84,15 @@ def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]],
     if preamble:
         out += [preamble.rstrip(), ""]
     out += ["## Headline: skill against persistence", "",
-            "| symbol | LSTM skill | linear AR skill | drift skill | verdict |", "|---|---|---|---|---|"]
+            "| symbol | LSTM skill | DM p-value vs persistence | linear AR skill | drift skill | verdict |",
+            "|---|---|---|---|---|---|"]
     for sym, rows in table.items():
-        out.append(f"| {sym} | {rows[MODEL]['skill']:+.4f} | {rows['linear_ar']['skill']:+.4f} | "
+        out.append(f"| {sym} | {rows[MODEL]['skill']:+.4f} | {rows[MODEL]['dm_p_vs_persistence']:.3f} | "
+                   f"{rows['linear_ar']['skill']:+.4f} | "
                    f"{rows['drift']['skill']:+.4f} | the LSTM {verdict(rows[MODEL]['skill'])} |")
+    out += ["", "DM p-value: Diebold–Mariano test of equal squared return error against persistence "
+            "(small = the difference is unlikely to be chance)."]
+    out += ["", "## What this means", "", *interpretation(table, ev.level)]
     out += ["", "## Folds (expanding origin)", "",
             "| fold | train targets | early-stopping targets | test targets | train / val / test windows | epochs |",
             "|---|---|---|---|---|---|"]

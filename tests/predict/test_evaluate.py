@@ -8,7 +8,7 @@ import numpy as np
 
 from predict.dataset import build_samples
 from predict.evaluate import ALL, MODEL, walk_forward
-from predict.metrics import Forecast, add_skill, score, wilson_interval
+from predict.metrics import Forecast, add_skill, diebold_mariano, score, wilson_interval
 from tests.predict.conftest import TINY, Trained
 from tests.predict.synthetic import random_walk_series
 
@@ -20,6 +20,7 @@ def test_on_an_ar1_series_the_lstm_clearly_beats_persistence(trained: Trained) -
     assert lstm["skill"] > 0.25, lstm
     assert lstm["skill"] < 0.45  # not more than the process allows: no leak of the answer
     assert lstm["direction_ci95"][0] > 0.6
+    assert lstm["dm_stat_vs_persistence"] < 0 and lstm["dm_p_vs_persistence"] < 1e-6
     assert abs(lstm["coverage"] - 0.8) < 0.06
     assert lstm["rmse_price"] < table[ALL]["persistence"]["rmse_price"]
     # the linear baseline sees the same (linear) structure
@@ -62,3 +63,13 @@ def test_scores_of_a_perfect_forecast_and_of_persistence() -> None:
     assert rows["persistence"]["skill"] == 0.0 and rows["persistence"]["direction_n"] == 0
     assert rows["persistence"]["coverage"] == 1.0
     assert math.isclose(rows["persistence"]["mae_price"], float(np.mean(np.abs(s.next_close - s.base_close))))
+
+
+def test_diebold_mariano() -> None:
+    rng = np.random.default_rng(0)
+    e = rng.normal(0, 1, 2000)
+    assert diebold_mariano(e, e) == (0.0, 1.0)
+    stat, p = diebold_mariano(0.5 * e, e)
+    assert stat < 0 and p < 1e-10
+    stat, p = diebold_mariano(rng.normal(0, 1, 2000), rng.normal(0, 1, 2000))
+    assert p > 0.01
