@@ -68,7 +68,7 @@ def forecast_fold(train_all: Samples, test: Samples, config: ModelConfig, *, val
     }
     info = {
         "train_from_ms": int(train.target_start_ms.min()), "train_to_ms": int(train.target_start_ms.max()),
-        "val_from_ms": int(vcut), "val_to_ms": int(val.target_start_ms.max()),
+        "val_from_ms": int(val.target_start_ms.min()), "val_to_ms": int(val.target_start_ms.max()),
         "test_from_ms": int(test.target_start_ms.min()) if len(test) else None,
         "test_to_ms": int(test.target_start_ms.max()) if len(test) else None,
         "n_train": len(train), "n_val": len(val), "n_test": len(test),
