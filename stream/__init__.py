@@ -1,0 +1,1 @@
+"""Stage ``stream``: PySpark Structured Streaming, ticks -> bars + indicators -> metrics."""

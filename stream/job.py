@@ -1,0 +1,210 @@
+"""The Spark Structured Streaming job: topic ``ticks`` -> bars + indicators -> topic ``metrics``.
+
+Plan (one query, one stateful operator):
+
+1. Kafka source on ``ticks``; each value parsed with ``from_json`` and
+   validated in SQL like :class:`events.contract.Tick` (type, id, ts range,
+   symbol pattern, price > 0, size >= 0, finite, source, seq). A failing row
+   gets a ``reason`` and shard -1.
+2. ``withWatermark`` on the event time (``STREAM_LATENESS_MS``), then the
+   event-time column is projected away so that Spark does not silently drop
+   late rows before the stateful operator: the processor sees them and
+   dead-letters them with reason ``late`` instead (the global watermark and the
+   event-time timers still work; checked on pyspark 4.2.0).
+3. ``groupBy(shard).transformWithStateInPandas(BarProcessor)`` in EventTime
+   mode on the RocksDB state store: bars and indicators (stream.bars,
+   stream.indicators).
+4. Kafka sink, topic per row: Bar events to ``metrics`` (key = symbol),
+   bad and late ticks (raw bytes, ``dlq.*`` headers) to ``ticks.dlq``.
+
+Delivery: Spark's checkpoint holds offsets and state together; the Kafka sink
+is at-least-once, so a crash can re-emit the bars of the batch in flight,
+with identical content and ids (the batch is replayed from the same offsets
+with the same watermark and state).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from events.settings import ROOT, Settings
+from stream.config import StreamSettings
+from stream.processor import INVALID_SHARD, OUTPUT_SCHEMA, BarProcessor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_session", "build_stream", "kafka_options", "prepare_python_env", "start_query", "tick_reason"]
+
+TICK_SCHEMA = (
+    "type string, v int, id string, ts long, symbol string, price double, size double, "
+    "source string, seq long"
+)
+TICK_FIELDS = ("type", "v", "id", "ts", "symbol", "price", "size", "source", "seq")
+SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.\-=^]{0,15}$"
+MIN_TS_MS, MAX_TS_MS = 946_684_800_000, 4_102_444_800_000
+HEADERS_TYPE = "array<struct<key:string,value:binary>>"
+
+
+def prepare_python_env(env: dict[str, str] | None = None) -> None:
+    """Make Spark's Python workers use this interpreter and find this project.
+
+    Must run before the first SparkSession of the process (the JVM copies the
+    environment when it starts).
+    """
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(ROOT) not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
+def build_session(cfg: StreamSettings) -> SparkSession:
+    """A SparkSession sized for a small box, with the Kafka connector jars."""
+    prepare_python_env()
+    spark = (
+        SparkSession.builder.master(cfg.master).appName(cfg.query_name)
+        .config("spark.jars", ",".join(cfg.jars()))
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.streaming.stateStore.providerClass",
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        # write a changelog per batch instead of uploading a RocksDB snapshot every batch
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def kafka_options(settings: Settings) -> dict[str, str]:
+    """Spark's ``kafka.*`` client options from the shared settings (bootstrap, security)."""
+    opts = {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+        "kafka.security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_username:
+        module = ("org.apache.kafka.common.security.scram.ScramLoginModule"
+                  if settings.kafka_sasl_mechanism.startswith("SCRAM")
+                  else "org.apache.kafka.common.security.plain.PlainLoginModule")
+        user = settings.kafka_username.replace('"', '\\"')
+        password = settings.kafka_password.get().replace('"', '\\"')
+        opts["kafka.sasl.mechanism"] = settings.kafka_sasl_mechanism
+        opts["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    return opts
+
+
+def tick_reason(t: Column, value: Column) -> Column:
+    """Why a parsed tick is invalid (a string), or null when it is a valid Tick."""
+    def bad_float(c: Column, lo_ok: Column, hi: float) -> Column:
+        return c.isNull() | F.isnan(c) | ~lo_ok | (c >= F.lit(hi))
+
+    return (
+        F.when(value.isNull(), F.lit("empty message"))
+        .when(t.isNull() | F.coalesce(*(t[f].cast("string") for f in TICK_FIELDS)).isNull(),
+              F.lit("undecodable tick: not a JSON object with tick fields"))
+        .when(t["type"].isNull() | (t["type"] != "tick"), F.lit("not a tick: `type` must be \"tick\""))
+        .when(t["id"].isNull(), F.lit("invalid tick: `id` missing"))
+        .when(t["ts"].isNull() | (t["ts"] < MIN_TS_MS) | (t["ts"] > MAX_TS_MS),
+              F.lit("invalid tick: `ts` missing or not epoch ms in 2000..2100"))
+        .when(t["symbol"].isNull() | ~t["symbol"].rlike(SYMBOL_PATTERN), F.lit("invalid tick: `symbol`"))
+        .when(bad_float(t["price"], t["price"] > 0, 1e12), F.lit("invalid tick: `price` must be > 0 and finite"))
+        .when(bad_float(t["size"], t["size"] >= 0, 1e15), F.lit("invalid tick: `size` must be >= 0 and finite"))
+        .when(t["source"].isNull() | (F.length(t["source"]) < 1) | (F.length(t["source"]) > 64),
+              F.lit("invalid tick: `source`"))
+        .when(t["seq"].isNull() | (t["seq"] < 0), F.lit("invalid tick: `seq`"))
+    )
+
+
+def build_stream(spark: SparkSession, cfg: StreamSettings) -> DataFrame:
+    """The streaming DataFrame of Kafka records to write: topic, key, value, headers."""
+    raw = (
+        spark.readStream.format("kafka").options(**kafka_options(cfg.base))
+        .option("subscribe", cfg.ticks_topic)
+        .option("startingOffsets", cfg.starting_offsets)
+        .option("failOnDataLoss", "false")
+        .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
+        .load()
+    )
+    parsed = raw.select(
+        "key", "value", "partition", "offset",
+        F.from_json(F.col("value").cast("string"), TICK_SCHEMA).alias("t"),
+    ).withColumn("reason", tick_reason(F.col("t"), F.col("value")))
+    valid = F.col("reason").isNull()
+    ticks = parsed.select(
+        F.when(valid, F.pmod(F.xxhash64(F.col("t.symbol")), F.lit(cfg.shards)))
+        .otherwise(F.lit(INVALID_SHARD)).cast("int").alias("shard"),
+        F.when(valid, F.col("t.symbol")).alias("symbol"),
+        F.col("t.ts").alias("ts_ms"),
+        F.col("t.price").alias("price"),
+        F.col("t.size").alias("size"),
+        F.col("partition").cast("int").alias("partition"),
+        F.col("offset"),
+        F.col("key"),
+        F.col("value"),
+        F.col("reason"),
+        F.when(valid, F.timestamp_millis(F.col("t.ts"))).alias("event_time"),
+    )
+    # Watermark on the event time, then drop that column: with it still attached, the
+    # stateful operator would discard late rows silently instead of letting us DLQ them.
+    watermarked = ticks.withWatermark("event_time", f"{cfg.lateness_ms} milliseconds").drop("event_time")
+    out = watermarked.groupBy("shard").transformWithStateInPandas(
+        statefulProcessor=BarProcessor(cfg.bar_seconds),
+        outputStructType=OUTPUT_SCHEMA,
+        outputMode="Append",
+        timeMode="EventTime",
+    )
+    out = out.observe(
+        "stream",
+        F.count(F.when(F.col("kind") == "bar", 1)).alias("bars"),
+        F.count(F.when(F.col("reason") == "late", 1)).alias("late"),
+        F.count(F.when((F.col("kind") == "dlq") & (F.col("reason") != "late"), 1)).alias("invalid"),
+    )
+    is_bar = F.col("kind") == "bar"
+
+    def header(name: str, value: Column) -> Column:
+        return F.struct(F.lit(name).alias("key"), value.cast("binary").alias("value"))
+
+    dlq_headers = F.array(
+        header("dlq.error", F.col("reason")),
+        header("dlq.topic", F.lit(cfg.ticks_topic)),
+        header("dlq.partition", F.col("src_partition").cast("string")),
+        header("dlq.offset", F.col("src_offset").cast("string")),
+        header("dlq.watermark_ms", F.col("watermark_ms").cast("string")),
+    )
+    return out.select(
+        F.when(is_bar, F.lit(cfg.metrics_topic)).otherwise(F.lit(cfg.dlq_topic)).alias("topic"),
+        F.col("key"),
+        F.col("value"),
+        F.when(is_bar, F.array().cast(HEADERS_TYPE)).otherwise(dlq_headers).alias("headers"),
+    )
+
+
+def start_query(spark: SparkSession, cfg: StreamSettings) -> StreamingQuery:
+    """Start the job; it resumes from ``cfg.checkpoint_dir`` when one exists there."""
+    producer: dict[str, Any] = {
+        "kafka.acks": "all",
+        "kafka.enable.idempotence": "true",
+        "kafka.linger.ms": "5",
+        "kafka.compression.type": "lz4",
+    }
+    cfg.checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    return (
+        build_stream(spark, cfg).writeStream.format("kafka")
+        .options(**kafka_options(cfg.base)).options(**producer)
+        .option("checkpointLocation", str(cfg.checkpoint_dir))
+        .outputMode("append")
+        .trigger(processingTime=f"{cfg.trigger_ms} milliseconds")
+        .queryName(cfg.query_name)
+        .start()
+    )
