@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import http.server
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from email.message import Message
+from email.message import EmailMessage
 from typing import Callable, Iterator
 
 import pytest
@@ -35,12 +36,13 @@ def wait_for(predicate: Callable[[], object], timeout_s: float = 20.0, what: str
 
 class _MailStore:
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         with self.lock:
-            self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content))
+            self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content,
+                                                          policy=email.policy.default))  # type: ignore[arg-type]
         return "250 OK"
 
 
@@ -54,7 +56,7 @@ class SmtpServer:
         return f"smtp://127.0.0.1:{self.port}"
 
     @property
-    def messages(self) -> list[Message]:
+    def messages(self) -> list[EmailMessage]:
         with self.store.lock:
             return list(self.store.messages)
 
