@@ -14,6 +14,7 @@ runner and back out as predictions.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -152,6 +153,7 @@ def serve_e2e(forecaster: Forecaster, config: ModelConfig) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    load_before = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy it was
     config = ModelConfig()
     forecaster = make_forecaster(config)
     lat = latency(forecaster, config)
@@ -160,8 +162,12 @@ def main() -> dict[str, Any]:
         "threads": "TensorFlow intra-op 2, inter-op 1",
         "latency": lat,
         "aim_1000_symbols_under_ms": 50,
+        "stage_1000_p50_ms": lat["1000"]["stage_ms"]["p50"],
         "stage_1000_p99_ms": lat["1000"]["stage_ms"]["p99"],
-        "meets_aim": lat["1000"]["stage_ms"]["p99"] < 50,
+        "model_call_1000_p99_ms": lat["1000"]["model_call_ms"]["p99"],
+        "meets_aim_p50": lat["1000"]["stage_ms"]["p50"] < 50,
+        "meets_aim_p99": lat["1000"]["stage_ms"]["p99"] < 50,
+        "load_avg_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
         "speedup_model_call_vs_keras_predict_1000_p50": round(
             lat["1000"]["keras_predict_ms"]["p50"] / lat["1000"]["model_call_ms"]["p50"], 1),
         "serve_e2e": serve_e2e(forecaster, config),

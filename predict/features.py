@@ -25,7 +25,7 @@ VOL_BARS = 20        # trailing bars of the volatility that scales returns
 FAST_VOL_BARS = 5
 MOMENTUM_BARS = 5
 VOLUME_BARS = 20
-MIN_SIGMA = 1e-8     # a flat series has no scale: its windows are not usable
+MIN_SIGMA = 1e-6     # a flat series has no scale: its windows are not usable
 
 FEATURES: tuple[str, ...] = (
     "ret_z",          # log return / trailing volatility
@@ -40,12 +40,33 @@ FEATURES: tuple[str, ...] = (
 WARMUP_BARS = VOL_BARS
 
 
+def _window_sums(x: np.ndarray, n: int) -> np.ndarray:
+    """Sums of ``n`` consecutive values along axis -1 (from running sums: one pass, any n)."""
+    c = np.cumsum(x, axis=-1)
+    out = c[..., n - 1:].copy()
+    out[..., 1:] -= c[..., :-n]
+    return out
+
+
 def _trailing(x: np.ndarray, n: int, fn: str) -> np.ndarray:
-    """``fn`` (mean/std/sum) over the last ``n`` values along axis -1, NaN before ``n`` are known."""
+    """``fn`` (mean/std/sum) over the last ``n`` values along axis -1; NaN where the window is
+    incomplete or holds a NaN. Population std (ddof 0)."""
     out = np.full(x.shape, np.nan)
-    if x.shape[-1] >= n:
-        win = sliding_window_view(x, n, axis=-1)
-        out[..., n - 1:] = getattr(win, fn)(axis=-1)
+    if x.shape[-1] < n:
+        return out
+    bad = ~np.isfinite(x)
+    x0 = np.where(bad, 0.0, x)
+    s = _window_sums(x0, n)
+    if fn == "sum":
+        val = s
+    elif fn == "mean":
+        val = s / n
+    elif fn == "std":
+        mean = s / n
+        val = np.sqrt(np.maximum(_window_sums(x0 * x0, n) / n - mean * mean, 0.0))
+    else:
+        raise ValueError(fn)
+    out[..., n - 1:] = np.where(_window_sums(bad.astype(np.float64), n) > 0, np.nan, val)
     return out
 
 

@@ -98,3 +98,19 @@ def test_scaler_standardises_and_round_trips() -> None:
     assert np.allclose(z.mean(axis=0), 0, atol=1e-9) and np.allclose(z.std(axis=0), 1, atol=1e-9)
     assert Scaler.from_dict(sc.to_dict()) == sc
     assert sc.transform(np.full((1, 4), 1e9)).max() == sc.clip
+
+
+@pytest.mark.parametrize("fn", ["sum", "mean", "std"])
+def test_running_sum_windows_match_the_direct_computation(fn: str) -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from predict.features import _trailing
+
+    x = np.random.default_rng(0).normal(0, 0.01, (3, 300))
+    x[:, 0] = np.nan
+    x[1, 50] = np.nan
+    ref = np.full(x.shape, np.nan)
+    ref[..., 19:] = getattr(sliding_window_view(x, 20, axis=-1), fn)(axis=-1)
+    got = _trailing(x, 20, fn)
+    assert np.array_equal(np.isnan(ref), np.isnan(got))
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-15)

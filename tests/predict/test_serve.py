@@ -67,6 +67,13 @@ def test_long_histories_in_one_batch_through_a_small_buffer(trained: Trained) ->
     np.testing.assert_allclose([p.predicted_return for p in preds], q[:, 1], rtol=1e-4, atol=1e-7)
 
 
+def test_a_flat_series_gets_no_prediction(trained: Trained) -> None:
+    series = trained.series[0]
+    flat = BarSeries("FLAT", 60, series.start_ms, np.tile([10.0, 10.0, 10.0, 10.0, 5.0], (len(series), 1)))
+    stage = stage_for(trained)
+    assert stage.predict_bars(bars_of(flat, 0, 80)) == []
+
+
 def test_replayed_bars_give_the_same_ids_and_duplicates_none(trained: Trained) -> None:
     bars = bars_of(trained.series[1], 0, 60)
     first = stage_for(trained).predict_bars(bars)
