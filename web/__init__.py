@@ -49,7 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         async_mode="threading",
         message_queue=settings.redis_url,
         channel=app.config["SOCKETIO_CHANNEL"],
-        cors_allowed_origins=[settings.public_url],
+        # None: only the page's own origin (Host header) may open a socket; add others by config
+        cors_allowed_origins=app.config.get("SOCKETIO_ORIGINS"),
         logger=False,
         engineio_logger=False,
     )

@@ -169,6 +169,12 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
                           shutdown=shutdown, consumer_overrides={"auto.offset.reset": offset_reset})
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     last_beat = idle_since = time.monotonic()
+
+    def report() -> None:
+        heartbeat(beat, redis_prefix, "bridge", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
+                                                 "updates": counts["updates"], "alerts": counts["alerts"],
+                                                 "last_event_ms": runner.stats.last_event_ts_ms})
+
     try:
         while not shutdown.is_set():
             n = runner.run_once()
@@ -180,14 +186,13 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
                 break
             if now - last_beat > 2.0:
                 last_beat = now
-                heartbeat(beat, redis_prefix, "bridge", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
-                                                         "updates": counts["updates"], "alerts": counts["alerts"],
-                                                         "last_event_ms": runner.stats.last_event_ts_ms})
+                report()
     finally:
         for payload in coalescer.drain():
             emit("update", payload, symbol_room(payload["symbol"]))
             counts["updates"] += 1
         runner.close()
+        report()
         beat.close()
     counts["consumed"] = runner.stats.consumed
     return counts

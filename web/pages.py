@@ -47,7 +47,8 @@ def dashboard():
     selected = request.args.get("watchlist", type=int)
     current = next((w for w in lists if w.id == selected), lists[0] if lists else None)
     symbols = [s.symbol for s in current.symbols] if current else []
-    return render_template("dashboard.html", watchlists=lists, current=current,
+    rules = [rules_store.rule_json(session, r) for r in rules_store.list_rules(session, uid())]
+    return render_template("dashboard.html", watchlists=lists, current=current, rules=rules[:8],
                            quotes=history.quotes(session, symbols), symbols=symbols)
 
 

@@ -110,6 +110,11 @@ def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown:
     runner = make_runner(settings, sessions, shutdown, group_id)
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     idle_since = last_beat = time.monotonic()
+
+    def report() -> None:
+        heartbeat(beat, redis_prefix, "projector", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
+                                                    "last_event_ms": runner.stats.last_event_ts_ms})
+
     try:
         while not shutdown.is_set():
             n = runner.run_once()
@@ -122,9 +127,9 @@ def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown:
                 break
             if now - last_beat > 2.0:
                 last_beat = now
-                heartbeat(beat, redis_prefix, "projector", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
-                                                            "last_event_ms": runner.stats.last_event_ts_ms})
+                report()
     finally:
         runner.close()
+        report()
         beat.close()
     return runner.stats.consumed

@@ -25,7 +25,7 @@ def prediction(symbol: str, base_start_ms: int, base_close: float, predicted: fl
 
 
 def alert(rule_id: int, user_id: int, symbol: str, ts_ms: int, value: float, threshold: float,
-          state: str = "firing", trigger: str = "t1") -> Alert:
+          state: str = "firing", trigger: str = "t1", rule_name: str | None = None) -> Alert:
     return Alert(id=alert_id(rule_id, 1, trigger, state), ts=ts_ms, rule_id=rule_id, rule_version=1, user_id=user_id,
                  state=state, symbol=symbol, trigger_event_id=trigger, series="price", op="greater_than",
-                 value=value, threshold=threshold, message=f"{symbol} above {threshold}", rule_name=f"Rule {rule_id}")
+                 value=value, threshold=threshold, message=f"{symbol} above {threshold}", rule_name=rule_name or f"Rule {rule_id}")

@@ -15,13 +15,15 @@ from events.db import session_factory
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
 from tests.support import read_topic
+from tests.web.conftest import Api, make_app
 from tests.web.events_factory import alert, bar, prediction
 from web.projector import rows_by_table, run_projector
 
 T0 = (int(time.time() * 1000) // 60_000 - 100) * 60_000
 
 
-def _run_until(settings: Settings, sessions, group: str, expected: int, timeout_s: float = 60.0) -> int:  # type: ignore[no-untyped-def]
+def _run_until(settings: Settings, sessions, group: str, expected: int, timeout_s: float = 60.0,  # type: ignore[no-untyped-def]
+               redis_prefix: str | None = None) -> int:
     shutdown = ShutdownFlag()
     seen = [0]
 
@@ -34,7 +36,7 @@ def _run_until(settings: Settings, sessions, group: str, expected: int, timeout_
     guard.start()
     try:
         return run_projector(settings, sessions, shutdown, group_id=group, on_batch=on_batch,
-                             redis_prefix=f"tbtest:{uuid.uuid4().hex[:8]}:")
+                             redis_prefix=redis_prefix or f"tbtest:{uuid.uuid4().hex[:8]}:")
     finally:
         guard.cancel()
 
@@ -68,7 +70,8 @@ def test_projector_is_idempotent_and_commits_after_the_database(kafka_settings: 
     total = len(events) + 1
 
     group = f"projector-{uuid.uuid4().hex[:8]}"
-    assert _run_until(settings, sessions, group, total) == total
+    app = make_app(settings)
+    assert _run_until(settings, sessions, group, total, redis_prefix=app.config["REDIS_PREFIX"]) == total
     first = _snapshot(sessions)
     assert [b[2] for b in first["bars"]] == [150.0, 101.0, 102.0, 103.0, 104.0]
     assert first["bars"][1][3] == 100.0
@@ -88,6 +91,18 @@ def test_projector_is_idempotent_and_commits_after_the_database(kafka_settings: 
             assert [max(c.offset, 0) for c in committed] == ends, name
     finally:
         consumer.close()
+
+    # the status page sees the group, its lag, the topics, the dead letter and the projector's heartbeat
+    api = Api(app.test_client())
+    api.register("ops@example.com")
+    status = api.get("/api/status").get_json()
+    mine = {g["group"]: g for g in status["groups"]}[group]
+    assert mine["lag"] == 0 and settings.topic("metrics") in mine["topics"]
+    topics = {t["topic"]: t for t in status["topics"]}
+    assert topics[settings.topic("metrics")]["messages"] == 7 and topics[settings.topic("metrics")]["last_event_ms"] > 0
+    assert status["dlq"][settings.topic("metrics")] == 1
+    beat = {p["process"]: p for p in status["processes"]}["projector"]
+    assert beat["consumed"] == total and beat["dlq"] == 1
 
     # replaying everything from the start (a new group) writes the same rows, no duplicates
     assert _run_until(settings, sessions, f"projector-{uuid.uuid4().hex[:8]}", total) == total

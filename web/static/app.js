@@ -54,7 +54,7 @@
   const handlers = { update: [], alert: [] };
   function live() {
     if (socket || typeof io === "undefined") return socket;
-    socket = io({ transports: ["websocket", "polling"] });
+    socket = io();  // long-polling first, upgraded to WebSocket
     const dot = document.getElementById("live-dot");
     const joined = new Set();
     socket.on("connect", () => { if (dot) dot.classList.add("on"); joined.forEach((s) => socket.emit("join", { symbol: s })); });

@@ -139,7 +139,7 @@
     });
     if (new URLSearchParams(location.search).get("saved")) form.prepend(el("div", { class: "flash ok", text: "Saved. The engine has been told about the change." }));
   } else {
-    fill({ symbol: form.dataset.presetSymbol, condition: catalog.presets[0].condition });
+    fill({ symbol: form.dataset.presetSymbol, condition: catalog.presets[0].condition, frequency: "once_per_bar" });
   }
   sync();
 })();

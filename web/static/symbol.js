@@ -4,7 +4,7 @@
   const { api, fmt, el, on, live } = TB;
   const node = document.getElementById("chart");
   const symbol = node.dataset.symbol;
-  const state = { symbol, bars: [], predictions: [], alerts: [], price: null };
+  const state = { symbol, bars: [], predictions: [], alerts: [], price: null, levels: JSON.parse(node.dataset.levels || "[]") };
   const form = document.getElementById("range");
   let frame = null, query = "";
   const schedule = () => { if (!frame) frame = requestAnimationFrame(() => { frame = null; TBChart.render(node, state); }); };
