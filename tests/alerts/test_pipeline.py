@@ -35,6 +35,20 @@ def stack_settings(kafka_settings: Settings, postgres_url: str, smtp_server: Smt
     admin_client(kafka_settings).delete_topics([changelog_topic(kafka_settings)], operation_timeout=10)
 
 
+@pytest.fixture
+def queue(base_settings: Settings) -> Iterator[str]:
+    """A Celery queue name of this test's own; its Redis keys are removed afterwards."""
+    import redis
+
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(base_settings.redis_url)
+    keys = [k for pattern in (f"*{name}*", f"_kombu.binding*.{name}") for k in client.keys(pattern)]
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def start_worker(settings: Settings, queue: str, log: Path, concurrency: int = 4, lease_s: str = "30") -> Proc:
     env = process_env(settings, ALERTS_QUEUE=queue, ALERTS_RETRY_SCHEDULE="0,0.3,0.3,0.3,0.3",
                       ALERTS_RETRY_JITTER="0", ALERTS_SWEEP_INTERVAL_S="0.5", ALERTS_LEASE_S=lease_s)
@@ -53,7 +67,7 @@ def statuses(sessions: sessionmaker[Session]) -> dict[str, int]:
 
 
 def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Settings, receiver: Receiver,
-                                                         smtp_server: SmtpServer, tmp_path: Path) -> None:
+                                                         smtp_server: SmtpServer, tmp_path: Path, queue: str) -> None:
     settings = stack_settings
     sessions = sessionmaker(make_engine(settings.database_url), expire_on_commit=False)
     with sessions() as s:
@@ -75,7 +89,6 @@ def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Setting
         s.commit()
     assert relay_once(sessions, EventProducer(settings)) == 2  # the outbox path to the `rules` topic
     receiver.script["/flaky"] = [(503, {}), (503, {})]
-    queue = f"q-{uuid.uuid4().hex[:8]}"
     worker = start_worker(settings, queue, tmp_path / "worker.log")
     flag = ShutdownFlag()
     engine = EngineRunner(settings, shutdown=flag, group_id=f"e-{queue}", transactional_id=f"tx-{queue}")
@@ -111,7 +124,8 @@ def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Setting
     assert sorted(attempts, key=str) == sorted([250, 250, 200, 200, 503, 503, 200], key=str)
 
 
-def test_worker_killed_mid_stream_loses_nothing(stack_settings: Settings, receiver: Receiver, tmp_path: Path) -> None:
+def test_worker_killed_mid_stream_loses_nothing(stack_settings: Settings, receiver: Receiver, tmp_path: Path,
+                                                queue: str) -> None:
     settings = stack_settings
     sessions = sessionmaker(make_engine(settings.database_url), expire_on_commit=False)
     with sessions() as s:
@@ -131,7 +145,6 @@ def test_worker_killed_mid_stream_loses_nothing(stack_settings: Settings, receiv
             state="firing", symbol="AAPL", trigger_event_id=f"t{i}", series="price", op="greater_than",
             value=151.0, threshold=150.0, channel_ids=[channel_id]))
     producer.flush()
-    queue = f"q-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "worker.log"
     worker = start_worker(settings, queue, log, concurrency=2, lease_s="2")
     flag = ShutdownFlag()
