@@ -313,6 +313,8 @@ def test_history_overview_and_exports(alice: Api, app: Flask) -> None:
     assert [a["error"] for a in detail["deliveries"][0]["attempt_log"]] == ["HTTP 503 from endpoint", None]
     assert alice.get(f"/api/channels/{ch['id']}/deliveries").get_json()[0]["attempts"] == 2
     assert alice.get("/api/deliveries").get_json()[0]["alert_id"] == alert_id
+    assert alice.get("/api/deliveries?symbol=AAPL").get_json()[0]["alert_id"] == alert_id
+    assert alice.get("/api/deliveries?symbol=MSFT").get_json() == []
 
     ov = alice.get("/api/overview?symbol=AAPL").get_json()
     assert ov["volume_by_symbol"]["AAPL"] == sum(1000 + i for i in range(30))

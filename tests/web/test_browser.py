@@ -179,6 +179,13 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
 
             page.goto(f"{server.url}/dashboard")
             expect(page.locator("#recent-alerts tr[data-alert]")).to_have_count(1)
+            expect(page.locator("#live-dot.on")).to_have_count(1)
+            msft_row = page.locator('#watchlist-table tr[data-symbol="MSFT"]')
+            ref = float(msft_row.get_attribute("data-ref"))
+            producer.produce(tick("MSFT", 1, round(ref * 1.0123, 2), int(time.time() * 1000)))
+            producer.flush()
+            expect(msft_row.locator(".price")).to_have_text(f"{round(ref * 1.0123, 2):,.2f}")  # ticks live
+            expect(msft_row.locator(".change")).to_have_text("+1.23 %")
             page.screenshot(path=str(SHOTS / "watchlist.png"), full_page=True)
 
             page.goto(f"{server.url}/overview")

@@ -6,6 +6,7 @@ from flask import jsonify
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
+from events import models
 from web.api import body, bp
 from web.auth import LoginUser, client_ip, login_limiter, uid
 from web.db import get_db
@@ -26,7 +27,7 @@ def register():
     return jsonify(id=user.id, email=user.email), 201
 
 
-def _checked_login(data: dict) -> "users.models.User":
+def _checked_login(data: dict) -> models.User:
     email = str(data.get("email") or "")
     limiter = login_limiter()
     ip = client_ip()

@@ -156,6 +156,10 @@ def deliveries(session: Session, user_id: int, rng: Range | None = None, alert_i
         q = q.where(models.Delivery.alert_id == alert_id)
     if channel_id is not None:
         q = q.where(models.Delivery.channel_id == channel_id)
+    if rng is not None and rng.symbols:
+        alert_ids = select(models.AlertRecord.id).where(models.AlertRecord.user_id == user_id,
+                                                        models.AlertRecord.symbol.in_(rng.symbols))
+        q = q.where(models.Delivery.alert_id.in_(alert_ids))
     if rng is not None:
         q = q.where(models.Delivery.created_at >= datetime.fromtimestamp(rng.from_ms / 1000, tz=timezone.utc),
                     models.Delivery.created_at < datetime.fromtimestamp(rng.to_ms / 1000, tz=timezone.utc))
