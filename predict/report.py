@@ -38,6 +38,7 @@ def verdict(skill: float, margin: float = 0.005) -> str:
 def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) -> list[str]:
     """Plain sentences drawn from the figures, so the doc cannot claim more than they show."""
     pooled = table[ALL][MODEL]
+    pers = table[ALL]["persistence"]
     syms = [s for s in table if s != ALL]
     beats = [s for s in syms if table[s][MODEL]["skill"] > 0.005 and table[s][MODEL]["dm_p_vs_persistence"] < 0.05]
     coin = [s for s in syms if table[s][MODEL]["direction_ci95"] and table[s][MODEL]["direction_ci95"][0] <= 0.5]
@@ -50,8 +51,13 @@ def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) ->
         f"- Symbols where the LSTM beats persistence with p < 0.05: {', '.join(beats) if beats else 'none'}.",
         f"- Directional accuracy: the 95 % interval includes 50 % (a coin flip) for "
         f"{len(coin)} of {len(syms)} symbols" + (f" ({', '.join(coin)})." if coin else "."),
-        f"- Interval: pooled coverage {pooled['coverage']:.3f} against the nominal {level:.2f}; the width follows "
-        "trailing volatility, which is where the model's value lies on data like this.",
+        f"- Interval: pooled coverage {pooled['coverage']:.3f} against the nominal {level:.2f}, mean width "
+        f"{pooled['mean_interval_width_return']:.4f} in log return; persistence with a volatility-scaled residual "
+        f"band covers {pers['coverage']:.3f} at width {pers['mean_interval_width_return']:.4f}. "
+        + ("The LSTM's interval is as good or better (narrower at no less coverage)."
+           if pooled["coverage"] >= pers["coverage"] - 0.01
+           and pooled["mean_interval_width_return"] <= pers["mean_interval_width_return"] * 1.01
+           else "The LSTM's interval is not better than that simple band."),
         f"- Linear AR on the same features: pooled skill {table[ALL]['linear_ar']['skill']:+.4f}; drift "
         f"{table[ALL]['drift']['skill']:+.4f}.",
     ]
