@@ -47,7 +47,7 @@ def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) ->
         + ("the LSTM's next-bar forecasts are better than persistence." if pooled["skill"] > 0.005
            and pooled["dm_p_vs_persistence"] < 0.05 else
            "the LSTM's point forecasts are **not** better than \"tomorrow's close = today's\"; "
-           "use them as a calibrated range, not as a signal."),
+           "treat the output as a range around the last close, not as a trading signal."),
         f"- Symbols where the LSTM beats persistence with p < 0.05: {', '.join(beats) if beats else 'none'}.",
         f"- Directional accuracy: the 95 % interval includes 50 % (a coin flip) for "
         f"{len(coin)} of {len(syms)} symbols" + (f" ({', '.join(coin)})." if coin else "."),
