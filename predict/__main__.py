@@ -191,11 +191,12 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from predict.registry import Registry
-    from predict.serve import serve
+    from predict.serve import serve, stored_history
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stats = serve(settings, Registry(registry_root(settings)), group_id=args.group,
-                  reload_every_s=args.reload_every_s, wait_for_model=not args.exit_if_no_model)
+                  reload_every_s=args.reload_every_s, wait_for_model=not args.exit_if_no_model,
+                  history_source=None if args.no_warm_start else stored_history(settings))
     if stats is None:
         return 3 if args.exit_if_no_model else 0
     print(f"predict: consumed {stats.consumed} bars, produced {stats.produced} predictions, {stats.dlq} to DLQ")
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group", default="predict", help="consumer group (prefixed like topics)")
     p.add_argument("--reload-every-s", type=float, default=5.0, help="how often to check for a newly promoted model")
     p.add_argument("--exit-if-no-model", action="store_true", help="exit (status 3) instead of waiting for a model")
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="do not fill a new symbol's window from the bars table (DATABASE_URL)")
     p = sub.add_parser("ensure-model", help="train on the offline data if no model is promoted")
     p.add_argument("--epochs", type=int)
     args = parser.parse_args(argv)

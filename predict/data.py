@@ -138,6 +138,25 @@ def load_bars_table(session_factory: Callable[[], Any], *, bar_seconds: int,
             if len(g) >= min_bars]
 
 
+def recent_bars(session_factory: Callable[[], Any], symbol: str, bar_seconds: int, before_ms: int,
+                limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``limit`` bars of a symbol that start before ``before_ms``: (starts, OHLCV), oldest first."""
+    from sqlalchemy import select
+
+    from events.models import BarRecord
+
+    stmt = (select(BarRecord.start_ms, BarRecord.open, BarRecord.high, BarRecord.low, BarRecord.close,
+                   BarRecord.volume)
+            .where(BarRecord.symbol == symbol, BarRecord.bar_seconds == bar_seconds, BarRecord.start_ms < before_ms)
+            .order_by(BarRecord.start_ms.desc()).limit(limit))
+    with session_factory() as session:
+        rows = session.execute(stmt).all()[::-1]
+    if not rows:
+        return np.empty(0, np.int64), np.empty((0, 5))
+    arr = np.asarray(rows, dtype=np.float64)
+    return np.asarray([r[0] for r in rows], np.int64), arr[:, 1:]
+
+
 # --- yfinance ----------------------------------------------------------------------
 
 YF_INTERVAL_SECONDS = {"1m": 60, "2m": 120, "5m": 300, "15m": 900, "30m": 1800, "60m": 3600,

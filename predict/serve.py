@@ -65,6 +65,10 @@ class PredictionStage:
     meta: dict[str, Any]
     max_history: int = 128
     histories: dict[tuple[str, int], _History] = field(default_factory=dict)
+    # (symbol, bar_seconds, before_ms, n) -> (starts, OHLCV) of stored bars: a restart need not wait
+    # for ``need`` new bars per symbol (the bars projection keeps what this process saw before)
+    history_source: Callable[[str, int, int, int], tuple[np.ndarray, np.ndarray]] | None = None
+    warmed: int = 0
     skipped_short: int = 0
     skipped_replay: int = 0
 
@@ -85,6 +89,8 @@ class PredictionStage:
         h = self.histories.get(key)
         if h is None:
             h = self.histories[key] = _History(max(self.max_history, self.need))
+            if self.history_source is not None:
+                self._warm(h, bar)
         if bar.start_ms <= h.last_start_ms:
             self.skipped_replay += 1  # a redelivered or out-of-order bar: its prediction exists
             return None
@@ -93,6 +99,13 @@ class PredictionStage:
         if window is None:
             self.skipped_short += 1
         return window
+
+    def _warm(self, h: _History, bar: Bar) -> None:
+        assert self.history_source is not None
+        starts, rows = self.history_source(bar.symbol, bar.bar_seconds, bar.start_ms, self.need - 1)
+        for start, row in zip(starts.tolist(), rows.tolist()):
+            h.append(start, tuple(row))
+        self.warmed += len(starts)
 
     def predict_bars(self, bars: Iterable[Bar]) -> list[Prediction]:
         pending: list[tuple[Bar, np.ndarray]] = []
@@ -157,10 +170,32 @@ class ModelWatcher:
         return loaded
 
 
+def stored_history(settings: Settings) -> Callable[[str, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """A history source reading the bars projection; on a database error it logs and gives nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from events.db import session_factory
+    from predict.data import recent_bars
+
+    sessions = session_factory(settings)
+
+    def source(symbol: str, bar_seconds: int, before_ms: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return recent_bars(sessions, symbol, bar_seconds, before_ms, n)
+        except SQLAlchemyError as exc:  # no table yet, database down: serve from live bars only
+            log.warning("no stored bars for %s (%s); it needs %d live bars first", symbol,
+                        str(exc).splitlines()[0], n + 1)
+            return np.empty(0, np.int64), np.empty((0, 5))
+
+    return source
+
+
 def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", reload_every_s: float = 5.0,
           shutdown: ShutdownFlag | None = None, wait_for_model: bool = True,
           loader: Callable[[Registry, str], tuple[Forecaster, dict[str, Any]]] | None = None,
-          on_model: Callable[[str], None] | None = None) -> RunnerStats | None:
+          on_model: Callable[[str], None] | None = None,
+          history_source: Callable[[str, int, int, int], tuple[np.ndarray, np.ndarray]] | None = None,
+          ) -> RunnerStats | None:
     """Run until the shutdown flag is set. Without a promoted model: wait for one (or return None).
 
     ``on_model(version)`` is called each time a model starts being served (before the next poll).
@@ -186,7 +221,7 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
             last_notice = time.monotonic()
     if loaded is None:
         return None
-    stage = PredictionStage(*loaded)
+    stage = PredictionStage(*loaded, history_source=history_source)
     if on_model:
         on_model(stage.version)
     log.info("serving model %s (holdout skill %+.4f vs persistence) on %s -> %s", stage.version,
@@ -207,8 +242,8 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
             if time.monotonic() - reported > 60:
                 reported = time.monotonic()
                 s = runner.stats
-                log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history",
-                         s.consumed, s.produced, s.dlq, stage.skipped_short)
+                log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history, "
+                         "%d stored bars warmed", s.consumed, s.produced, s.dlq, stage.skipped_short, stage.warmed)
     finally:
         runner.close()
     return runner.stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -170,3 +171,41 @@ def test_serve_without_a_model_says_so_and_waits_or_returns(trained: Trained, ka
             flag.set()
             thread.join(30)
     assert not thread.is_alive()
+
+
+
+def test_a_restart_warms_windows_from_the_bars_projection(trained: Trained, database_url: str,
+                                                          caplog) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from sqlalchemy.orm import sessionmaker
+
+    from events.db import make_engine
+    from events.models import BarRecord
+    from predict.serve import stored_history
+
+    series = trained.series[0]
+    need = min_history(trained.config.window)
+    sessions = sessionmaker(make_engine(database_url))
+    with sessions() as session:  # what the projector stored before the restart: bars 0 .. need+4
+        for b in bars_of(series, 0, need + 5):
+            session.add(BarRecord(symbol=b.symbol, bar_seconds=b.bar_seconds, start_ms=b.start_ms, open=b.open,
+                                  high=b.high, low=b.low, close=b.close, volume=b.volume, count=b.count, vwap=b.vwap))
+        session.commit()
+    source = stored_history(replace(Settings(), database_url=database_url))
+    stage = PredictionStage(trained.forecaster, {"version": "v1", "skill": 0.1}, history_source=source)
+    # the restarted process resumes at bar need+2 (committed offset): a prediction from the first bar on
+    preds = stage.predict_bars(bars_of(series, need + 2, need + 4))
+    assert [p.base_start_ms for p in preds] == [int(series.start_ms[need + 2]), int(series.start_ms[need + 3])]
+    assert stage.warmed == need - 1 and stage.skipped_short == 0
+    s = build_samples([series], trained.config.window)
+    q = trained.forecaster.predict_returns(s.x[3:5], s.sigma[3:5])
+    np.testing.assert_allclose([p.predicted_return for p in preds], q[:, 1], rtol=1e-4, atol=1e-7)
+    # no table (an unmigrated database): serving goes on from live bars only, and says why
+    unmigrated = (database_url.replace("test.db", "unmigrated.db") if database_url.startswith("sqlite")
+                  else re.sub(r"///[^?]+", "///tb_no_such_database", database_url))
+    empty = stored_history(replace(Settings(), database_url=unmigrated))
+    stage = PredictionStage(trained.forecaster, {"version": "v1", "skill": 0.1}, history_source=empty)
+    with caplog.at_level("WARNING"):
+        assert stage.predict_bars(bars_of(series, need + 2, need + 4)) == []
+    assert "no stored bars for AAA" in caplog.text
