@@ -178,5 +178,5 @@ def _bar_event(symbol: str, start_ms: int, bar_seconds: int, bar: OpenBar,
         id=bar_id(symbol, bar_seconds, start_ms), ts=start_ms + bar_seconds * 1000,
         symbol=symbol, start_ms=start_ms, bar_seconds=bar_seconds,
         open=bar.open, high=bar.high, low=bar.low, close=bar.close,
-        volume=bar.volume, count=bar.count, vwap=vwap, **indicators,
+        volume=bar.volume, count=bar.count, vwap=vwap, **indicators,  # type: ignore[arg-type]
     )

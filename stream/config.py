@@ -7,7 +7,8 @@ Read once at the edge (``python -m stream``) and passed down. Environment:
 ``SPARK_MASTER``               Spark master URL (default ``local[*]``)
 ``STREAM_CHECKPOINT``          checkpoint folder (default ``$TICKERBELL_VAR/spark/stream``)
 ``STREAM_TRIGGER_MS``          micro-batch trigger interval (default 500)
-``STREAM_SHARDS``              state shards symbols are hashed into (default 16; fixed
+``STREAM_SHARDS``              state shards symbols are hashed into (default 4, about 2 per
+                               shuffle partition: fewer, bigger pandas batches; fixed
                                for the life of a checkpoint)
 ``STREAM_SHUFFLE_PARTITIONS``  Spark shuffle partitions (default 2 = the cores here; fixed
                                for the life of a checkpoint)
@@ -36,7 +37,7 @@ class StreamSettings:
     lateness_ms: int = 2000
     master: str = "local[*]"
     trigger_ms: int = 500
-    shards: int = 16
+    shards: int = 4
     shuffle_partitions: int = 2
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int = 200_000
@@ -92,7 +93,7 @@ def load_stream_settings(env: Mapping[str, str] | None = None, base: Settings | 
         lateness_ms=_int(env, "STREAM_LATENESS_MS", 2000, 0, 86_400_000),
         master=env.get("SPARK_MASTER") or "local[*]",
         trigger_ms=_int(env, "STREAM_TRIGGER_MS", 500, 0, 3_600_000),
-        shards=_int(env, "STREAM_SHARDS", 16, 1, 100_000),
+        shards=_int(env, "STREAM_SHARDS", 4, 1, 100_000),
         shuffle_partitions=_int(env, "STREAM_SHUFFLE_PARTITIONS", 2, 1, 10_000),
         starting_offsets=starting,
         max_offsets_per_trigger=_int(env, "STREAM_MAX_OFFSETS_PER_TRIGGER", 200_000, 1, 1_000_000_000),

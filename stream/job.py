@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, MutableMapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -52,13 +52,14 @@ MIN_TS_MS, MAX_TS_MS = 946_684_800_000, 4_102_444_800_000
 HEADERS_TYPE = "array<struct<key:string,value:binary>>"
 
 
-def prepare_python_env(env: dict[str, str] | None = None) -> None:
+def prepare_python_env(env: MutableMapping[str, str] | None = None) -> None:
     """Make Spark's Python workers use this interpreter and find this project.
 
     Must run before the first SparkSession of the process (the JVM copies the
     environment when it starts).
     """
-    env = os.environ if env is None else env  # type: ignore[assignment]
+    if env is None:
+        env = os.environ
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

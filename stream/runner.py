@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 
 from events.kafka import ShutdownFlag
@@ -16,7 +17,15 @@ from stream.job import build_session, start_query
 
 log = logging.getLogger("stream")
 
-__all__ = ["ProgressTotals", "run", "stop_gracefully"]
+__all__ = ["ProgressTotals", "run", "stop_gracefully", "wait_s"]
+
+
+def wait_s(query: StreamingQuery, seconds: float) -> bool:
+    """Block up to ``seconds`` (fractions allowed) for the query to end; True if it has ended."""
+    try:
+        return bool(query.awaitTermination(seconds))  # type: ignore[arg-type]  # floats work
+    except StreamingQueryException:
+        return True
 
 
 class ProgressTotals:
@@ -61,7 +70,7 @@ def stop_gracefully(query: StreamingQuery, timeout_s: float = 30.0) -> None:
     """Let the micro-batch in flight finish (up to ``timeout_s``), then stop the query."""
     deadline = time.monotonic() + timeout_s
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        query.awaitTermination(0.1)
+        wait_s(query, 0.1)
     query.stop()
 
 
@@ -76,7 +85,7 @@ def run(cfg: StreamSettings, shutdown: ShutdownFlag, *, report_every_s: float = 
     next_report = time.monotonic() + report_every_s
     try:
         while not shutdown.is_set() and query.isActive:
-            query.awaitTermination(0.5)
+            wait_s(query, 0.5)
             if time.monotonic() >= next_report:
                 progress.update(query)
                 log.info("%s", progress.line())

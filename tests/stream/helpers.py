@@ -14,7 +14,7 @@ from events.contract import Bar, Tick, decode, encode, tick_id
 from events.kafka import EventProducer
 from stream.config import StreamSettings
 from stream.job import start_query
-from stream.runner import ProgressTotals, stop_gracefully
+from stream.runner import ProgressTotals, stop_gracefully, wait_s
 from tests.support import read_topic
 
 BASE_MS = 1_700_000_000_000  # a multiple of every bar length used
@@ -75,7 +75,7 @@ def wait_until(query: StreamingQuery, condition, timeout_s: float = 60.0, what: 
         assert time.monotonic() < deadline, (
             f"timed out after {timeout_s}s waiting for {what}; status {query.status}, "
             f"batches {[(p.batchId, p.numInputRows) for p in query.recentProgress]}")
-        query.awaitTermination(0.1)
+        wait_s(query, 0.1)
 
 
 def wait_processed(query: StreamingQuery, totals: ProgressTotals, n: int, timeout_s: float = 60.0) -> None:

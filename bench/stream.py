@@ -1,0 +1,197 @@
+"""Stream job throughput and bar-close latency on this machine, at 10, 100 and 1,000 symbols.
+
+For each symbol count, a throw-away topic set and checkpoint, one SparkSession
+for all runs (the job's own session settings: local[*], 2 shuffle partitions,
+RocksDB, 500 ms trigger), 1-second bars, 500 ms lateness:
+
+* a separate producer process sends ticks at TARGET_RATE ticks/s for
+  DURATION_S seconds with event time = wall-clock time at production, and
+  records when it produced each watermark-closing tick (the first tick with
+  event time >= bar end + lateness);
+* a consumer thread reads ``metrics``; latency of a Bar event = its Kafka
+  timestamp (when Spark produced it) - when its watermark-closing tick was
+  produced;
+* sustained throughput = ticks produced / (time from the first tick produced
+  until Spark had consumed the last one).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from bench.common import bench_topics, percentiles, write_result
+from events.contract import Bar, decode
+from events.kafka import producer_config
+from events.settings import Settings
+from stream.config import StreamSettings
+from stream.job import build_session, start_query
+from stream.runner import ProgressTotals, stop_gracefully, wait_s
+
+SYMBOL_COUNTS = (10, 100, 1000)
+TARGET_RATE = 20_000
+DURATION_S = 15.0
+BAR_SECONDS = 1
+LATENESS_MS = 500
+DRAIN_TIMEOUT_S = 30.0
+
+
+def produce_ticks(settings: Settings, n_symbols: int, rate: float, duration_s: float, lateness_ms: int,
+                  bar_ms: int, out: Any) -> None:
+    """Producer process: real-time ticks; reports counts and closing-tick production times."""
+    producer = Producer(producer_config(settings))
+    topic = settings.topic("ticks")
+    rng = random.Random(n_symbols)
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
+    prices = [100.0 + i % 50 for i in range(n_symbols)]
+    seqs = [0] * n_symbols
+    closing: dict[int, float] = {}
+    sent = 0
+    start = time.time()
+    last_closed_end = -1
+    while True:
+        now = time.time()
+        if now - start >= duration_s:
+            break
+        due = int(rate * (now - start)) - sent
+        ts = int(now * 1000)
+        end = (ts - lateness_ms) // bar_ms * bar_ms  # the latest bar end this event time closes
+        for _ in range(max(due, 0)):
+            i = rng.randrange(n_symbols)
+            prices[i] = round(max(1.0, prices[i] * (1 + rng.gauss(0, 0.0005))), 4)
+            seqs[i] += 1
+            value = (f'{{"type":"tick","v":1,"id":"bench:{symbols[i]}:{seqs[i]}","ts":{ts},'
+                     f'"symbol":"{symbols[i]}","price":{prices[i]},"size":{rng.randint(1, 500)},'
+                     f'"source":"bench","seq":{seqs[i]}}}').encode()
+            while True:
+                try:
+                    producer.produce(topic, value, symbols[i].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            sent += 1
+        if due > 0 and end > last_closed_end:
+            if last_closed_end >= 0:
+                closing[end] = time.time() * 1000.0
+            last_closed_end = end
+        producer.poll(0)
+        time.sleep(0.002)  # pacing of a rate-limited generator, not synchronisation
+    producer.flush(60)
+    out.put({"sent": sent, "started": start, "ended": time.time(), "closing": closing})
+
+
+def consume_metrics(settings: Settings, stop: threading.Event, events: list[tuple[int, int, float]]) -> None:
+    consumer = Consumer({**settings.kafka_common(), "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([settings.topic("metrics")])
+    try:
+        while not stop.is_set():
+            for m in consumer.consume(1000, 0.1):
+                if m.error() is None:
+                    bar = decode(m.value(), Bar)
+                    events.append((bar.ts, m.timestamp()[1], time.time() * 1000.0))
+    finally:
+        consumer.close()
+
+
+def run_one(spark: Any, base: Settings, n_symbols: int, workdir: Path) -> dict[str, Any]:
+    with bench_topics(partitions=6) as settings:
+        settings = replace(settings, bar_seconds=BAR_SECONDS)
+        cfg = StreamSettings(base=settings, checkpoint_dir=workdir / f"ckpt-{n_symbols}", lateness_ms=LATENESS_MS,
+                             query_name=f"bench-stream-{n_symbols}")
+        query = start_query(spark, cfg)
+        totals = ProgressTotals()
+        events: list[tuple[int, int, float]] = []
+        stop = threading.Event()
+        reader = threading.Thread(target=consume_metrics, args=(settings, stop, events), daemon=True)
+        reader.start()
+        try:
+            # warm-up: the first micro-batch starts the Python workers and the state store
+            warm = Producer(producer_config(settings))
+            warm.produce(settings.topic("ticks"),
+                         b'{"type":"tick","v":1,"id":"w","ts":1000000000000,"symbol":"WARM","price":1,'
+                         b'"size":1,"source":"bench","seq":0}', b"WARM")
+            warm.flush(10)
+            deadline = time.monotonic() + 60
+            while totals.totals["ticks"] < 1 and time.monotonic() < deadline:
+                wait_s(query, 0.2)
+                totals.update(query)
+            base_ticks = totals.totals["ticks"]
+            out: Any = mp.get_context("spawn").Queue()
+            proc = mp.get_context("spawn").Process(
+                target=produce_ticks,
+                args=(settings, n_symbols, TARGET_RATE, DURATION_S, LATENESS_MS, BAR_SECONDS * 1000, out))
+            proc.start()
+            produced = out.get(timeout=DURATION_S + 120)
+            proc.join(30)
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while totals.totals["ticks"] - base_ticks < produced["sent"] and time.monotonic() < deadline:
+                wait_s(query, 0.2)
+                totals.update(query)
+            drained_at = time.time()
+            consumed = totals.totals["ticks"] - base_ticks
+            durations = [p["durationMs"].get("triggerExecution", 0) for p in query.recentProgress
+                         if p["numInputRows"]]
+            # bars whose closing tick was produced: wait (bounded) for their events
+            closing = produced["closing"]
+            expected_ends = set(closing)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not expected_ends <= {e[0] for e in events}:
+                wait_s(query, 0.2)
+        finally:
+            stop.set()
+            reader.join(10)
+            stop_gracefully(query)
+        lat_kafka = [ts_kafka - closing[end] for end, ts_kafka, _ in events if end in closing]
+        lat_seen = [seen - closing[end] for end, _, seen in events if end in closing]
+        caught_up = consumed >= produced["sent"]
+        elapsed = (drained_at if caught_up else time.time()) - produced["started"]
+        return {
+            "symbols": n_symbols,
+            "target_ticks_per_s": TARGET_RATE,
+            "produced_ticks": produced["sent"],
+            "produced_ticks_per_s": round(produced["sent"] / (produced["ended"] - produced["started"])),
+            "consumed_ticks": consumed,
+            "caught_up": caught_up,
+            "sustained_ticks_per_s": round(consumed / elapsed) if elapsed > 0 else None,
+            "bars_emitted": len(events),
+            "bar_ends_measured": len({e[0] for e in events if e[0] in closing}),
+            "latency_ms_to_kafka": {k: round(v, 1) for k, v in percentiles(lat_kafka).items()},
+            "latency_ms_to_consumer": {k: round(v, 1) for k, v in percentiles(lat_seen).items()},
+            "micro_batch_ms": percentiles([float(d) for d in durations]),
+        }
+
+
+def main() -> dict:
+    from stream.config import load_stream_settings
+
+    base_cfg = load_stream_settings()
+    with TemporaryDirectory(prefix="bench-stream-") as tmp:
+        spark = build_session(replace(base_cfg, checkpoint_dir=Path(tmp)))
+        try:
+            runs = [run_one(spark, base_cfg.base, n, Path(tmp)) for n in SYMBOL_COUNTS]
+        finally:
+            spark.stop()
+    return write_result("stream", {
+        "what": ("ticks -> Spark job -> metrics; real-time ticks (event time = production time), "
+                 f"{BAR_SECONDS} s bars, {LATENESS_MS} ms lateness, trigger {base_cfg.trigger_ms} ms, "
+                 f"master {base_cfg.master}, {base_cfg.shards} state shards; latency = metrics event "
+                 "(Kafka timestamp / consumer receipt) - production of the watermark-closing tick"),
+        "target": "metrics within 2 s of bar close at 20,000 ticks/s",
+        "runs": runs,
+    })
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))
