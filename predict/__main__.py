@@ -25,9 +25,10 @@ def registry_root(settings: Settings, env: dict[str, str] | None = None) -> Path
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["offline", "csv", "bars", "yfinance"], default="offline",
+    p.add_argument("--source", choices=["offline", "csv", "bars", "metrics", "yfinance"], default="offline",
                    help="offline: bokeh-sampledata daily bars 2000-2013 (default); csv: --csv FILE; "
-                        "bars: the bars projection table (DATABASE_URL); yfinance: Yahoo history (network)")
+                        "bars: the bars projection table (DATABASE_URL); metrics: a replay of the metrics topic; "
+                        "yfinance: Yahoo history (network)")
     p.add_argument("--csv", help="CSV file for --source csv")
     p.add_argument("--symbols", help="comma-separated symbols (default: all in the source)")
     p.add_argument("--bar-seconds", type=int, help="bar size for csv/bars (default: 86400 for csv, BAR_SECONDS for bars)")
@@ -55,6 +56,10 @@ def load_series(args: argparse.Namespace, settings: Settings) -> tuple[list[Any]
         bs = args.bar_seconds or settings.bar_seconds
         return data.load_bars_table(session_factory(settings), bar_seconds=bs, symbols=symbols,
                                     min_bars=100), f"bars table ({bs}s bars)"
+    if args.source == "metrics":
+        bs = args.bar_seconds or settings.bar_seconds
+        return data.load_metrics_topic(settings, bar_seconds=bs, symbols=symbols), \
+            f"replay of {settings.topic('metrics')} ({bs}s bars)"
     return data.fetch_yfinance(symbols or ["AAPL", "MSFT"], period=args.period, interval=args.interval), \
         f"yfinance {args.period} {args.interval}"
 

@@ -6,6 +6,7 @@ ms and an ``(T, 5)`` OHLCV array. Loaders only read; they never train.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -155,6 +156,52 @@ def recent_bars(session_factory: Callable[[], Any], symbol: str, bar_seconds: in
         return np.empty(0, np.int64), np.empty((0, 5))
     arr = np.asarray(rows, dtype=np.float64)
     return np.asarray([r[0] for r in rows], np.int64), arr[:, 1:]
+
+
+def load_metrics_topic(settings: Any, *, bar_seconds: int, symbols: Iterable[str] | None = None,
+                       timeout_s: float = 60.0) -> list[BarSeries]:
+    """Replay the ``metrics`` topic from the beginning up to its current end (no group, no commits)."""
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from events.contract import Bar, InvalidEvent, decode
+
+    topic = settings.topic("metrics")
+    wanted = None if symbols is None else set(symbols)
+    consumer = Consumer({**settings.kafka_common(), "group.id": f"predict-replay-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    rows: list[tuple[str, int, float, float, float, float, float]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise DataError(f"cannot read {topic}: {meta.error}")
+        ends = {}
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise DataError(f"replaying {topic} took longer than {timeout_s}s")
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is not None:
+                    continue
+                try:
+                    b = decode(msg.value(), Bar)
+                except InvalidEvent:
+                    continue  # the DLQ has it already
+                if b.bar_seconds == bar_seconds and (wanted is None or b.symbol in wanted):
+                    rows.append((b.symbol, b.start_ms, b.open, b.high, b.low, b.close, b.volume))
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+                if tp.offset >= ends[tp.partition]:  # past transaction markers too
+                    ends.pop(tp.partition, None)
+    finally:
+        consumer.close()
+    frame = pd.DataFrame(rows, columns=["symbol", "start_ms", *OHLCV])
+    return [frame_to_series(g, str(sym), bar_seconds) for sym, g in frame.groupby("symbol", sort=True)]
 
 
 # --- yfinance ----------------------------------------------------------------------

@@ -128,3 +128,24 @@ def test_fetch_yfinance_through_the_adapter() -> None:
     assert s.symbol == "MSFT" and len(s) == 60 and ticker.calls == ["MSFT"]
     with pytest.raises(DataError, match="yfinance history failed: Could not resolve host"):
         fetch_yfinance(["MSFT"], ticker=_Ticker(None, OSError("Could not resolve host: query2.finance.yahoo.com")))
+
+
+def test_replay_of_the_metrics_topic(kafka_settings) -> None:  # type: ignore[no-untyped-def]
+    from events.kafka import EventProducer
+    from predict.data import load_metrics_topic
+    from tests.predict.synthetic import random_walk_series
+    from tests.predict.test_serve import bars_of
+
+    a, b = random_walk_series("AAA", n=30, seed=1), random_walk_series("BBB", n=20, seed=2)
+    producer = EventProducer(kafka_settings)
+    for bar in bars_of(a) + bars_of(b):
+        producer.produce(bar)
+    producer.produce(bars_of(a)[3])  # a redelivery
+    producer.produce_bytes(kafka_settings.topic("metrics"), b"AAA", b"garbage")
+    producer.flush()
+    series = {s.symbol: s for s in load_metrics_topic(kafka_settings, bar_seconds=60)}
+    assert set(series) == {"AAA", "BBB"}
+    np.testing.assert_array_equal(series["AAA"].start_ms, a.start_ms)
+    np.testing.assert_allclose(series["BBB"].ohlcv, b.ohlcv)
+    assert load_metrics_topic(kafka_settings, bar_seconds=300) == []
+    assert [s.symbol for s in load_metrics_topic(kafka_settings, bar_seconds=60, symbols=["BBB"])] == ["BBB"]
