@@ -16,6 +16,7 @@ hash, metrics by Spark's): scale-out needs co-partitioned inputs first.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -53,6 +54,11 @@ class EngineStats:
     rules: int = 0
     state_records: int = 0
     restored_symbols: int = 0
+    busy_s: float = 0.0        # evaluating (decode, rules, encode)
+    commit_s: float = 0.0      # inside the Kafka transaction calls
+    end_txn_s: float = 0.0     # of which commit_transaction (the broker's round trips)
+    offsets_s: float = 0.0     # of which send_offsets_to_transaction
+    max_batch_s: float = 0.0   # the longest batch, evaluation and transaction
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -140,6 +146,10 @@ class EngineRunner:
             "fetch.wait.max.ms": 5, "partition.assignment.strategy": "range",
         }))
         self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions])
+        # the rules and restored states are long-lived: keep the cyclic GC's full collections from
+        # rescanning them on the hot path
+        gc.collect()
+        gc.freeze()
         log.info("engine started: %d rules, %d symbol states restored", len(self.evaluator.rules),
                  self.stats.restored_symbols)
 
@@ -201,6 +211,7 @@ class EngineRunner:
         assert self.consumer is not None and self.producer is not None
         self._poll_rules()
         msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        started = time.perf_counter()
         alerts: list[Any] = []
         offsets: dict[tuple[str, int], int] = {}
         ev = self.evaluator
@@ -242,7 +253,12 @@ class EngineRunner:
         dirty = ev.take_dirty() if (msgs or alerts or ev.dirty) else {}
         if not offsets and not alerts and not dirty and not self._pending_dlq:
             return len(msgs)
+        committing = time.perf_counter()
+        self.stats.busy_s += committing - started
         self._commit(alerts, dirty, offsets)
+        done = time.perf_counter()
+        self.stats.commit_s += done - committing
+        self.stats.max_batch_s = max(self.stats.max_batch_s, done - started)
         self.stats.consumed += len(msgs)
         self.stats.alerts += len(alerts)
         return len(msgs)
@@ -262,11 +278,15 @@ class EngineRunner:
             self.stats.dlq += 1
         self._pending_dlq.clear()
         if offsets:
+            sending = time.perf_counter()
             producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
                 self.consumer.consumer_group_metadata(), 30)
+            self.stats.offsets_s += time.perf_counter() - sending
         # any failure here raises: the process dies and its restart resumes from the last commit
+        ending = time.perf_counter()
         producer.commit_transaction(30)
+        self.stats.end_txn_s += time.perf_counter() - ending
         self.stats.transactions += 1
         self.stats.state_records += len(dirty)
 

@@ -28,14 +28,17 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from alerts.conditions import ARMED_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, bar_values, prediction_values
-from alerts.templates import alert_context, default_message, render
+from alerts.conditions import (
+    CHANNEL_OPS, COMPARE_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, Observation, bar_values, prediction_values,
+)
+from alerts.templates import alert_context, condition_text, default_message, fmt_number, iso_time, render
 from events.contract import Alert, Bar, Prediction, Rule, Tick, alert_id
 
 __all__ = ["CompiledRule", "Evaluator", "RuleState", "SymbolState", "in_active_hours", "in_us_market_hours"]
 
 NEW_YORK = ZoneInfo("America/New_York")
 EVIDENCE_FIELDS = ("price", "open", "high", "low", "close", "volume")
+NOTHING: list = []  # returned (never mutated) when an observation changes nothing
 
 
 class RuleState(msgspec.Struct, array_like=True):
@@ -86,7 +89,8 @@ def in_us_market_hours(ts_ms: int) -> bool:
 class CompiledRule:
     """A contract Rule with its compiled condition and the event kinds it is evaluated on."""
 
-    __slots__ = ("rule", "cond", "kinds", "bar_ms", "tz", "recovery_dir", "_hours_cache", "on_close")
+    __slots__ = ("rule", "cond", "kinds", "bar_ms", "tz", "recovery_dir", "_hours_cache", "on_close",
+                 "fast", "series", "const", "lower", "upper", "up", "want_inside", "kind")
 
     def __init__(self, rule: Rule, bar_seconds: int) -> None:
         self.rule = rule
@@ -98,6 +102,20 @@ class CompiledRule:
         op = rule.condition.op
         self.recovery_dir = 1 if op in UP_OPS else -1 if op in DOWN_OPS else 0
         self._hours_cache: tuple[int, bool] = (-1, True)
+        # the hot path: a series against a constant or a fixed channel, with nothing attached, is
+        # evaluated inline without building an Observation unless something may happen
+        c = rule.condition
+        self.kind = self.cond.kind
+        self.series = c.series
+        self.const = c.value
+        self.lower, self.upper = c.lower, c.upper
+        self.up = op in ("greater_than", "crossing_up")
+        self.want_inside = op in ("inside_channel", "entering_channel")
+        self.fast = 0
+        if c.also is None and op in COMPARE_OPS and c.other is None:
+            self.fast = 1
+        elif c.also is None and op in CHANNEL_OPS:
+            self.fast = 2
 
     def active_hours(self, ts_ms: int) -> bool:
         r = self.rule
@@ -132,9 +150,59 @@ class CompiledRule:
 
     def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[tuple[str, float, float | None]]:
         """Advance the lifecycle by one observation; return (state, value, threshold) of alerts to emit."""
-        obs = self.cond.observe(values, st.cond, ts_ms)
-        if obs is None:
-            return []
+        fast = self.fast
+        if fast:
+            a = values.get(self.series)
+            if a is None:
+                return NOTHING
+            kind = self.kind
+            if fast == 1:
+                b = self.const
+                cs = st.cond
+                prev = cs.side
+                side = 1 if a > b else -1 if a < b else prev  # type: ignore[operator]
+                cs.side = side
+                cross = prev != 0 and side != prev
+                if kind == "cross":
+                    active = cross
+                    if st.firing:
+                        if side == st.fired_side:
+                            return NOTHING
+                    elif not cross:
+                        st.true_since_ms = None
+                        return NOTHING
+                else:
+                    active = a > b if self.up else a < b  # type: ignore[operator]
+                    if st.firing:
+                        if active:
+                            return NOTHING
+                    elif not active:
+                        if kind == "armed":
+                            st.armed = True
+                        st.true_since_ms = None
+                        return NOTHING
+                obs = Observation(active, cross, side, a, b, a)
+            else:
+                lo, hi = self.lower, self.upper
+                inside = lo <= a <= hi  # type: ignore[operator]
+                active = inside if self.want_inside else not inside
+                if st.firing:
+                    if active:
+                        return NOTHING
+                elif not active:
+                    if kind == "armed":
+                        st.armed = True
+                    st.true_since_ms = None
+                    return NOTHING
+                obs = Observation(active, False, 0, a, hi if a >= (lo + hi) / 2 else lo, a)  # type: ignore[operator]
+            return self.advance(st, obs, ts_ms)
+        observed = self.cond.observe(values, st.cond, ts_ms)
+        if observed is None:
+            return NOTHING
+        return self.advance(st, observed, ts_ms)
+
+    def advance(self, st: RuleState, obs: Observation, ts_ms: int) -> list[tuple[str, float, float | None]]:
+        """The lifecycle transition for one observation (the general path)."""
         out: list[tuple[str, float, float | None]] = []
         kind = self.cond.kind
         if st.firing:
@@ -303,8 +371,10 @@ class Evaluator:
             rs = states.get(rule.rule_id)
             if rs is None or rs.version != rule.version:
                 rs = states[rule.rule_id] = compiled.new_state()
-            for state, value, threshold in compiled.step(rs, values, ts_ms):
-                out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id))
+            changes = compiled.step(rs, values, ts_ms)
+            if changes:
+                for state, value, threshold in changes:
+                    out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id))
         self.dirty.add(symbol)
 
     def _alert(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], state: str,
@@ -320,9 +390,15 @@ class Evaluator:
             value=value, threshold=threshold, channel_ids=list(rule.channel_ids) if state == "firing" else [],
             rule_name=rule.name, evidence=evidence,
         )
-        ctx = alert_context(alert, self.public_url, self.bar_seconds)
-        message = render(rule.message, ctx, default_message(ctx)) if state == "firing" else \
-            f"{symbol}: resolved, {ctx['condition']} no longer holds (value {value:g})"
+        if state != "firing":
+            message = f"{symbol}: resolved, {condition_text(cond.series, cond.op, threshold)} no longer holds " \
+                      f"(value {fmt_number(value)})"
+        elif not rule.message:  # the common case, without building the template context
+            message = f"{symbol}: {condition_text(cond.series, cond.op, threshold)} " \
+                      f"(value {fmt_number(value)} at {iso_time(ts_ms)})"
+        else:
+            ctx = alert_context(alert, self.public_url, self.bar_seconds)
+            message = render(rule.message, ctx, default_message(ctx))
         return msgspec.structs.replace(alert, message=message[:8000])
 
     # --- stale feed --------------------------------------------------------------------
