@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import random
+
 import msgspec
+import pytest
 
 from alerts.engine_state import Evaluator, decode_state, encode_state, in_us_market_hours
 from tests.alerts.helpers import BAR_MS, T0, bar, prediction, rule, states, tick
@@ -212,3 +215,19 @@ def test_stale_feed_only_in_us_market_hours() -> None:
 def test_bar_boundary_constant() -> None:
     assert T0 % BAR_MS == 0
     assert msgspec.json.decode(msgspec.json.encode(rule(ABOVE_150))) is not None
+
+
+@pytest.mark.parametrize("op", ["greater_than", "less_than", "crossing", "crossing_up", "crossing_down",
+                                "entering_channel", "exiting_channel", "inside_channel", "outside_channel"])
+def test_the_inline_hot_path_agrees_with_the_general_one(op: str) -> None:
+    channel = "channel" in op
+    cond = {"series": "price", "op": op, **({"lower": 99.0, "upper": 101.0} if channel else {"value": 100.0})}
+    extra = {} if channel or op == "crossing" else {"recovery": 99.5 if op in ("greater_than", "crossing_up") else 100.5}
+    rng = random.Random(op)
+    prices = [round(100 + rng.uniform(-2, 2), 1) for _ in range(400)]
+    for fields in ({}, extra, {"frequency": "once_per_bar", "pending_s": 2}, {"cooldown_s": 5}):
+        fast, slow = evaluator(rule(cond, **fields)), evaluator(rule(cond, **fields))
+        assert fast.rules[1].fast
+        slow.rules[1].fast = 0  # force the general path
+        a, b = feed(fast, prices), feed(slow, prices)
+        assert [x.id for x in a] == [x.id for x in b] and len(a) > 3
