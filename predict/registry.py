@@ -66,7 +66,7 @@ class Decision:
 def decide(candidate_skill: float, current_skill: float | None) -> Decision:
     """Promote when there is no current model or the candidate's skill is not worse."""
     if current_skill is None:
-        return Decision(True, "no model was promoted")
+        return Decision(True, "first model (none was promoted before)")
     if candidate_skill >= current_skill:
         return Decision(True, f"skill {candidate_skill:+.4f} >= current {current_skill:+.4f}")
     return Decision(False, f"skill {candidate_skill:+.4f} < current {current_skill:+.4f}")

@@ -77,3 +77,40 @@ def test_serve_without_a_model_can_exit_with_a_clear_message(env: Path, caplog: 
 def test_bad_input_is_a_clear_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--source", "csv"]) == 1
     assert "--source csv needs --csv FILE" in capsys.readouterr().err
+
+
+def test_the_serve_process_stops_cleanly_on_sigterm(trained: Trained, kafka_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from events.contract import Prediction
+    from events.kafka import EventProducer
+    from predict.features import min_history
+    from tests.predict.conftest import register
+    from tests.predict.test_serve import bars_of
+    from tests.support import read_events
+
+    root = Path(__file__).resolve().parents[2]
+    register(trained, tmp_path / "models")
+    producer = EventProducer(kafka_settings)
+    for bar in bars_of(trained.series[0], 0, min_history(trained.config.window) + 1):
+        producer.produce(bar)
+    producer.flush()
+    env = {**os.environ, "PYTHONPATH": str(root), "KAFKA_TOPIC_PREFIX": kafka_settings.kafka_topic_prefix,
+           "MODEL_REGISTRY": str(tmp_path / "models"), "TICKERBELL_VAR": str(tmp_path / "var")}
+    proc = subprocess.Popen([sys.executable, "-m", "predict", "serve", "--no-warm-start"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        preds = read_events(kafka_settings, "predictions", Prediction, expect=2, timeout_s=90)
+        assert {p.model_version for p in preds} == {"v0001"}
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "serving model v0001" in out and "produced 2 predictions" in out
+    assert "oneDNN" not in out  # TensorFlow's import banner is silenced
