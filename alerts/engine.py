@@ -62,8 +62,12 @@ class EngineStats:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None], timeout_s: float = 60.0) -> int:
-    """Read every committed message of ``topic`` from the beginning to its current end; return the count."""
+def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None], timeout_s: float = 60.0,
+                ends: dict[int, int] | None = None) -> int:
+    """Read every committed message of ``topic`` from the beginning to its current end; return the count.
+
+    ``ends``, when given, receives each partition's end offset (where a follower continues).
+    """
     consumer = Consumer(consumer_config(settings, f"alerts-engine-loader-{uuid.uuid4().hex}",
                                         **{"enable.partition.eof": True}))
     try:
@@ -74,6 +78,8 @@ def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 pending.add(p)
+            elif ends is not None:
+                ends[p] = high
         if not pending:
             return 0
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
@@ -86,6 +92,8 @@ def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        if msg.partition() in pending and ends is not None:
+                            ends[msg.partition()] = msg.offset()
                         pending.discard(msg.partition())
                         continue
                     raise KafkaException(err)
@@ -135,12 +143,13 @@ class EngineRunner:
         # fences any zombie with our id and aborts its open transaction, so the reads below see
         # exactly what was committed
         self.producer.init_transactions(30)
-        self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message)
+        rule_ends: dict[int, int] = {}
+        self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message, ends=rule_ends)
         self.stats.restored_symbols = read_to_end(self.settings, self.t_changelog, self._restore)
         self.evaluator.dirty.clear()
-        self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}",
-                                                       **{"auto.offset.reset": "latest"}))
-        self.rules_consumer.subscribe([self.t_rules])
+        # follow the rules from exactly where the load stopped (no group: every engine reads them all)
+        self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}"))
+        self.rules_consumer.assign([TopicPartition(self.t_rules, p, offset) for p, offset in rule_ends.items()])
         self.consumer = Consumer(consumer_config(self.settings, self.group_id, **{
             "group.instance.id": self.transactional_id,  # static membership: a restart takes over at once
             "fetch.wait.max.ms": 5, "partition.assignment.strategy": "range",
