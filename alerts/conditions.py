@@ -94,6 +94,8 @@ class CompiledCondition:
 
     __slots__ = ("cond", "op", "series", "other", "const", "lower", "upper", "amount", "window_bars",
                  "window_ms", "also", "sources", "kind", "series_names")
+    series_names: frozenset[str]
+    also: "CompiledCondition | None"
 
     def __init__(self, cond: Condition, bar_seconds: int) -> None:
         self.cond = cond

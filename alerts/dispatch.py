@@ -31,13 +31,11 @@ __all__ = ["Dispatcher", "record_deliveries"]
 Enqueue = Callable[[list[int]], None]
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT DO NOTHING (PostgreSQL and SQLite both do)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def record_deliveries(session: Session, alerts: Iterable[Alert]) -> list[int]:
@@ -118,7 +116,7 @@ class Dispatcher:
             self._dlq.flush()
         last: dict[tuple[str, int], int] = {}
         for m in good:
-            last[(m.topic(), m.partition())] = m.offset()
+            last[(m.topic() or "", m.partition() or 0)] = m.offset() or 0
         if last:
             self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
                                  asynchronous=False)

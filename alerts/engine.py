@@ -93,7 +93,7 @@ def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         if msg.partition() in pending and ends is not None:
-                            ends[msg.partition()] = msg.offset()
+                            ends[msg.partition() or 0] = msg.offset() or 0
                         pending.discard(msg.partition())
                         continue
                     raise KafkaException(err)
@@ -234,8 +234,8 @@ class EngineRunner:
                     raise KafkaException(err)
                 log.warning("consumer error (retriable): %s", err)
                 continue
-            topic = msg.topic()
-            offsets[(topic, msg.partition())] = msg.offset()
+            topic = msg.topic() or ""
+            offsets[(topic, msg.partition() or 0)] = msg.offset() or 0
             value = msg.value()
             try:
                 if value is None:
@@ -283,7 +283,7 @@ class EngineRunner:
         for msg, reason in self._pending_dlq:
             topic = msg.topic() or ""
             log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
-            self._produce(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
+            self._produce(topic + DLQ_SUFFIX, msg.key(), msg.value(), list(dlq_headers(msg, reason)))
             self.stats.dlq += 1
         self._pending_dlq.clear()
         if offsets:
@@ -300,7 +300,7 @@ class EngineRunner:
         self.stats.state_records += len(dirty)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]] | None = None) -> None:
+                 headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         assert self.producer is not None
         while True:
             try:
