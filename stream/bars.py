@@ -17,7 +17,9 @@ Conventions:
 * A tick whose event time is at or behind the watermark (``ts_ms <=
   watermark_ms``, Spark's own rule), or that falls in a bar already closed,
   is late: it is returned to the caller (for the DLQ) and never folded in.
-* A bar is closed, and emitted once, when the watermark reaches its end.
+* A bar is closed, and emitted once, when the watermark reaches its end. The
+  watermark is the largest event time seen minus the lateness (see
+  :func:`effective_watermark`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import pandas as pd
 from events.contract import Bar, bar_id
 from stream.indicators import IndicatorState, step, to_optional
 
-__all__ = ["OpenBar", "ShardState", "SymbolState", "add_ticks", "close_bars", "dump_state", "load_state"]
+__all__ = [
+    "OpenBar", "ShardState", "SymbolState", "add_ticks", "close_bars", "dump_state", "effective_watermark",
+    "load_state",
+]
 
 
 class OpenBar(msgspec.Struct, array_like=True):
@@ -56,6 +61,18 @@ class SymbolState(msgspec.Struct, array_like=True):
 class ShardState(msgspec.Struct, array_like=True):
     symbols: dict[str, SymbolState] = {}
     timers: list[int] = []   # bar ends (ms) with a registered event-time timer
+    max_ts: int = 0          # the largest event time this shard has accepted
+
+
+def effective_watermark(state: ShardState, spark_watermark_ms: int, lateness_ms: int) -> int:
+    """The watermark a shard acts on: Spark's global one, or its own max event time - lateness if later.
+
+    Both are "largest event time seen - lateness" (the shard's own max is a
+    lower bound of the global max), so closing on the later of the two is
+    the same rule, applied one micro-batch earlier: Spark only advances its
+    watermark between micro-batches.
+    """
+    return max(spark_watermark_ms, state.max_ts - lateness_ms)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -104,6 +121,7 @@ def add_ticks(state: ShardState, ticks: pd.DataFrame, watermark_ms: int, bar_ms:
         first_ts=("ts_ms", "first"), first_p=("partition", "first"), first_o=("offset", "first"),
         last_ts=("ts_ms", "last"), last_p=("partition", "last"), last_o=("offset", "last"),
     ).reset_index()
+    state.max_ts = max(state.max_ts, int(fresh["ts_ms"].max()))
     known = set(state.timers)
     new_timers: list[int] = []
     for row in agg.itertuples(index=False):

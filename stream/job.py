@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from functools import reduce
 from typing import Any, MutableMapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -112,7 +113,7 @@ def tick_reason(t: Column, value: Column) -> Column:
 
     return (
         F.when(value.isNull(), F.lit("empty message"))
-        .when(t.isNull() | F.coalesce(*(t[f].cast("string") for f in TICK_FIELDS)).isNull(),
+        .when(t.isNull() | reduce(lambda a, b: a & b, (t[f].isNull() for f in TICK_FIELDS)),
               F.lit("undecodable tick: not a JSON object with tick fields"))
         .when(t["type"].isNull() | (t["type"] != "tick"), F.lit("not a tick: `type` must be \"tick\""))
         .when(t["id"].isNull(), F.lit("invalid tick: `id` missing"))
@@ -160,7 +161,7 @@ def build_stream(spark: SparkSession, cfg: StreamSettings) -> DataFrame:
     # stateful operator would discard late rows silently instead of letting us DLQ them.
     watermarked = ticks.withWatermark("event_time", f"{cfg.lateness_ms} milliseconds").drop("event_time")
     out = watermarked.groupBy("shard").transformWithStateInPandas(
-        statefulProcessor=BarProcessor(cfg.bar_seconds),
+        statefulProcessor=BarProcessor(cfg.bar_seconds, cfg.lateness_ms),
         outputStructType=OUTPUT_SCHEMA,
         outputMode="Append",
         timeMode="EventTime",

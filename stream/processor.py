@@ -3,8 +3,9 @@
 One instance per shard key (``shard`` >= 0): its ValueState holds the shard's
 :class:`~stream.bars.ShardState` (msgpack bytes). Rows of shard -1 are the
 ticks that failed validation upstream; they are passed through as DLQ rows.
-Event-time timers fire at bar ends; each firing closes every due bar of the
-shard. Output rows are either ``bar`` (a Bar event, JSON) or ``dlq`` (a raw
+A batch closes the bars its own ticks close (shard max event time - lateness);
+event-time timers at bar ends close the rest when Spark's global watermark
+passes them (e.g. a shard that received nothing). Output rows are either ``bar`` (a Bar event, JSON) or ``dlq`` (a raw
 tick with its reason: ``late`` or the validation failure).
 """
 
@@ -16,8 +17,8 @@ import pandas as pd
 from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.streaming.stateful_processor import ExpiredTimerInfo, TimerValues
 
-from events.contract import encode
-from stream.bars import add_ticks, close_bars, dump_state, load_state
+from events.contract import Bar, encode
+from stream.bars import ShardState, add_ticks, close_bars, dump_state, effective_watermark, load_state
 
 __all__ = ["BarProcessor", "INVALID_SHARD", "OUTPUT_SCHEMA", "STATE_SCHEMA"]
 
@@ -28,6 +29,19 @@ OUTPUT_SCHEMA = (
     "src_partition int, src_offset long, watermark_ms long"
 )
 OUTPUT_COLUMNS = ["kind", "symbol", "key", "value", "reason", "src_partition", "src_offset", "watermark_ms"]
+
+
+def _bar_rows(bars: list[Bar], watermark_ms: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "kind": "bar",
+        "symbol": [b.symbol for b in bars],
+        "key": [b.key for b in bars],
+        "value": [encode(b) for b in bars],
+        "reason": None,
+        "src_partition": -1,
+        "src_offset": -1,
+        "watermark_ms": watermark_ms,
+    }, columns=OUTPUT_COLUMNS)
 
 
 def _dlq_rows(rows: pd.DataFrame, reason: pd.Series | str, watermark_ms: int) -> pd.DataFrame:
@@ -46,51 +60,51 @@ def _dlq_rows(rows: pd.DataFrame, reason: pd.Series | str, watermark_ms: int) ->
 class BarProcessor(StatefulProcessor):
     """Bars and indicators per shard of symbols; see stream.bars for the semantics."""
 
-    def __init__(self, bar_seconds: int) -> None:
+    def __init__(self, bar_seconds: int, lateness_ms: int) -> None:
         self.bar_seconds = bar_seconds
         self.bar_ms = bar_seconds * 1000
+        self.lateness_ms = lateness_ms
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.handle = handle
         self.shard_state = handle.getValueState("shard", STATE_SCHEMA)
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> ShardState:
         got = self.shard_state.get()
         return load_state(None if got is None else bytes(got[0]))
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame],
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
-        watermark_ms = timerValues.getCurrentWatermarkInMs()
+        spark_watermark_ms = timerValues.getCurrentWatermarkInMs()
         ticks = pd.concat(list(rows), ignore_index=True)
         if key[0] == INVALID_SHARD:
-            yield _dlq_rows(ticks, ticks["reason"], watermark_ms)
+            yield _dlq_rows(ticks, ticks["reason"], spark_watermark_ms)
             return
         state = self._load()
+        watermark_ms = effective_watermark(state, spark_watermark_ms, self.lateness_ms)
         result = add_ticks(state, ticks, watermark_ms, self.bar_ms)
+        # close what this batch's own ticks already close (one micro-batch before Spark's
+        # watermark catches up); the timers close the rest when the global watermark moves
+        closing_ms = effective_watermark(state, spark_watermark_ms, self.lateness_ms)
+        bars = close_bars(state, closing_ms, self.bar_seconds)
         for end_ms in result.new_timers:
-            self.handle.registerTimer(end_ms)
+            if end_ms > closing_ms:
+                self.handle.registerTimer(end_ms)
         self.shard_state.update((dump_state(state),))
         if not result.late.empty:
             yield _dlq_rows(result.late, "late", watermark_ms)
+        if bars:
+            yield _bar_rows(bars, closing_ms)
 
     def handleExpiredTimer(self, key: Any, timerValues: TimerValues,
                            expiredTimerInfo: ExpiredTimerInfo) -> Iterator[pd.DataFrame]:
-        watermark_ms = timerValues.getCurrentWatermarkInMs()
         state = self._load()
+        watermark_ms = effective_watermark(state, timerValues.getCurrentWatermarkInMs(), self.lateness_ms)
         bars = close_bars(state, watermark_ms, self.bar_seconds)
         if not bars:
             return
         self.shard_state.update((dump_state(state),))
-        yield pd.DataFrame({
-            "kind": "bar",
-            "symbol": [b.symbol for b in bars],
-            "key": [b.key for b in bars],
-            "value": [encode(b) for b in bars],
-            "reason": None,
-            "src_partition": -1,
-            "src_offset": -1,
-            "watermark_ms": watermark_ms,
-        }, columns=OUTPUT_COLUMNS)
+        yield _bar_rows(bars, watermark_ms)
 
     def close(self) -> None:
         pass

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from events.contract import Bar, decode, encode
-from stream.bars import ShardState, add_ticks, close_bars, dump_state, load_state
+from stream.bars import ShardState, add_ticks, close_bars, dump_state, effective_watermark, load_state
 
 BASE = 1_700_000_000_000
 BAR_MS = 1000
@@ -90,3 +90,13 @@ def test_quiet_symbol_has_no_bar_and_change_is_against_its_previous_bar() -> Non
     bars = close_bars(state, BASE + 4000, 1)
     assert [b.start_ms - BASE for b in bars] == [0, 3000]
     assert bars[1].change_pct == pytest.approx(10.0)
+
+
+def test_a_shard_closes_on_its_own_max_event_time_before_sparks_watermark_moves() -> None:
+    state = ShardState()
+    assert effective_watermark(state, 0, 500) == 0
+    add_ticks(state, ticks(("AAA", 100, 1.0, 1), ("AAA", 1600, 2.0, 1)), 0, BAR_MS)
+    assert state.max_ts == BASE + 1600
+    assert effective_watermark(state, 0, 500) == BASE + 1100  # later than Spark's 0
+    assert effective_watermark(state, BASE + 5000, 500) == BASE + 5000  # Spark's, when later
+    assert [b.start_ms for b in close_bars(state, effective_watermark(state, 0, 500), 1)] == [BASE]
