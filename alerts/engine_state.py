@@ -263,22 +263,43 @@ class Evaluator:
     # --- rules -------------------------------------------------------------------------
 
     def upsert_rule(self, rule: Rule) -> None:
-        """Add or replace a rule (a new version restarts its lifecycle). Raises ConditionError."""
-        compiled = CompiledRule(rule, self.bar_seconds)
-        self.remove_rule(rule.rule_id)
-        if not rule.enabled:
+        """Add or replace a rule. Raises ConditionError (and changes nothing) for a nonsensical one.
+
+        The same rule again (a republished outbox row, the topic re-read at start) changes
+        nothing; a new version restarts the lifecycle of each (rule, symbol) at its next
+        observation; a disabled rule is dropped with its state.
+        """
+        old = self.rules.get(rule.rule_id)
+        if old is not None and old.rule == rule:
             return
+        compiled = CompiledRule(rule, self.bar_seconds)
+        if not rule.enabled:
+            self.remove_rule(rule.rule_id)
+            return
+        if old is not None:
+            self._unindex(old)
+            self._drop_states(rule.rule_id, set(old.rule.symbols) - set(rule.symbols))
         self.rules[rule.rule_id] = compiled
         for kind in compiled.kinds:
             by_symbol = self.index[kind]
             for symbol in rule.symbols:
                 by_symbol.setdefault(symbol, []).append(compiled)
         self.watched.update(rule.symbols)
+        if old is not None:
+            self.watched = {s for idx in self.index.values() for s in idx}
 
     def remove_rule(self, rule_id: int) -> None:
-        old = self.rules.pop(rule_id, None)
+        """Forget a rule (a tombstone on ``rules``) and its state."""
+        old = self.rules.get(rule_id)
         if old is None:
             return
+        self._unindex(old)
+        self._drop_states(rule_id, set(old.rule.symbols))
+        self.watched = {s for idx in self.index.values() for s in idx}
+
+    def _unindex(self, old: CompiledRule) -> None:
+        rule_id = old.rule.rule_id
+        self.rules.pop(rule_id, None)
         for kind in old.kinds:
             by_symbol = self.index[kind]
             for symbol in old.rule.symbols:
@@ -288,11 +309,12 @@ class Evaluator:
                 lst[:] = [c for c in lst if c.rule.rule_id != rule_id]
                 if not lst:
                     del by_symbol[symbol]
-        for symbol in old.rule.symbols:
+
+    def _drop_states(self, rule_id: int, symbols: set[str]) -> None:
+        for symbol in symbols:
             st = self.symbols.get(symbol)
             if st is not None and st.rules.pop(rule_id, None) is not None:
                 self.dirty.add(symbol)
-        self.watched = {s for idx in self.index.values() for s in idx}
 
     # --- inputs ------------------------------------------------------------------------
 

@@ -231,3 +231,15 @@ def test_the_inline_hot_path_agrees_with_the_general_one(op: str) -> None:
         slow.rules[1].fast = 0  # force the general path
         a, b = feed(fast, prices), feed(slow, prices)
         assert [x.id for x in a] == [x.id for x in b] and len(a) > 3
+
+
+def test_a_republished_rule_changes_nothing_and_a_shrunk_watchlist_drops_state() -> None:
+    r = rule(ABOVE_150, symbols=["AAPL", "MSFT"])
+    ev = evaluator(r)
+    assert states(feed(ev, [151])) == [("firing", 151)]
+    ev.upsert_rule(r)  # the relay published the same row twice
+    assert feed(ev, [152, 153], start=1) == []  # still firing: no second alert
+    ev.on_tick(tick(151, 5, "MSFT"))
+    ev.upsert_rule(rule(ABOVE_150, symbols=["AAPL"], version=2))
+    assert 1 not in ev.symbols["MSFT"].rules and "MSFT" not in ev.watched
+    assert ev.on_tick(tick(151, 6, "MSFT")) == []
