@@ -66,12 +66,10 @@ def upsert(session: Session, model: type[models.Base], rows: list[dict[str, Any]
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"no upsert for {dialect}")
     keys = [c.name for c in model.__table__.primary_key.columns]
+    stmt = insert(model)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
     for i in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[i:i + CHUNK_ROWS]
-        stmt = insert(model).values(chunk)
-        stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                          set_={c: stmt.excluded[c] for c in chunk[0] if c not in keys})
-        session.execute(stmt)
+        session.execute(stmt, rows[i:i + CHUNK_ROWS])  # executemany: one cached statement, batched values
 
 
 def project(sessions: sessionmaker[Session], events: Sequence[contract.Event]) -> int:
