@@ -45,3 +45,13 @@ def test_every_preset_is_valid_and_described() -> None:
         assert errors == {}, preset["key"]
         assert describe(clean).startswith(clean["series"])
     assert describe({"series": "zscore_20", "op": "outside_channel", "lower": -3.0, "upper": 3.0}) == "zscore_20 outside channel -3..3"
+
+
+def test_the_form_offers_exactly_the_series_and_operators_the_engine_evaluates() -> None:
+    from alerts import conditions as engine
+
+    from events import contract
+    from web.store.conditions import OPERATORS, SERIES
+
+    assert set(SERIES) == set(engine.ALL_SERIES)
+    assert set(OPERATORS) == set(contract.Operator.__args__)

@@ -16,6 +16,7 @@ BAR_SERIES: dict[str, str] = {
     "low": "low of the last closed bar",
     "vwap": "volume-weighted average price of the last bar",
     "volume": "shares traded in the last bar",
+    "count": "number of trades in the last bar",
     "change_pct": "% change of the bar's close from the previous close",
     "sma_5": "simple moving average of the last 5 closes",
     "sma_10": "simple moving average of the last 10 closes",

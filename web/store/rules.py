@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -95,6 +96,19 @@ def _int_field(data: dict[str, Any], name: str, lo: int, hi: int, errors: dict[s
     return value
 
 
+def engine_check(condition: dict[str, Any]) -> dict[str, str]:
+    """Ask the rule engine itself whether it can evaluate the condition (the final word)."""
+    try:
+        from alerts.conditions import ConditionError, compile_condition
+    except ImportError:  # the engine is another stage; without it the contract check stands
+        return {}
+    try:
+        compile_condition(msgspec.convert(condition, contract.Condition))
+    except ConditionError as exc:
+        return {"condition": str(exc)}
+    return {}
+
+
 def validate_rule(session: Session, user_id: int, data: Any, current: models.Rule | None = None) -> dict[str, Any]:
     """Check a full or partial rule payload; return the clean values; raise 422 with every field's message.
 
@@ -139,6 +153,8 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
     clean["symbol"], clean["watchlist_id"] = symbol, watchlist_id
 
     condition, cond_errors = validate_condition(merged.get("condition"))
+    if not cond_errors:
+        cond_errors = engine_check(condition)
     errors.update(cond_errors)
     clean["condition"] = condition
 
