@@ -45,6 +45,7 @@ def test_every_preset_is_valid_and_described() -> None:
         assert errors == {}, preset["key"]
         assert describe(clean).startswith(clean["series"])
     assert describe({"series": "zscore_20", "op": "outside_channel", "lower": -3.0, "upper": 3.0}) == "zscore_20 outside channel -3..3"
+    assert describe({"series": "price", "op": "moving_down_pct", "value": 3.0, "window_s": 3600}) == "price moving down 3 % within 1 h"
 
 
 def test_the_form_offers_exactly_the_series_and_operators_the_engine_evaluates() -> None:

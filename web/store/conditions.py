@@ -199,21 +199,27 @@ def validate_condition(raw: Any, prefix: str = "condition.", depth: int = 0) -> 
     return clean, errors
 
 
+def _window(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 def describe(condition: dict[str, Any]) -> str:
-    """A one-line human description: ``price crossing up 150``."""
+    """A one-line human description: ``price crossing up 150``, ``price moving down 3 % within 1 h``."""
     op = condition.get("op", "")
-    words = op.replace("_pct", " %").replace("_", " ")
-    text = f"{condition.get('series')} {words}"
+    text = f"{condition.get('series')} {op.removesuffix('_pct').replace('_', ' ')}"
     if op in CHANNEL_OPS:
         text += f" {condition.get('lower'):g}..{condition.get('upper'):g}"
     elif condition.get("other"):
         text += f" {condition['other']}"
     elif condition.get("value") is not None:
-        text += f" {condition['value']:g}"
+        text += f" {condition['value']:g}" + (" %" if op.endswith("_pct") else "")
     if condition.get("window_bars"):
         text += f" within {condition['window_bars']} bars"
     if condition.get("window_s"):
-        text += f" within {condition['window_s']} s"
+        text += f" within {_window(condition['window_s'])}"
     if condition.get("also"):
         text += " and " + describe(condition["also"])
     return text
