@@ -124,6 +124,7 @@
         marker: { symbol: "triangle-down", size: 11, color: "#f59e0b", line: { color: "#7c4a03", width: 1 } } },
     ];
     const shapes = cond.value != null && ["price", "close"].includes(cond.series) ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: cond.value, y1: cond.value, line: { color: "#8b5cf6", dash: "dot" } }] : [];
+    $("preview-chart").classList.remove("hidden");
     Plotly.react("preview-chart", traces, { margin: { l: 50, r: 10, t: 10, b: 30 }, showlegend: false, shapes, xaxis: { type: "date" }, font: { size: 11 } }, { displaylogo: false, responsive: true });
   }
   $("preview-btn").addEventListener("click", preview);
@@ -138,6 +139,7 @@
         el("td", {}, el("span", { class: "badge " + a.state, text: a.state })), el("td", { class: "num", text: fmt.price(a.value) }))));
     });
     if (new URLSearchParams(location.search).get("saved")) form.prepend(el("div", { class: "flash ok", text: "Saved. The engine has been told about the change." }));
+    setTimeout(preview, 0);  // an existing rule: show its history straight away
   } else {
     fill({ symbol: form.dataset.presetSymbol, condition: catalog.presets[0].condition, frequency: "once_per_bar" });
   }
