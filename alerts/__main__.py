@@ -126,7 +126,8 @@ def _dispatch(settings: Settings, args: Any) -> int:
     _logging(settings)
     config = load_notify_config()
     Dispatcher(settings, session_factory(settings), celery_enqueue(settings, config.queue),
-               shutdown=ShutdownFlag().install(), group_id=args.group).run()
+               shutdown=ShutdownFlag().install(), group_id=args.group,
+               digest_window_s=config.digest_window_s if config.digest else 0.0).run()
     return 0
 
 

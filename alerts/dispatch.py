@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Dispatcher", "record_deliveries"]
 
-Enqueue = Callable[[list[int]], None]
+# enqueue(ids) or enqueue(ids, countdown_s=...): hand delivery ids to the workers
+Enqueue = Callable[..., None]
 
 
 def _insert(session: Session) -> Any:
@@ -38,11 +39,13 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def record_deliveries(session: Session, alerts: Iterable[Alert]) -> list[int]:
+def record_deliveries(session: Session, alerts: Iterable[Alert], digest_window_s: float = 0.0) -> list[int]:
     """Insert the delivery rows of firing alerts (idempotent) and return the ids still pending.
 
     A channel id that does not exist or belongs to another user than the
-    alert's is ignored (a rule can only notify its owner's channels).
+    alert's is ignored (a rule can only notify its owner's channels). With a
+    digest window, a row is due with the channel's open window (the earliest
+    first-attempt row still waiting), or ``digest_window_s`` from now.
     """
     firing = [a for a in alerts if a.state == "firing" and a.channel_ids and a.user_id]
     if not firing:
@@ -51,6 +54,17 @@ def record_deliveries(session: Session, alerts: Iterable[Alert]) -> list[int]:
     owners = dict(session.execute(
         select(models.Channel.id, models.Channel.user_id).where(models.Channel.id.in_(wanted))).all())
     now = datetime.now(timezone.utc)
+    due: dict[int, datetime] = {}
+    if digest_window_s > 0:
+        opened = session.execute(
+            select(models.Delivery.channel_id, func.min(models.Delivery.next_attempt_at))
+            .where(models.Delivery.channel_id.in_(wanted), models.Delivery.status == "pending",
+                   models.Delivery.attempts == 0, models.Delivery.next_attempt_at > now)
+            .group_by(models.Delivery.channel_id)).all()
+        due = {c: (t if t.tzinfo else t.replace(tzinfo=timezone.utc)) for c, t in opened if t is not None}
+        window_end = now + timedelta(seconds=digest_window_s)
+        for c in wanted:
+            due.setdefault(c, window_end)
     rows: list[dict[str, Any]] = []
     for a in firing:
         payload = msgspec.to_builtins(a)
@@ -58,7 +72,8 @@ def record_deliveries(session: Session, alerts: Iterable[Alert]) -> list[int]:
             if owners.get(channel_id) != a.user_id:
                 continue
             rows.append({"alert_id": a.id, "channel_id": channel_id, "user_id": a.user_id, "status": "pending",
-                         "attempts": 0, "next_attempt_at": now, "payload": payload, "created_at": now})
+                         "attempts": 0, "next_attempt_at": due.get(channel_id, now), "payload": payload,
+                         "created_at": now})
     if not rows:
         return []
     insert = _insert(session)
@@ -75,13 +90,14 @@ class Dispatcher:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], enqueue: Enqueue, *,
                  shutdown: ShutdownFlag | None = None, group_id: str = "alerts-dispatch",
-                 batch_size: int = 500, poll_timeout_s: float = 0.005) -> None:
+                 batch_size: int = 500, poll_timeout_s: float = 0.005, digest_window_s: float = 0.0) -> None:
         self.settings = settings
         self.sessions = sessions
         self.enqueue = enqueue
         self.shutdown = shutdown or ShutdownFlag()
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
+        self.digest_window_s = digest_window_s
         self.topic = settings.topic("alerts")
         self.consumer = Consumer(consumer_config(settings, group_id, **{"fetch.wait.max.ms": 5}))
         self.consumer.subscribe([self.topic])
@@ -109,9 +125,12 @@ class Dispatcher:
             except InvalidEvent as exc:
                 self._dead_letter(msg, str(exc))
         with self.sessions() as session:
-            ids = record_deliveries(session, alerts)
+            ids = record_deliveries(session, alerts, self.digest_window_s)
         if ids:
-            self.enqueue(ids)
+            if self.digest_window_s:
+                self.enqueue(ids, countdown_s=self.digest_window_s)
+            else:
+                self.enqueue(ids)
         if self._dlq is not None:
             self._dlq.flush()
         last: dict[tuple[str, int], int] = {}
@@ -149,9 +168,10 @@ def celery_enqueue(settings: Settings, queue: str) -> Enqueue:
     app = Celery("tickerbell-dispatch", broker=settings.redis_url)
     app.conf.update(broker_connection_retry_on_startup=True, task_ignore_result=True)
 
-    def enqueue(ids: list[int]) -> None:
+    def enqueue(ids: list[int], countdown_s: float | None = None) -> None:
         with app.producer_or_acquire() as producer:
             for delivery_id in ids:
-                app.send_task("alerts.deliver", args=[delivery_id], queue=queue, producer=producer)
+                app.send_task("alerts.deliver", args=[delivery_id], queue=queue, producer=producer,
+                              countdown=countdown_s)
 
     return enqueue

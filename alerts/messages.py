@@ -105,3 +105,55 @@ def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: 
 
 def json_bytes(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# --- digests: several alerts of one user on one channel in one message ------------------------
+
+MAX_DIGEST_LINES = 50
+
+
+def digest_id(alert_ids: list[str], channel_id: int) -> str:
+    """A digest's message id: stable for the same group of alerts, so a retried digest keeps it."""
+    from events.contract import event_id
+
+    return f"digest:{event_id(*sorted(alert_ids))}.c{channel_id}"
+
+
+def digest_line(ctx: dict[str, Any]) -> str:
+    return f"{ctx['time']}  {ctx['ticker']}: {ctx['condition']} (value {fmt_number(ctx['value'])})"
+
+
+def digest_webhook_body(ctxs: list[dict[str, Any]]) -> bytes:
+    return json_bytes({"type": "alert.digest", "count": len(ctxs),
+                       "alerts": [default_webhook_document(c) for c in ctxs]})
+
+
+def digest_slack_payload(ctxs: list[dict[str, Any]]) -> dict[str, Any]:
+    lines = [digest_line(c) for c in ctxs[:MAX_DIGEST_LINES]]
+    more = len(ctxs) - len(lines)
+    text = f"{len(ctxs)} Tickerbell alerts\n" + "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{len(ctxs)} alerts"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(f"• {line}" for line in lines)[:3000]}},
+    ]
+    return {"text": text[:3000], "blocks": blocks}
+
+
+def build_digest_email(ctxs: list[dict[str, Any]], mail_from: str, to: str) -> EmailMessage:
+    symbols = sorted({c["ticker"] for c in ctxs})
+    lines = [digest_line(c) for c in ctxs[:MAX_DIGEST_LINES]]
+    more = len(ctxs) - len(lines)
+    rows = "".join(
+        f"<tr><td>{html.escape(c['time'])}</td><td>{html.escape(c['ticker'])}</td>"
+        f"<td>{html.escape(c['condition'])}</td><td>{html.escape(fmt_number(c['value']))}</td>"
+        f"<td><a href='{html.escape(c['chart_url'], quote=True)}'>chart</a></td></tr>"
+        for c in ctxs[:MAX_DIGEST_LINES])
+    msg = EmailMessage()
+    msg["Subject"] = f"[Tickerbell] {len(ctxs)} alerts: {', '.join(symbols[:5])}"[:200]
+    msg["From"] = mail_from
+    msg["To"] = to
+    msg.set_content("\n".join(lines) + (f"\n... and {more} more\n" if more > 0 else "\n"))
+    msg.add_alternative(
+        "<html><body><table><tr><th>Time</th><th>Symbol</th><th>Condition</th><th>Value</th><th></th></tr>"
+        f"{rows}</table>{f'<p>... and {more} more</p>' if more > 0 else ''}</body></html>", subtype="html")
+    return msg

@@ -120,7 +120,13 @@ def _claim(sessions: sessionmaker[Session], delivery_id: int, config: NotifyConf
 
 def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
             client: httpx.Client | None = None) -> DeliveryResult:
-    """Claim, send and record one delivery. Safe to call any number of times for the same id."""
+    """Claim, send and record one delivery. Safe to call any number of times for the same id.
+
+    With digests on, every due delivery of the same channel is claimed with it and they go
+    out as one message (see :func:`deliver_group`).
+    """
+    if config.digest:
+        return deliver_group(sessions, delivery_id, settings, config, client)
     if not _claim(sessions, delivery_id, config, utcnow()):
         return DeliveryResult("skipped")
     with sessions() as s:
@@ -142,6 +148,74 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
         outcome = channel_send(channel, ctx, msg_id, settings, config, client)
     duration_ms = (time.perf_counter() - started) * 1000
     return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
+
+
+def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
+                  client: httpx.Client | None = None) -> DeliveryResult:
+    """Claim every due delivery of ``delivery_id``'s channel and send them as one digest.
+
+    One claimed delivery goes out as a normal message. The digest's id is derived from its
+    alert ids, so a retry of the same group carries the same ``webhook-id``.
+    """
+    now = utcnow()
+    with sessions() as s:
+        channel_id = s.scalar(select(models.Delivery.channel_id).where(models.Delivery.id == delivery_id))
+        if channel_id is None:
+            return DeliveryResult("skipped")
+        claimed = s.execute(
+            update(models.Delivery)
+            .where(models.Delivery.channel_id == channel_id, models.Delivery.status == "pending",
+                   or_(models.Delivery.next_attempt_at.is_(None), models.Delivery.next_attempt_at <= now))
+            .values(status="sending", attempts=models.Delivery.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=config.lease_s))
+            .returning(models.Delivery.id, models.Delivery.attempts)
+            .execution_options(synchronize_session=False)
+        ).all()
+        s.commit()
+        if not claimed:
+            return DeliveryResult("skipped")
+        rows = sorted(s.scalars(select(models.Delivery).where(models.Delivery.id.in_([c[0] for c in claimed]))).all(),
+                      key=lambda d: (d.created_at, d.id))
+        alerts = [msgspec.convert(d.payload, Alert) for d in rows]
+        channel = s.get(models.Channel, channel_id)
+        if channel is not None:
+            s.expunge(channel)
+    started = time.perf_counter()
+    if channel is None or not channel.enabled:
+        reason = channel.disabled_reason if channel is not None else None
+        outcome = Outcome(False, None, "channel disabled" + (f": {reason}" if reason else ""))
+    elif len(alerts) == 1:
+        ctx = alert_context(alerts[0], settings.public_url, settings.bar_seconds)
+        outcome = channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings, config, client)
+    else:
+        ctxs = [alert_context(a, settings.public_url, settings.bar_seconds) for a in alerts]
+        outcome = digest_send(channel, ctxs, messages.digest_id([a.id for a in alerts], channel_id), settings,
+                              config, client)
+    duration_ms = (time.perf_counter() - started) * 1000
+    attempts = dict(claimed)
+    results = [_record(sessions, d.id, attempts[d.id], outcome, duration_ms, settings, config) for d in rows]
+    mine = next((r for d, r in zip(rows, results) if d.id == delivery_id), results[0])
+    return mine
+
+
+def digest_send(channel: models.Channel, ctxs: list[dict[str, Any]], msg_id: str, settings: Settings,
+                config: NotifyConfig, client: httpx.Client | None = None) -> Outcome:
+    """Send several alerts as one message on ``channel``."""
+    client = client or http_client()
+    if channel.kind == "email":
+        msg = messages.build_digest_email(ctxs, settings.mail_from, channel.target)
+        msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"
+        return send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    if channel.kind == "slack":
+        return send_http(client, channel.target, messages.json_bytes(messages.digest_slack_payload(ctxs)),
+                         {"content-type": "application/json"}, allow_private=settings.allow_private_webhooks,
+                         timeout_s=config.http_timeout_s)
+    if channel.kind == "webhook":
+        body = messages.digest_webhook_body(ctxs)
+        headers = messages.webhook_headers(channel.secret, msg_id, int(time.time()), body)
+        return send_http(client, channel.target, body, headers, allow_private=settings.allow_private_webhooks,
+                         timeout_s=config.http_timeout_s)
+    return Outcome(False, None, f"unknown channel kind {channel.kind!r}")
 
 
 def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,

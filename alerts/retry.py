@@ -34,6 +34,8 @@ class NotifyConfig:
     smtp_timeout_s: float = 15.0
     disable_after_s: float = 3 * 86_400.0  # a channel failing this long is disabled and its user told
     queue: str = "alerts"
+    digest: bool = False                # group one user's alerts per channel into digests
+    digest_window_s: float = 30.0       # alerts arriving within this window of the first go out together
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def next_delay_s(attempts_done: int, config: NotifyConfig, retry_after_s: float 
 def load_notify_config(env: Mapping[str, str] | None = None) -> NotifyConfig:
     """From ``ALERTS_RETRY_SCHEDULE`` (comma-separated seconds), ``ALERTS_SWEEP_INTERVAL_S``,
     ``ALERTS_RETRY_JITTER``, ``ALERTS_LEASE_S``, ``ALERTS_HTTP_TIMEOUT_S``, ``ALERTS_QUEUE``,
-    ``ALERTS_DISABLE_AFTER_S``. Raises ValueError naming the variable."""
+    ``ALERTS_DISABLE_AFTER_S``, ``ALERTS_DIGEST`` (true/false), ``ALERTS_DIGEST_WINDOW_S``.
+    Raises ValueError naming the variable."""
     env = os.environ if env is None else env
     d = NotifyConfig()
 
@@ -122,4 +125,6 @@ def load_notify_config(env: Mapping[str, str] | None = None) -> NotifyConfig:
         smtp_timeout_s=num("ALERTS_SMTP_TIMEOUT_S", d.smtp_timeout_s),
         disable_after_s=num("ALERTS_DISABLE_AFTER_S", d.disable_after_s),
         queue=env.get("ALERTS_QUEUE") or d.queue,
+        digest=(env.get("ALERTS_DIGEST") or "").strip().lower() in ("1", "true", "yes", "on"),
+        digest_window_s=num("ALERTS_DIGEST_WINDOW_S", d.digest_window_s),
     )

@@ -205,3 +205,42 @@ def test_deliveries_only_to_the_owners_channels(sessions) -> None:  # type: igno
         rows = s.scalars(select(models.Delivery)).all()
     assert len(ids) == 1 and [(r.channel_id, r.user_id) for r in rows] == [(mine, alice)]
     assert msgspec.convert(rows[0].payload, Alert).symbol == "AAPL"
+
+
+def test_digest_groups_one_users_alerts_per_channel(sessions, settings, receiver: Receiver,
+                                                    smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace as dc_replace
+
+    from tests.alerts.conftest import wait_for
+
+    digest = dc_replace(FAST, digest=True)
+    user = make_user(sessions)
+    hook = make_channel(sessions, user, "webhook", receiver.url("/digest"), secret=SECRET)
+    mail = make_channel(sessions, user, "email", "trader@example.com")
+    receiver.script["/digest"] = [(503, {})]
+    alerts = [Alert(id=f"alert:g{i}", ts=1_795_000_000_000 + i, rule_id=1, rule_version=1, user_id=user,
+                    state="firing", symbol=sym, trigger_event_id=f"t{i}", series="price", op="greater_than",
+                    value=151.0 + i, threshold=150.0, channel_ids=[hook, mail])
+              for i, sym in enumerate(["AAPL", "MSFT", "NVDA"])]
+    with sessions() as s:
+        ids = record_deliveries(s, alerts[:2], digest_window_s=0.5)
+    with sessions() as s:  # a later alert joins the open window instead of opening its own
+        ids += record_deliveries(s, alerts[2:], digest_window_s=0.5)
+    with sessions() as s:
+        due = {d.next_attempt_at for d in s.scalars(select(models.Delivery)).all()}
+    assert len(ids) == 6 and len(due) == 1  # both windows opened together; the later alert joined them
+    assert notify.deliver(sessions, ids[0], settings, digest).status == "skipped"  # the window is still open
+    wait_for(lambda: len(notify.sweep(sessions, digest)) == 6, timeout_s=10, what="the windows to close")
+    hook_ids = [i for i in ids if delivery(sessions, i).channel_id == hook]
+    mail_ids = [i for i in ids if delivery(sessions, i).channel_id == mail]
+    assert notify.deliver(sessions, hook_ids[0], settings, digest).status == "retry"  # 503: the group retries
+    assert notify.deliver(sessions, hook_ids[1], settings, digest).status == "delivered"
+    assert notify.deliver(sessions, mail_ids[2], settings, digest).status == "delivered"
+    assert {delivery(sessions, i).status for i in ids} == {"delivered"}
+    first, second = receiver.got("/digest")
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]  # the same digest, retried
+    body = Webhook(SECRET).verify(second.body, second.headers)
+    assert body["type"] == "alert.digest" and [a["symbol"] for a in body["alerts"]] == ["AAPL", "MSFT", "NVDA"]
+    [mail_msg] = smtp_server.messages
+    assert mail_msg["Subject"] == "[Tickerbell] 3 alerts: AAPL, MSFT, NVDA"
+    assert "NVDA" in mail_msg.get_body(("plain",)).get_content()
