@@ -71,12 +71,15 @@ def rule_event(session: Session, rule: models.Rule) -> contract.Rule:
     return msgspec.convert(payload, contract.Rule)
 
 
-def save_rule(session: Session, rule: models.Rule, settings: Settings) -> contract.Rule:
+def save_rule(session: Session, rule: models.Rule, settings: Settings, *, changed: bool | None = None) -> contract.Rule:
     """Add or update ``rule`` and queue its event in the same transaction (caller commits).
 
-    An existing rule's version is bumped, so alert ids of the new version differ.
+    An existing rule's version is bumped when it changed (by default: when the
+    session sees it modified), so alert ids of the new version differ.
     """
-    if rule.id is not None and rule in session and session.is_modified(rule):
+    if changed is None:
+        changed = rule.id is not None and rule in session and session.is_modified(rule)
+    if changed and rule.id is not None:
         rule.version = (rule.version or 1) + 1
     rule.updated_at = datetime.now(timezone.utc)
     session.add(rule)
@@ -97,8 +100,7 @@ def republish_watchlist_rules(session: Session, watchlist_id: int, settings: Set
     """After a watchlist's symbols change, re-announce every rule that watches it."""
     rules = session.scalars(select(models.Rule).where(models.Rule.watchlist_id == watchlist_id)).all()
     for rule in rules:
-        rule.version = (rule.version or 1) + 1
-        save_rule(session, rule, settings)
+        save_rule(session, rule, settings, changed=True)
     return len(rules)
 
 

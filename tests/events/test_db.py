@@ -92,3 +92,24 @@ def test_invalid_rule_is_refused_before_anything_is_written(database_url: str, k
             save_rule(s, rule, kafka_settings)
         s.rollback()
         assert s.scalars(select(models.OutboxEvent)).all() == []
+
+
+def test_watchlist_change_reannounces_its_rules_once(database_url: str, kafka_settings: Settings) -> None:
+    from events.outbox import republish_watchlist_rules
+
+    sessions = sessionmaker(make_engine(database_url), expire_on_commit=False)
+    with sessions() as s:
+        user = _user(s)
+        wl = models.Watchlist(user_id=user.id, name="tech")
+        s.add(wl)
+        s.flush()
+        s.add(models.WatchlistSymbol(watchlist_id=wl.id, symbol="AAPL"))
+        rule = models.Rule(user_id=user.id, watchlist_id=wl.id, condition={"series": "rsi_14", "op": "less_than", "value": 30})
+        assert save_rule(s, rule, kafka_settings).symbols == ["AAPL"]
+        s.commit()
+        s.add(models.WatchlistSymbol(watchlist_id=wl.id, symbol="MSFT"))
+        s.flush()
+        assert republish_watchlist_rules(s, wl.id, kafka_settings) == 1
+        s.commit()
+        events = [decode(row.value, Rule) for row in s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id))]
+    assert [(e.version, e.symbols) for e in events] == [(1, ["AAPL"]), (2, ["AAPL", "MSFT"])]

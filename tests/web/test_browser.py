@@ -9,6 +9,8 @@ threads, exactly as their processes would. Screenshots go to docs/screenshots/.
 
 from __future__ import annotations
 
+import os
+
 import math
 import random
 import re
@@ -30,7 +32,9 @@ from tests.web.events_factory import alert, bar, prediction, tick
 from web.bridge import run_bridge
 from web.projector import run_projector
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# UPDATE_SCREENSHOTS=1 refreshes the README's pictures; otherwise they go to var/ so a test run
+# leaves the working tree clean
+SHOTS = Path(__file__).resolve().parents[2] / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") else "var") / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
