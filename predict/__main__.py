@@ -198,8 +198,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from predict.registry import Registry
     from predict.serve import serve, stored_history
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stats = serve(settings, Registry(registry_root(settings)), group_id=args.group,
+    from events.observability import serve_metrics, setup_logging
+
+    from events.kafka import ShutdownFlag
+
+    shutdown = ShutdownFlag().install()  # first: SIGTERM during TensorFlow's import must stop cleanly too
+    setup_logging("predict", settings.log_level)
+    serve_metrics(settings.metrics_port)
+    stats = serve(settings, Registry(registry_root(settings)), group_id=args.group, shutdown=shutdown,
                   reload_every_s=args.reload_every_s, wait_for_model=not args.exit_if_no_model,
                   history_source=None if args.no_warm_start else stored_history(settings))
     if stats is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from events.settings import SettingsError, load_settings
@@ -24,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from events.observability import serve_metrics, setup_logging
+
+    setup_logging(args.cmd if args.cmd in ("projector", "bridge") else "web", settings.log_level,
+                  json_logs=args.cmd != "openapi")
+    if args.cmd in ("projector", "bridge"):
+        serve_metrics(settings.metrics_port)
 
     if args.cmd == "serve":
         from web import create_app
