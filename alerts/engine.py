@@ -1,11 +1,17 @@
 """The engine process: ticks + metrics + predictions + rules -> ``alerts``, exactly once.
 
-Every batch is one Kafka transaction holding the alerts it caused, the
-changelog records of every symbol whose state changed, any dead letters and
-the consumed offsets (``send_offsets_to_transaction``). A kill -9 at any
-moment aborts the open transaction; the restart (same ``transactional.id``,
-which fences a zombie) reads the committed changelog, resumes at the
-committed offsets and recomputes the same alerts with the same ids.
+Every batch is one Kafka transaction holding the alerts it caused, any dead
+letters and the consumed offsets (``send_offsets_to_transaction``). About
+once a second (``checkpoint_interval_s``) the transaction also carries a
+checkpoint on the compacted changelog topic: the state of every symbol that
+changed since the previous one, and a marker with the input positions that
+state corresponds to.
+
+A kill -9 at any moment aborts the open transaction. The restart (same
+``transactional.id``, which fences a zombie) restores the last checkpoint,
+replays the input from the marker's positions up to the committed offsets
+with its output suppressed (those alerts were committed before), and goes on
+from there: the same alerts with the same ids, none lost, none twice.
 
 Rules come from the compacted ``rules`` topic (read from the start at every
 start, then followed); the engine never reads the database.
@@ -23,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from alerts.conditions import ConditionError
@@ -34,6 +41,11 @@ from events.settings import Settings
 log = logging.getLogger(__name__)
 
 __all__ = ["EngineRunner", "EngineStats", "changelog_topic"]
+
+
+MARKER_KEY = b"\x00positions"  # no symbol starts with NUL
+_marker_encoder = msgspec.json.Encoder()
+_marker_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -59,6 +71,8 @@ class EngineStats:
     end_txn_s: float = 0.0     # of which commit_transaction (the broker's round trips)
     offsets_s: float = 0.0     # of which send_offsets_to_transaction
     max_batch_s: float = 0.0   # the longest batch, evaluation and transaction
+    checkpoints: int = 0
+    replayed: int = 0          # input re-evaluated after a restart, output suppressed
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -110,7 +124,7 @@ class EngineRunner:
     def __init__(self, settings: Settings, *, shutdown: ShutdownFlag | None = None,
                  group_id: str = "alerts-engine", transactional_id: str = "alerts-engine",
                  stale_after_s: int = 0, batch_size: int = 2000, poll_timeout_s: float = 0.005,
-                 stale_check_interval_s: float = 1.0) -> None:
+                 stale_check_interval_s: float = 1.0, checkpoint_interval_s: float = 1.0) -> None:
         self.settings = settings
         self.shutdown = shutdown or ShutdownFlag()
         self.group_id = group_id
@@ -118,6 +132,13 @@ class EngineRunner:
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.stale_check_interval_s = stale_check_interval_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._positions: dict[tuple[str, int], int] = {}     # next offset to process, per input partition
+        self._marker: dict[tuple[str, int], int] = {}        # positions of the restored checkpoint
+        self._replay_until: dict[tuple[str, int], int] = {}  # committed offsets the replay must reach
+        self._unsaved: set[str] = set()                      # symbols changed since the last checkpoint
+        self._next_checkpoint = 0.0
+        self._checkpointed = False
         self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
         self.stats = EngineStats()
         self.t_ticks = settings.topic("ticks")
@@ -147,6 +168,7 @@ class EngineRunner:
         self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message, ends=rule_ends)
         self.stats.restored_symbols = read_to_end(self.settings, self.t_changelog, self._restore)
         self.evaluator.dirty.clear()
+        self._plan_replay()
         # follow the rules from exactly where the load stopped (no group: every engine reads them all)
         self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}"))
         self.rules_consumer.assign([TopicPartition(self.t_rules, p, offset) for p, offset in rule_ends.items()])
@@ -154,7 +176,7 @@ class EngineRunner:
             "group.instance.id": self.transactional_id,  # static membership: a restart takes over at once
             "fetch.wait.max.ms": 5, "partition.assignment.strategy": "range",
         }))
-        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions])
+        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions], on_assign=self._on_assign)
         # the rules and restored states are long-lived: keep the cyclic GC's full collections from
         # rescanning them on the hot path
         gc.collect()
@@ -162,9 +184,44 @@ class EngineRunner:
         log.info("engine started: %d rules, %d symbol states restored", len(self.evaluator.rules),
                  self.stats.restored_symbols)
 
+    def _plan_replay(self) -> None:
+        """Set every input partition's position: the checkpoint's, else the committed offset, else
+        the partition's start; where the committed offset is ahead of it, replay up to it."""
+        probe = Consumer(consumer_config(self.settings, self.group_id))
+        try:
+            partitions = []
+            for topic in (self.t_ticks, self.t_metrics, self.t_predictions):
+                meta = probe.list_topics(topic, timeout=10).topics.get(topic)
+                partitions += [TopicPartition(topic, p) for p in (meta.partitions if meta else {})]
+            committed = probe.committed(partitions, timeout=30) if partitions else []
+            for tp in committed:
+                key = (tp.topic or "", tp.partition or 0)
+                low, _ = probe.get_watermark_offsets(TopicPartition(key[0], key[1]), timeout=10)
+                done = tp.offset if tp.offset >= 0 else low
+                base = self._marker.get(key, done)
+                self._positions[key] = base
+                if done > base:
+                    self._replay_until[key] = done
+        finally:
+            probe.close()
+        if self._replay_until:
+            log.info("replaying %d messages from the last checkpoint",
+                     sum(end - self._positions[k] for k, end in self._replay_until.items()))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic or "", tp.partition or 0)
+            if key in self._replay_until:
+                tp.offset = self._positions[key]
+        consumer.assign(partitions)
+
     def _restore(self, msg: Message) -> None:
         key = msg.key()
         if key is None:
+            return
+        if key == MARKER_KEY:
+            value = msg.value()
+            self._marker = {(t, p): o for t, p, o in _marker_decoder.decode(value)} if value else {}
             return
         symbol = key.decode()
         value = msg.value()
@@ -223,6 +280,8 @@ class EngineRunner:
         started = time.perf_counter()
         alerts: list[Any] = []
         offsets: dict[tuple[str, int], int] = {}
+        positions = self._positions
+        replay = self._replay_until
         ev = self.evaluator
         t_ticks, t_metrics = self.t_ticks, self.t_metrics
         for msg in msgs:
@@ -235,7 +294,18 @@ class EngineRunner:
                 log.warning("consumer error (retriable): %s", err)
                 continue
             topic = msg.topic() or ""
-            offsets[(topic, msg.partition() or 0)] = msg.offset() or 0
+            tp = (topic, msg.partition() or 0)
+            offset = msg.offset() or 0
+            positions[tp] = offset + 1
+            if replay and tp in replay:
+                if offset >= replay[tp]:
+                    del replay[tp]
+                else:  # already evaluated before the crash, its output committed: rebuild state only
+                    if offset + 1 >= replay[tp]:
+                        del replay[tp]
+                    self._replay(msg, topic)
+                    continue
+            offsets[tp] = offset
             value = msg.value()
             try:
                 if value is None:
@@ -257,14 +327,18 @@ class EngineRunner:
                 out = ev.on_prediction(event)
             if out:
                 alerts.extend(out)
-        if check_stale:
+        if check_stale and not replay:
             alerts.extend(ev.check_stale(int(time.time() * 1000)))
-        dirty = ev.take_dirty() if (msgs or alerts or ev.dirty) else {}
-        if not offsets and not alerts and not dirty and not self._pending_dlq:
+        if ev.dirty:
+            self._unsaved |= ev.dirty
+            ev.dirty.clear()
+        # any moment is a consistent checkpoint: positions and state both cover what was processed
+        checkpoint = not self._checkpointed or (bool(self._unsaved) and time.monotonic() >= self._next_checkpoint)
+        if not offsets and not alerts and not self._pending_dlq and not checkpoint:
             return len(msgs)
         committing = time.perf_counter()
         self.stats.busy_s += committing - started
-        self._commit(alerts, dirty, offsets)
+        self._commit(alerts, offsets, checkpoint)
         done = time.perf_counter()
         self.stats.commit_s += done - committing
         self.stats.max_batch_s = max(self.stats.max_batch_s, done - started)
@@ -272,14 +346,34 @@ class EngineRunner:
         self.stats.alerts += len(alerts)
         return len(msgs)
 
-    def _commit(self, alerts: list[Any], dirty: dict, offsets: dict[tuple[str, int], int]) -> None:
+    def _replay(self, msg: Message, topic: str) -> None:
+        try:
+            if topic == self.t_ticks:
+                self.evaluator.on_tick(self._tick_decoder.decode(msg.value() or b""))
+            elif topic == self.t_metrics:
+                self.evaluator.on_bar(self._bar_decoder.decode(msg.value() or b""))
+            else:
+                self.evaluator.on_prediction(self._prediction_decoder.decode(msg.value() or b""))
+        except (InvalidEvent, ValueError):
+            pass  # dead-lettered before the crash
+        self.stats.replayed += 1
+
+    def _commit(self, alerts: list[Any], offsets: dict[tuple[str, int], int], checkpoint: bool) -> None:
         assert self.consumer is not None and self.producer is not None
         producer = self.producer
         producer.begin_transaction()
         for alert in alerts:
             self._produce(self.t_alerts, alert.key, encode(alert))
-        for symbol, state in dirty.items():
-            self._produce(self.t_changelog, symbol.encode(), encode_state(state))
+        saved = 0
+        if checkpoint:
+            symbols = self.evaluator.symbols
+            for symbol in self._unsaved:
+                state = symbols.get(symbol)
+                if state is not None:
+                    self._produce(self.t_changelog, symbol.encode(), encode_state(state))
+                    saved += 1
+            marker = [(t, p, o) for (t, p), o in self._positions.items()]
+            self._produce(self.t_changelog, MARKER_KEY, _marker_encoder.encode(marker), partition=0)
         for msg, reason in self._pending_dlq:
             topic = msg.topic() or ""
             log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
@@ -297,19 +391,33 @@ class EngineRunner:
         producer.commit_transaction(30)
         self.stats.end_txn_s += time.perf_counter() - ending
         self.stats.transactions += 1
-        self.stats.state_records += len(dirty)
+        if checkpoint:
+            self._unsaved.clear()
+            self._checkpointed = True
+            self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s
+            self.stats.checkpoints += 1
+            self.stats.state_records += saved
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+                 headers: list[tuple[str, str | bytes | None]] | None = None, partition: int | None = None) -> None:
         assert self.producer is not None
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, headers=headers)
+                if partition is None:
+                    self.producer.produce(topic, value=value, key=key, headers=headers)
+                else:
+                    self.producer.produce(topic, value=value, key=key, headers=headers, partition=partition)
                 return
             except BufferError:
                 self.producer.poll(0.05)
 
     def close(self) -> None:
+        """A final checkpoint (so that a clean restart replays nothing), then close the clients."""
+        if self.producer is not None and self.consumer is not None and self._unsaved:
+            try:
+                self._commit([], {}, checkpoint=True)
+            except KafkaException as exc:
+                log.warning("final checkpoint failed (the restart will replay instead): %s", exc)
         for c in (self.consumer, self.rules_consumer):
             if c is not None:
                 try:

@@ -127,7 +127,9 @@ def random_walk(symbols: list[str], n: int, seed: int = 7) -> list[contract.Tick
     return out
 
 
-def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_after", [60, 700])  # before and after the first periodic checkpoint
+def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: Settings, tmp_path: Path,
+                                                               kill_after: int) -> None:
     settings = engine_settings
     symbols = ["AAPL", "MSFT", "NVDA", "AMZN"]
     rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
@@ -171,7 +173,7 @@ def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: 
             return sum(watcher.get_watermark_offsets(TopicPartition(alerts_topic, p), timeout=5)[1]
                        for p in range(settings.kafka_partitions))
 
-        wait_for(lambda: written() >= 60, timeout_s=60, what="first alerts")
+        wait_for(lambda: written() >= kill_after, timeout_s=60, what="first alerts")
         engine.kill()
         watcher.close()
         seen_at_kill = len(committed_alerts(settings))
@@ -183,7 +185,8 @@ def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: 
         feeder.join(5)
     got = committed_alerts(settings)
     ids = [a.id for a in got]
-    print(f"alerts committed at the kill: {seen_at_kill} of {len(expected)}")
+    replays = [line for line in engine.output().splitlines() if "replaying" in line]
+    print(f"alerts committed at the kill: {seen_at_kill} of {len(expected)}; {replays}")
     assert seen_at_kill < len(expected), "the kill came after the whole stream: nothing was tested"
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
     assert set(ids) == {a.id for a in expected}, engine.output()
