@@ -160,7 +160,10 @@ class EngineRunner:
     def start(self) -> None:
         ensure_topics(self.settings, [changelog_spec(self.settings)])
         self.producer = Producer(producer_config(self.settings, **{
-            "transactional.id": self.transactional_id, "linger.ms": 1, "transaction.timeout.ms": 60_000}))
+            "transactional.id": self.transactional_id, "linger.ms": 1, "transaction.timeout.ms": 60_000,
+            # a transaction begun right after a commit can be refused while the coordinator completes the
+            # previous one; the default 100 ms retry backoff was the engine's p99 latency: retry in ms
+            "retry.backoff.ms": 5, "retry.backoff.max.ms": 100}))
         # fences any zombie with our id and aborts its open transaction, so the reads below see
         # exactly what was committed
         self.producer.init_transactions(30)
