@@ -22,7 +22,7 @@ still true. ``once_per_bar_close`` rules are evaluated on bar closes only
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
@@ -475,6 +475,3 @@ def encode_state(state: SymbolState) -> bytes:
 def decode_state(data: bytes) -> SymbolState:
     return _state_decoder.decode(data)
 
-
-def utc_ms(dt: datetime) -> int:
-    return int(dt.astimezone(timezone.utc).timestamp() * 1000)

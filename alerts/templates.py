@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from events.contract import Alert
@@ -24,9 +24,6 @@ from events.contract import Alert
 __all__ = ["alert_context", "condition_text", "render", "render_json_body", "TemplateProblem", "validate_template"]
 
 _env = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
-_strict_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
-_json_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
-_json_env.filters["tojson"] = lambda v: json.dumps(v)
 MAX_OUTPUT = 16_000
 
 OP_WORDS = {
@@ -42,8 +39,8 @@ class TemplateProblem(ValueError):
 
 
 @lru_cache(maxsize=1024)
-def _compiled(source: str, strict: bool = False):  # type: ignore[no-untyped-def]
-    return (_strict_env if strict else _env).from_string(source)
+def _compiled(source: str):  # type: ignore[no-untyped-def]
+    return _env.from_string(source)
 
 
 def validate_template(source: str) -> None:

@@ -35,7 +35,7 @@ from confluent_kafka import Consumer
 from alerts.engine import EngineRunner, changelog_topic
 from bench.common import bench_topics, percentiles, write_result
 from events import contract
-from events.kafka import EventProducer, ShutdownFlag, admin_client, consumer_config
+from events.kafka import EventProducer, admin_client, consumer_config
 from events.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
