@@ -46,6 +46,12 @@ def queue(base_settings: Settings) -> Iterator[str]:
     keys = [k for pattern in (f"*{name}*", f"_kombu.binding*.{name}") for k in client.keys(pattern)]
     if keys:
         client.delete(*keys)
+    # tasks a killed worker held stay in kombu's shared `unacked` hash: drop this queue's
+    needle = f'"{name}"'.encode()
+    for tag, payload in client.hgetall("unacked").items():
+        if needle in payload:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
     client.close()
 
 
