@@ -39,6 +39,7 @@ migrate:
 
 ## the whole product, every Procfile process, on the embedded defaults
 run: up
+	@$(PY) -m web admin demo
 	@$(PY) -m predict ensure-model
 	@$(PY) -m events banner
 	@.venv/bin/honcho -f Procfile start $(PROCESSES)

@@ -10,6 +10,11 @@ from events.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["admin"]:
+        from web.admin import main as admin_main
+
+        return admin_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m web")
     sub = parser.add_subparsers(dest="cmd", required=True)
     serve = sub.add_parser("serve", help="development server (production: gunicorn, see the Procfile)")
@@ -17,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("projector", help="topics -> SQL read tables (bars, predictions, alert history)")
     sub.add_parser("bridge", help="topics -> Socket.IO rooms through the Redis message queue")
     sub.add_parser("openapi", help="print the OpenAPI document")
+    sub.add_parser("admin", help="operator commands (see `python -m web admin --help`)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
