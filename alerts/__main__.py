@@ -12,8 +12,13 @@ from typing import Any
 from events.settings import Settings, SettingsError, load_settings
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def _logging(settings: Settings, process: str | None = None) -> None:
+    """Long-running processes (named) log JSON lines and serve /metrics; CLI commands log plain text."""
+    from events.observability import serve_metrics, setup_logging
+
+    setup_logging(process or "alerts", settings.log_level, json_logs=process is not None)
+    if process is not None:
+        serve_metrics(settings.metrics_port)
 
 
 def _hours(text: str) -> tuple[int, int]:
@@ -109,7 +114,7 @@ def _engine(settings: Settings, args: Any) -> int:
     from alerts.engine import EngineRunner
     from events.kafka import ShutdownFlag
 
-    _logging(settings)
+    _logging(settings, "alerts")
     runner = EngineRunner(settings, shutdown=ShutdownFlag().install(), group_id=args.group,
                           transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
     stats = runner.run()
@@ -123,7 +128,7 @@ def _dispatch(settings: Settings, args: Any) -> int:
     from events.db import session_factory
     from events.kafka import ShutdownFlag
 
-    _logging(settings)
+    _logging(settings, "dispatch")
     config = load_notify_config()
     Dispatcher(settings, session_factory(settings), celery_enqueue(settings, config.queue),
                shutdown=ShutdownFlag().install(), group_id=args.group,
@@ -134,7 +139,7 @@ def _dispatch(settings: Settings, args: Any) -> int:
 def _worker(settings: Settings, args: Any) -> int:
     from alerts.celery_app import app, runtime
 
-    _logging(settings)
+    _logging(settings, "worker")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     argv = ["worker", "-Q", runtime().config.queue, "-P", "threads", "-c", str(args.concurrency),
             "-l", settings.log_level, "--without-gossip", "--without-mingle",
@@ -265,7 +270,7 @@ def _smtp_sink(settings: Settings, args: Any) -> int:
     from alerts.smtp_sink import start_sink
     from events.kafka import ShutdownFlag
 
-    _logging(settings)
+    _logging(settings, "mail")
     url = urlsplit(settings.smtp_url.get())
     folder = Path(args.folder) if args.folder else settings.var_dir / "mail"
     controller = start_sink(folder, url.hostname or "127.0.0.1", url.port or 2525)

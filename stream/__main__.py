@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from events.kafka import ShutdownFlag
+from events.observability import serve_metrics, setup_logging
 from events.settings import SettingsError
 from stream.config import load_stream_settings
 from stream.runner import run
 
 
 def main() -> int:
+    shutdown = ShutdownFlag().install()  # first: a SIGTERM while the JVM starts must stop cleanly too
     try:
         cfg = load_stream_settings()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.base.log_level, format="%(asctime)s %(levelname)s stream %(message)s")
-    return run(cfg, ShutdownFlag().install())
+    setup_logging("stream", cfg.base.log_level)
+    serve_metrics(cfg.base.metrics_port)
+    return run(cfg, shutdown)
 
 
 if __name__ == "__main__":
