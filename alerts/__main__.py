@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.cmd in ("engine", "dispatch", "smtp-sink"):
+        from events.kafka import ShutdownFlag
+
+        # first thing: a SIGTERM that arrives while the heavy imports run must stop cleanly too
+        args.shutdown = ShutdownFlag().install()
     handler = {"engine": _engine, "dispatch": _dispatch, "worker": _worker, "rules": _rules,
                "channels": _channels, "preview": _preview, "smtp-sink": _smtp_sink}[args.cmd]
     return handler(settings, args)
@@ -112,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _engine(settings: Settings, args: Any) -> int:
     from alerts.engine import EngineRunner
-    from events.kafka import ShutdownFlag
 
     _logging(settings, "alerts")
-    runner = EngineRunner(settings, shutdown=ShutdownFlag().install(), group_id=args.group,
+    runner = EngineRunner(settings, shutdown=args.shutdown, group_id=args.group,
                           transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
     stats = runner.run()
     logging.getLogger("alerts").info("engine stopped: %s", stats)
@@ -126,12 +130,11 @@ def _dispatch(settings: Settings, args: Any) -> int:
     from alerts.dispatch import Dispatcher, celery_enqueue
     from alerts.retry import load_notify_config
     from events.db import session_factory
-    from events.kafka import ShutdownFlag
 
     _logging(settings, "dispatch")
     config = load_notify_config()
     Dispatcher(settings, session_factory(settings), celery_enqueue(settings, config.queue),
-               shutdown=ShutdownFlag().install(), group_id=args.group,
+               shutdown=args.shutdown, group_id=args.group,
                digest_window_s=config.digest_window_s if config.digest else 0.0).run()
     return 0
 
@@ -139,6 +142,10 @@ def _dispatch(settings: Settings, args: Any) -> int:
 def _worker(settings: Settings, args: Any) -> int:
     from alerts.celery_app import app, runtime
 
+    import signal
+
+    # until Celery installs its own handlers (warm shutdown), a SIGTERM ends start-up cleanly
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _logging(settings, "worker")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     argv = ["worker", "-Q", runtime().config.queue, "-P", "threads", "-c", str(args.concurrency),
@@ -268,7 +275,6 @@ def _smtp_sink(settings: Settings, args: Any) -> int:
     from urllib.parse import urlsplit
 
     from alerts.smtp_sink import start_sink
-    from events.kafka import ShutdownFlag
 
     _logging(settings, "mail")
     url = urlsplit(settings.smtp_url.get())
@@ -276,7 +282,7 @@ def _smtp_sink(settings: Settings, args: Any) -> int:
     controller = start_sink(folder, url.hostname or "127.0.0.1", url.port or 2525)
     logging.getLogger("alerts").info("SMTP sink on %s:%s storing mail in %s", controller.hostname,
                                      controller.port, folder)
-    flag = ShutdownFlag().install()
+    flag = args.shutdown
     while not flag.wait(1.0):
         pass
     controller.stop()

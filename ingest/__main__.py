@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, help="stop after this many ticks")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     args = p.parse_args(argv)
+    shutdown = ShutdownFlag().install()
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("ingest", settings.log_level)
     serve_metrics(settings.metrics_port)
     source = build_source(args)
-    report = run_ingest(source, EventProducer(settings), ShutdownFlag().install(), rate=args.rate,
+    report = run_ingest(source, EventProducer(settings), shutdown, rate=args.rate,
                         max_ticks=args.count, duration_s=args.duration)
     print(f"ingest: {report.produced} ticks in {report.elapsed_s:.3f} s ({report.rate:,.0f}/s), "
           f"{report.duplicates} duplicates dropped, {report.out_of_order} out of order", file=sys.stderr)

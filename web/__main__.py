@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("openapi", help="print the OpenAPI document")
     sub.add_parser("admin", help="operator commands (see `python -m web admin --help`)")
     args = parser.parse_args(argv)
+    from events.kafka import ShutdownFlag
+
+    # first thing for the long-running ones: a SIGTERM during start-up must stop cleanly too
+    shutdown = ShutdownFlag().install() if args.cmd in ("projector", "bridge") else ShutdownFlag()
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -45,15 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         socketio.run(app, host=args.host, port=settings.port, allow_unsafe_werkzeug=True)
     elif args.cmd == "projector":
         from events.db import session_factory
-        from events.kafka import ShutdownFlag
         from web.projector import run_projector
 
-        run_projector(settings, session_factory(settings), ShutdownFlag().install())
+        run_projector(settings, session_factory(settings), shutdown)
     elif args.cmd == "bridge":
-        from events.kafka import ShutdownFlag
         from web.bridge import run_bridge
 
-        run_bridge(settings, ShutdownFlag().install())
+        run_bridge(settings, shutdown)
     elif args.cmd == "openapi":
         from web import create_app
         from web.openapi import document
