@@ -125,7 +125,7 @@ class EventProducer:
             self.delivered += 1
 
     def produce_bytes(self, topic: str, key: bytes | None, value: bytes | None,
-                      headers: list[tuple[str, bytes]] | None = None) -> None:
+                      headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
@@ -187,7 +187,7 @@ class ShutdownFlag:
         return self._event.wait(timeout_s)
 
 
-def dlq_headers(msg: Message, reason: str) -> list[tuple[str, bytes]]:
+def dlq_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None]]:
     return [
         ("dlq.error", reason[:2000].encode()),
         ("dlq.topic", (msg.topic() or "").encode()),
@@ -324,8 +324,9 @@ class StreamRunner:
     def _commit(self, msgs: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
-            if m.error() is None:
-                last[(m.topic(), m.partition())] = m.offset()
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            if m.error() is None and topic is not None and partition is not None and offset is not None:
+                last[(topic, partition)] = offset
         if last:
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False

@@ -92,9 +92,9 @@ class Settings:
         """The deployed name of a contract topic (a prefix isolates tenants or tests)."""
         return f"{self.kafka_topic_prefix}{name}"
 
-    def kafka_common(self) -> dict[str, object]:
+    def kafka_common(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings every client shares (bootstrap and security)."""
-        conf: dict[str, object] = {
+        conf: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "security.protocol": self.kafka_security_protocol,
         }
