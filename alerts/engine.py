@@ -35,7 +35,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from alerts.conditions import ConditionError
 from alerts.engine_state import Evaluator, decode_state, encode_state
 from events.contract import DLQ_SUFFIX, Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
-from events.kafka import ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, producer_config
+from events.kafka import (ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, has_data,
+                          producer_config)
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -288,13 +289,7 @@ class EngineRunner:
         ev = self.evaluator
         t_ticks, t_metrics = self.t_ticks, self.t_metrics
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal() or not err.retriable():
-                    raise KafkaException(err)
-                log.warning("consumer error (retriable): %s", err)
+            if not has_data(msg):
                 continue
             topic = msg.topic() or ""
             tp = (topic, msg.partition() or 0)

@@ -197,6 +197,20 @@ def dlq_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None
     ]
 
 
+def has_data(msg: Message) -> bool:
+    """Whether a consumed message carries data; consumer errors are handled here in one place:
+    end-of-partition notices are skipped, retriable errors logged and skipped, fatal ones raised."""
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() == KafkaError._PARTITION_EOF:
+        return False
+    if err.fatal() or not err.retriable():
+        raise KafkaException(err)
+    log.warning("consumer error (retriable): %s", err)
+    return False
+
+
 @dataclass
 class Decoded:
     """A consumed message together with its decoded event."""
@@ -277,13 +291,7 @@ class StreamRunner:
         started = time.perf_counter()
         batch: list[Decoded] = []
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal() or not err.retriable():
-                    raise KafkaException(err)
-                log.warning("consumer error (retriable): %s", err)
+            if not has_data(msg):
                 continue
             decoded = self._decode(msg)
             if decoded is not None:

@@ -105,7 +105,8 @@ class Settings:
         return conf
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer variable in ``lo..hi`` (``default`` when unset or empty)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -166,18 +167,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_username=username,
         kafka_password=Secret(env.get("KAFKA_PASSWORD", "")),
         kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", ""),
-        kafka_partitions=_int(env, "KAFKA_PARTITIONS", d.kafka_partitions, 1, 1000),
-        kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor, 1, 10),
+        kafka_partitions=env_int(env, "KAFKA_PARTITIONS", d.kafka_partitions, 1, 1000),
+        kafka_replication_factor=env_int(env, "KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor, 1, 10),
         redis_url=_url(env, "REDIS_URL", d.redis_url, ("redis", "rediss", "unix")),
         database_url=database_url,
         secret_key=Secret(secret_key),
         smtp_url=Secret(_url(env, "SMTP_URL", d.smtp_url.get(), ("smtp", "smtps", "smtp+starttls"))),
         mail_from=env.get("MAIL_FROM", d.mail_from),
         public_url=_url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/"),
-        port=_int(env, "PORT", d.port, 1, 65535),
-        bar_seconds=_int(env, "BAR_SECONDS", d.bar_seconds, 1, 86_400),
+        port=env_int(env, "PORT", d.port, 1, 65535),
+        bar_seconds=env_int(env, "BAR_SECONDS", d.bar_seconds, 1, 86_400),
         allow_private_webhooks=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", d.allow_private_webhooks),
         log_level=env.get("LOG_LEVEL", d.log_level).upper(),
-        metrics_port=_int(env, "METRICS_PORT", d.metrics_port, 0, 65535),
+        metrics_port=env_int(env, "METRICS_PORT", d.metrics_port, 0, 65535),
         var_dir=var_dir,
     )

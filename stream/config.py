@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from events.settings import VAR, Settings, SettingsError, load_settings
+from events.settings import VAR, Settings, SettingsError, env_int, load_settings
 
 __all__ = ["StreamSettings", "load_stream_settings"]
 
@@ -67,19 +67,6 @@ class StreamSettings:
         return jars
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
 def load_stream_settings(env: Mapping[str, str] | None = None, base: Settings | None = None) -> StreamSettings:
     """Read and validate the stream job's settings; raise SettingsError on a bad one."""
     env = os.environ if env is None else env
@@ -90,12 +77,12 @@ def load_stream_settings(env: Mapping[str, str] | None = None, base: Settings | 
     return StreamSettings(
         base=base,
         checkpoint_dir=Path(env.get("STREAM_CHECKPOINT") or base.var_dir / "spark" / "stream"),
-        lateness_ms=_int(env, "STREAM_LATENESS_MS", 2000, 0, 86_400_000),
+        lateness_ms=env_int(env, "STREAM_LATENESS_MS", 2000, 0, 86_400_000),
         master=env.get("SPARK_MASTER") or "local[*]",
-        trigger_ms=_int(env, "STREAM_TRIGGER_MS", 500, 0, 3_600_000),
-        shards=_int(env, "STREAM_SHARDS", 4, 1, 100_000),
-        shuffle_partitions=_int(env, "STREAM_SHUFFLE_PARTITIONS", 2, 1, 10_000),
+        trigger_ms=env_int(env, "STREAM_TRIGGER_MS", 500, 0, 3_600_000),
+        shards=env_int(env, "STREAM_SHARDS", 4, 1, 100_000),
+        shuffle_partitions=env_int(env, "STREAM_SHUFFLE_PARTITIONS", 2, 1, 10_000),
         starting_offsets=starting,
-        max_offsets_per_trigger=_int(env, "STREAM_MAX_OFFSETS_PER_TRIGGER", 200_000, 1, 1_000_000_000),
+        max_offsets_per_trigger=env_int(env, "STREAM_MAX_OFFSETS_PER_TRIGGER", 200_000, 1, 1_000_000_000),
         jars_dir=Path(env.get("SPARK_JARS_DIR") or VAR / "jars" / "spark"),
     )

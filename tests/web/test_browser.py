@@ -153,6 +153,9 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
             page.goto(f"{server.url}/symbols/AAPL")
             chart = page.locator("#chart")
             expect(chart).to_have_attribute("data-bars", str(len(bars)))
+            # the forecast is shown with its model's honest record (these test predictions carry no skill)
+            expect(page.locator("#forecast-note")).to_contain_text("Forecast by model m1")
+            expect(page.locator("#forecast-note")).to_contain_text("skill is unknown")
             expect(page.locator("#live-dot.on")).to_have_count(1)
             last = bars[-1]
             rng = random.Random(5)

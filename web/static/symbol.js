@@ -33,6 +33,22 @@
     [...state.alerts].sort((a, b) => b.ts_ms - a.ts_ms).slice(0, 50).forEach((a) => body.append(alertRow(a)));
   }
 
+  // The forecast is shown with its model's honest record: skill against "no change" on held-out data.
+  function forecastNote() {
+    const note = document.getElementById("forecast-note");
+    const p = state.predictions[state.predictions.length - 1];
+    if (!p) { note.textContent = "No forecast yet: the model needs about 40 bars of this symbol first."; return; }
+    const pct = Math.round((p.interval_level || 0.8) * 100);
+    let verdict = "its skill is unknown";
+    if (p.skill != null) {
+      verdict = `holdout skill against a no-change forecast ${p.skill >= 0 ? "+" : ""}${p.skill.toFixed(3)}: ` +
+        (p.skill > 0.01 ? "better than no change on the data it was evaluated on"
+                        : "not better than assuming no change, so read the band as a range, not a signal");
+    }
+    note.textContent = `Forecast by model ${p.model_version}: next close ${p.predicted_close.toFixed(2)}, ` +
+      `${pct} % interval ${p.lower.toFixed(2)} to ${p.upper.toFixed(2)}; ${verdict}.`;
+  }
+
   async function load() {
     const q = query || `from=${Date.now() - 24 * 3600e3}`;
     const [bars, preds, alerts] = await Promise.all([
@@ -40,7 +56,7 @@
       api("GET", `/api/symbols/${encodeURIComponent(symbol)}/predictions?limit=2000&${q}`),
       api("GET", `/api/alerts?symbol=${encodeURIComponent(symbol)}&limit=500&${q}`)]);
     Object.assign(state, { bars, predictions: preds, alerts });
-    header(); alertTable(); TBChart.render(node, state);
+    header(); alertTable(); forecastNote(); TBChart.render(node, state);
     if (bars.length) document.getElementById("last-updated").textContent = "last bar " + fmt.time(bars[bars.length - 1].ts || bars[bars.length - 1].start_ms);
   }
 
@@ -55,7 +71,7 @@
   on("update", (u) => {
     if (u.symbol !== symbol) return;
     (u.bars || []).forEach((b) => TBChart.upsertBar(state.bars, b));
-    if (u.prediction) TBChart.upsertPrediction(state.predictions, u.prediction);
+    if (u.prediction) { TBChart.upsertPrediction(state.predictions, u.prediction); forecastNote(); }
     if (u.price != null) state.price = u.price;
     node.dataset.updates = String(Number(node.dataset.updates) + 1);
     document.getElementById("last-updated").textContent = "live · " + new Date(u.ts_ms || Date.now()).toLocaleTimeString();
