@@ -12,6 +12,7 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 
 from events.settings import Settings, load_settings
 from web.extensions import csrf, login_manager, socketio
@@ -19,10 +20,20 @@ from web.extensions import csrf, login_manager, socketio
 log = logging.getLogger(__name__)
 
 
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` URL parts limited to the range of a 32-bit signed integer primary key."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's name)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or load_settings()
     app = Flask(__name__)
+    # ids in URLs beyond what the database stores are simply not found (not an overflow error)
+    app.url_map.converters["int"] = DatabaseId
     app.config.update(
         SECRET_KEY=settings.secret_key.get(),
         SESSION_COOKIE_HTTPONLY=True,
