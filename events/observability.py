@@ -57,8 +57,10 @@ def setup_logging(process: str, level: str = "INFO", json_logs: bool = True) -> 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(process) if json_logs else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler._tickerbell = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace only our own handler (a second call), leave others (e.g. pytest's capture) in place
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_tickerbell", False)] + [handler]
     root.setLevel(level)
 
 

@@ -46,7 +46,8 @@ def _sample(settings: Settings, admin: Any, consumer: Consumer, names: list[str]
         topics[name] = {"total": sum(ends), "ends": ends}
     groups: dict[str, dict[str, Any]] = {}
     listed = admin.list_consumer_groups().result(timeout=10).valid
-    gids = [g.group_id for g in listed if not g.group_id.startswith(("tickerbell-status", "reader-"))][:200]
+    # every group (bounded only as a safety net: a shared broker can hold thousands)
+    gids = sorted(g.group_id for g in listed if not g.group_id.startswith(("tickerbell-status", "reader-", "size-")))[:5000]
     futures = {gid: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)])[gid] for gid in gids}
     for gid, fut in futures.items():
         res = fut.result(timeout=10)
