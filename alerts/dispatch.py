@@ -15,13 +15,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
 from events.contract import Alert, InvalidEvent, decode
-from events.kafka import EventProducer, ShutdownFlag, consumer_config, dlq_headers
+from events.kafka import EventProducer, ShutdownFlag, commit_offsets, consumer_config, dlq_headers, has_data
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,16 +110,9 @@ class Dispatcher:
         if not msgs:
             return 0
         alerts: list[Alert] = []
-        good: list[Message] = []
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal() or not err.retriable():
-                    raise KafkaException(err)
+            if not has_data(msg):
                 continue
-            good.append(msg)
             try:
                 alerts.append(decode(msg.value(), Alert))
             except InvalidEvent as exc:
@@ -133,12 +126,7 @@ class Dispatcher:
                 self.enqueue(ids)
         if self._dlq is not None:
             self._dlq.flush()
-        last: dict[tuple[str, int], int] = {}
-        for m in good:
-            last[(m.topic() or "", m.partition() or 0)] = m.offset() or 0
-        if last:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
-                                 asynchronous=False)
+        commit_offsets(self.consumer, msgs)  # after the delivery rows and the Celery tasks exist
         self.consumed += len(msgs)
         self.enqueued += len(ids)
         return len(msgs)

@@ -211,6 +211,21 @@ def has_data(msg: Message) -> bool:
     return False
 
 
+def commit_offsets(consumer: Consumer, msgs: list[Message]) -> None:
+    """Synchronously commit the position after the last data message of each partition in ``msgs``.
+
+    Call only once everything those messages caused is durable (produced and flushed, or
+    written to the database): that ordering is what makes a crash replay instead of lose.
+    """
+    last: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        if m.error() is None and topic is not None and partition is not None and offset is not None:
+            last[(topic, partition)] = offset
+    if last:
+        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+
+
 @dataclass
 class Decoded:
     """A consumed message together with its decoded event."""
@@ -330,15 +345,7 @@ class StreamRunner:
             log.debug("lag report failed: %s", exc)
 
     def _commit(self, msgs: list[Message]) -> None:
-        last: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            if m.error() is None and topic is not None and partition is not None and offset is not None:
-                last[(topic, partition)] = offset
-        if last:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False
-            )
+        commit_offsets(self.consumer, msgs)
 
     def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
         """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""
