@@ -60,6 +60,8 @@ web_assets() {
 
 test_tools() {
   command -v chromium >/dev/null || scripts/services.sh install chromium
+  # the compose file is validated with the Debian docker-compose client (no engine needed)
+  command -v docker-compose >/dev/null || scripts/services.sh install docker-compose
 }
 
 python_deps
