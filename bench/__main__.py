@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-ORDER = ["ingest", "stream", "alerts", "predict", "e2e"]
+ORDER = ["ingest", "stream", "alerts", "predict", "web", "e2e"]
 
 
 def main(argv: list[str]) -> int:
@@ -31,6 +31,9 @@ def main(argv: list[str]) -> int:
         shown = {k: v for k, v in result.items() if k not in ("machine", "date", "git", "command")}
         print(json.dumps(shown, indent=2)[:3000])
         print(f"   ({time.monotonic() - started:.0f} s, bench/results/{name}.json)", flush=True)
+    from bench.report import main as render_report
+
+    print(f"== report: {render_report()}", flush=True)
     return 1 if failed else 0
 
 
