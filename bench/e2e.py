@@ -130,6 +130,8 @@ class Book:
     lag: list[tuple[int, float, int]] = field(default_factory=list)         # (step, t, engine lag)
     alert_events: int = 0
     socket_updates: int = 0
+    socket_connects: int = 0
+    socket_disconnects: list[str] = field(default_factory=list)
     resolved: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -230,10 +232,17 @@ def start_receiver(book: Book) -> http.server.ThreadingHTTPServer:
     return server
 
 
+def join_rooms(client: Any) -> None:
+    for sym in ROOM_SYMBOLS:
+        answer = client.call("join", {"symbol": sym}, timeout=10)
+        if not (isinstance(answer, dict) and answer.get("ok")):
+            raise RuntimeError(f"could not join the room of {sym}: {answer}")
+
+
 def connect_browser(port: int, token: str, book: Book) -> Any:
     import socketio
 
-    client = socketio.Client(reconnection=False)
+    client = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
 
     @client.on("update")
     def on_update(data: dict[str, Any]) -> None:
@@ -242,11 +251,18 @@ def connect_browser(port: int, token: str, book: Book) -> Any:
         if ts_ms and data.get("price") is not None and book.step >= 0:
             book.socket.append((book.step, time.time() * 1000 - ts_ms))
 
+    @client.on("connect")
+    def on_connect() -> None:
+        book.socket_connects += 1
+        if book.socket_connects > 1:  # a reconnect: rooms are per connection, join them again
+            threading.Thread(target=join_rooms, args=(client,), daemon=True).start()
+
+    @client.on("disconnect")
+    def on_disconnect(*reason: Any) -> None:
+        book.socket_disconnects.append(f"{time.time():.1f} step {book.step}: {reason}")
+
     client.connect(f"http://127.0.0.1:{port}", auth={"token": token}, wait_timeout=20)
-    for sym in ROOM_SYMBOLS:
-        answer = client.call("join", {"symbol": sym}, timeout=10)
-        if not (isinstance(answer, dict) and answer.get("ok")):
-            raise RuntimeError(f"could not join the room of {sym}: {answer}")
+    join_rooms(client)
     return client
 
 
@@ -610,6 +626,8 @@ def main() -> dict[str, Any]:
         results["steps"] = steps
         results["alert_events_total"] = book.alert_events
         results["webhook_posts_total"] = book.hook_posts
+        results["browser"] = {"transport": client.transport(), "connects": book.socket_connects,
+                              "updates": book.socket_updates, "disconnects": book.socket_disconnects[:10]}
     finally:
         stop.set()
         book.step = 10**6
