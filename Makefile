@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # every Procfile process but the one-shot release phase (honcho stops all when one exits)
 PROCESSES = $(shell grep -oE '^[a-z_]+' Procfile | grep -vx release | tr '\n' ' ')
 
-.PHONY: setup setup-test up down status topics migrate run test test-fast bench clean
+.PHONY: setup setup-test up down status topics migrate run test test-chaos test-fast bench clean
 
 setup:
 	@scripts/setup.sh run
@@ -49,7 +49,14 @@ test: setup-test
 	@scripts/kafka.sh start
 	@scripts/services.sh start-redis
 	@scripts/services.sh start-postgres
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest --ignore=tests/chaos $(PYTEST_ARGS)
+
+## the fault suite (its own broker, Redis, receivers; the shared services are never stopped)
+test-chaos: setup-test
+	@scripts/kafka.sh start
+	@scripts/services.sh start-redis
+	@scripts/services.sh start-postgres
+	@$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 bench: up
 	@$(PY) -m bench
