@@ -150,7 +150,7 @@ def read_alerts(settings: Settings, book: Book, stop: threading.Event) -> None:
                     continue
                 now = time.time()
                 try:
-                    a = decoder.decode(m.value())
+                    a = decoder.decode(m.value() or b"")
                 except msgspec.ValidationError:
                     continue
                 book.alert_events += 1
@@ -178,7 +178,7 @@ def read_metrics(settings: Settings, book: Book, stop: threading.Event) -> None:
                     continue
                 now = time.time()
                 try:
-                    bar = decoder.decode(m.value())
+                    bar = decoder.decode(m.value() or b"")
                 except msgspec.ValidationError:
                     continue
                 end_ms = bar.start_ms + bar.bar_seconds * 1000
@@ -322,7 +322,7 @@ class ProcSampler:
 
 
 def usage(before: dict[str, tuple[float, float, int]], after: dict[str, tuple[float, float, int]],
-          peak: dict[str, int]) -> dict[str, dict[str, float]]:
+          peak: dict[str, int]) -> dict[str, dict[str, float | None]]:
     out = {}
     for name, (t1, cpu1, rss1) in after.items():
         t0, cpu0, _ = before.get(name, (t1, cpu1, rss1))
