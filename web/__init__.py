@@ -40,8 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
-        REDIS_PREFIX="tickerbell:",
-        SOCKETIO_CHANNEL="tickerbell-socketio",
+        # one deployment's keys and channel: KAFKA_TOPIC_PREFIX namespaces them like its topics
+        REDIS_PREFIX=f"tickerbell:{settings.kafka_topic_prefix}",
+        SOCKETIO_CHANNEL=settings.topic("tickerbell-socketio"),
         LOGIN_MAX_FAILURES=5,
         LOGIN_LOCKOUT_S=900,
         JSON_SORT_KEYS=False,

@@ -51,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         from events.db import session_factory
         from web.projector import run_projector
 
-        run_projector(settings, session_factory(settings), shutdown)
+        run_projector(settings, session_factory(settings), shutdown, group_id=settings.topic("tickerbell-projector"),
+                      redis_prefix=f"tickerbell:{settings.kafka_topic_prefix}")
     elif args.cmd == "bridge":
         from web.bridge import run_bridge
 
-        run_bridge(settings, shutdown)
+        run_bridge(settings, shutdown, channel=settings.topic("tickerbell-socketio"),
+                   group_id=settings.topic("tickerbell-bridge"), redis_prefix=f"tickerbell:{settings.kafka_topic_prefix}")
     elif args.cmd == "openapi":
         from web import create_app
         from web.openapi import document
