@@ -215,6 +215,20 @@ class Chaos:
             self.rows[fault] = scenario.count(self.rounds[fault], self.receivers.got(), row.restarts)
         return list(self.rows.values())
 
+    def bridge_heartbeat(self) -> dict:
+        """The bridge's last heartbeat in Redis (its counters since it started), or {}."""
+        import json
+
+        import redis
+
+        assert self.stack is not None
+        client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
+        try:
+            raw = client.get(f"tickerbell:{self.stack.env['KAFKA_TOPIC_PREFIX']}proc:bridge")
+        finally:
+            client.close()
+        return json.loads(raw) if raw else {}
+
     def logs(self) -> str:
         assert self.stack is not None
         return "\n".join(f"--- {name}\n{proc.tail(15)}" for name, proc in self.stack.procs.items())

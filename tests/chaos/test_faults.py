@@ -57,6 +57,10 @@ def test_sigkill_bridge(chaos: Chaos) -> None:
                  "the restarted bridge to answer")
 
     check(chaos, "SIGKILL bridge", inject)
+    # the restarted bridge went on from its committed offsets through the end of the round's ticks
+    last_tick_ms = chaos.rounds["SIGKILL bridge"].ticks()[-1].ts
+    wait_for(lambda: chaos.bridge_heartbeat().get("last_event_ms", 0) >= last_tick_ms, 30,
+             "the restarted bridge to consume the round's last tick")
 
 
 def test_kafka_broker_down_20s(chaos: Chaos) -> None:
