@@ -21,10 +21,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
 from events.contract import Alert, InvalidEvent, decode
-from events.kafka import EventProducer, ShutdownFlag, commit_offsets, consumer_config, dlq_headers, has_data
+from events.kafka import (Backoff, EventProducer, ShutdownFlag, commit_offsets, consumer_config, dlq_headers,
+                          has_data, rewind)
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _recoverable() -> tuple[type[BaseException], ...]:
+    import kombu.exceptions
+    import redis.exceptions
+    from sqlalchemy.exc import DBAPIError
+
+    return (DBAPIError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            kombu.exceptions.OperationalError, ConnectionError, TimeoutError)
+
+
+RECOVERABLE = _recoverable()
 
 __all__ = ["Dispatcher", "record_deliveries"]
 
@@ -102,6 +115,7 @@ class Dispatcher:
         self.consumer = Consumer(consumer_config(settings, group_id, **{"fetch.wait.max.ms": 5}))
         self.consumer.subscribe([self.topic])
         self._dlq: EventProducer | None = None
+        self._backoff = Backoff()
         self.consumed = 0
         self.enqueued = 0
 
@@ -117,13 +131,23 @@ class Dispatcher:
                 alerts.append(decode(msg.value(), Alert))
             except InvalidEvent as exc:
                 self._dead_letter(msg, str(exc))
-        with self.sessions() as session:
-            ids = record_deliveries(session, alerts, self.digest_window_s)
-        if ids:
-            if self.digest_window_s:
-                self.enqueue(ids, countdown_s=self.digest_window_s)
-            else:
-                self.enqueue(ids)
+        try:
+            with self.sessions() as session:
+                ids = record_deliveries(session, alerts, self.digest_window_s)
+            if ids:
+                if self.digest_window_s:
+                    self.enqueue(ids, countdown_s=self.digest_window_s)
+                else:
+                    self.enqueue(ids)
+        except RECOVERABLE as exc:
+            # database or Redis away: read the same batch again later; nothing was committed,
+            # and recording is idempotent (one delivery row per alert and channel)
+            rewind(self.consumer, msgs)
+            delay = self._backoff.failed()
+            log.warning("dispatch: %s: %s; retrying the batch in %.1f s", type(exc).__name__, exc, delay)
+            self.shutdown.wait(delay)
+            return 0
+        self._backoff.succeeded()
         if self._dlq is not None:
             self._dlq.flush()
         commit_offsets(self.consumer, msgs)  # after the delivery rows and the Celery tasks exist

@@ -226,6 +226,35 @@ def commit_offsets(consumer: Consumer, msgs: list[Message]) -> None:
         consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
 
 
+def rewind(consumer: Consumer, msgs: list[Message]) -> None:
+    """Seek each partition back to the first message of ``msgs``, so the next poll reads them
+    again: how a stage retries a batch whose work failed for a recoverable reason."""
+    first: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        if m.error() is None and topic is not None and partition is not None and offset is not None:
+            first.setdefault((topic, partition), offset)
+    for (topic, partition), offset in first.items():
+        consumer.seek(TopicPartition(topic, partition, offset))
+
+
+class Backoff:
+    """Exponential back-off between retries of a recoverable failure (reset after a success)."""
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self.next_s = first_s
+
+    def failed(self) -> float:
+        """The delay to wait now; doubles the next one."""
+        delay, self.next_s = self.next_s, min(self.max_s, self.next_s * 2)
+        return delay
+
+    def succeeded(self) -> None:
+        self.next_s = self.first_s
+
+
 @dataclass
 class Decoded:
     """A consumed message together with its decoded event."""

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
-from events.kafka import EventProducer, ShutdownFlag
+from events.kafka import Backoff, DeliveryError, EventProducer, ShutdownFlag
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,19 @@ def relay_once(sessions: sessionmaker[Session], producer: EventProducer, batch_s
 def run_relay(settings: Settings, sessions: sessionmaker[Session], shutdown: ShutdownFlag,
               interval_s: float = 0.2) -> None:
     """Relay until shutdown; sleeps ``interval_s`` between empty polls (the outbox is a table)."""
+    from sqlalchemy.exc import DBAPIError
+
     producer = EventProducer(settings)
+    backoff = Backoff()
     while not shutdown.is_set():
-        if relay_once(sessions, producer) == 0:
+        try:
+            published = relay_once(sessions, producer)
+        except (DBAPIError, DeliveryError) as exc:  # database or broker away: retry, nothing is lost
+            delay = backoff.failed()
+            log.warning("outbox relay: %s; retrying in %.1f s", type(exc).__name__, delay)
+            shutdown.wait(delay)
+            continue
+        backoff.succeeded()
+        if published == 0:
             shutdown.wait(interval_s)
     producer.flush()

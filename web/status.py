@@ -10,6 +10,7 @@ two samples ``SAMPLE_S`` apart. Processes that report heartbeats
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -20,14 +21,23 @@ from events.contract import DLQ_SUFFIX
 from events.kafka import admin_client, topic_specs
 from events.settings import Settings
 
+log = logging.getLogger(__name__)
+
 SAMPLE_S = 1.0
 HEARTBEAT_TTL_S = 120
 
 
 def heartbeat(client: redis.Redis, prefix: str, process: str, stats: dict[str, Any]) -> None:
-    """Record a process's counters (called by projector and bridge after each batch)."""
-    client.set(f"{prefix}proc:{process}", json.dumps({**stats, "process": process, "at_ms": int(time.time() * 1000)}),
-               ex=HEARTBEAT_TTL_S)
+    """Record a process's counters (called by projector and bridge after each batch).
+
+    Best effort: while Redis is away the status page just lacks this process; the
+    process itself carries on (it must not die for want of a status record).
+    """
+    try:
+        client.set(f"{prefix}proc:{process}",
+                   json.dumps({**stats, "process": process, "at_ms": int(time.time() * 1000)}), ex=HEARTBEAT_TTL_S)
+    except redis.RedisError as exc:
+        log.warning("status heartbeat of %s not recorded: %s", process, exc)
 
 
 def heartbeats(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:

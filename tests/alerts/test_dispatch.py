@@ -54,3 +54,62 @@ def test_dispatcher_records_enqueues_and_commits(kafka_settings: Settings, datab
     again: list[int] = []
     Dispatcher(settings, sessions, again.extend, group_id=group).run(idle_stop_s=2)
     assert again == []
+
+
+def test_dispatcher_rides_out_a_redis_outage(kafka_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Redis (the Celery broker) away: the batch is retried, not lost, and the process keeps running."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis as redis_lib
+
+    from alerts.dispatch import celery_enqueue
+    from events.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(url)
+    sessions = sessionmaker(make_engine(url), expire_on_commit=False)
+    with sessions() as s:
+        user = models.User(email="r@x.y", password_hash="x")
+        s.add(user)
+        s.flush()
+        ch = models.Channel(user_id=user.id, kind="email", name="a", target="r@x.y")
+        s.add(ch)
+        s.commit()
+        uid, cid = user.id, ch.id
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    from dataclasses import replace
+
+    settings = replace(kafka_settings, redis_url=f"redis://127.0.0.1:{port}/0")  # nothing listens there yet
+    producer = EventProducer(settings)
+    producer.produce(alert(7, uid, [cid]))
+    producer.flush()
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    dispatcher = Dispatcher(settings, sessions, celery_enqueue(settings, queue), group_id=f"d-{uuid.uuid4().hex}")
+    deadline = time.monotonic() + 30
+    while dispatcher._backoff.next_s == dispatcher._backoff.first_s and time.monotonic() < deadline:
+        dispatcher.run_once()  # consumes the alert, fails to enqueue, rewinds
+    assert dispatcher._backoff.next_s > dispatcher._backoff.first_s, "the outage was never noticed"
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                               "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        client = redis_lib.Redis(port=port)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            dispatcher.run_once()
+            try:
+                if client.llen(queue) == 1:
+                    break
+            except redis_lib.ConnectionError:
+                pass  # still starting
+        assert client.llen(queue) == 1, "the retried batch was never enqueued"
+        with sessions() as s:
+            assert [d.alert_id for d in s.scalars(select(models.Delivery))] == ["alert:d7:firing"]
+    finally:
+        dispatcher.consumer.close()
+        server.terminate()
+        server.wait(10)

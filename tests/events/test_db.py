@@ -113,3 +113,32 @@ def test_watchlist_change_reannounces_its_rules_once(database_url: str, kafka_se
         s.commit()
         events = [decode(row.value, Rule) for row in s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id))]
     assert [(e.version, e.symbols) for e in events] == [(1, ["AAPL"]), (2, ["AAPL", "MSFT"])]
+
+
+def test_relay_survives_an_unreachable_database(kafka_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+    import time
+
+    from events.kafka import ShutdownFlag
+    from events.outbox import run_relay
+
+    sessions = sessionmaker(make_engine("postgresql+psycopg://tb@127.0.0.1:1/none?connect_timeout=2"))
+    shutdown = ShutdownFlag()
+    errors: list[BaseException] = []
+
+    def relay() -> None:
+        try:
+            run_relay(kafka_settings, sessions, shutdown)
+        except BaseException as exc:  # the point of the test: nothing may escape
+            errors.append(exc)
+
+    thread = threading.Thread(target=relay)
+    with caplog.at_level("WARNING", logger="events.outbox"):
+        thread.start()
+        deadline = time.monotonic() + 30
+        while sum("retrying" in r.getMessage() for r in caplog.records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the log, bounded by the deadline
+        shutdown.set()
+        thread.join(30)
+    assert not thread.is_alive() and errors == []
+    assert sum("retrying" in r.getMessage() for r in caplog.records) >= 2
