@@ -134,6 +134,10 @@ class Dispatcher:
         try:
             with self.sessions() as session:
                 ids = record_deliveries(session, alerts, self.digest_window_s)
+            for a in alerts:
+                if a.channel_ids:
+                    log.info("alert %s: %s %s for rule %s -> channels %s", a.state, a.symbol, a.op, a.rule_id,
+                             a.channel_ids, extra={"event_id": a.id})
             if ids:
                 if self.digest_window_s:
                     self.enqueue(ids, countdown_s=self.digest_window_s)

@@ -229,6 +229,7 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
                                      error=outcome.error, duration_ms=duration_ms))
         d.last_status_code = outcome.status_code
         d.last_error = outcome.error
+        alert_id, channel_id = d.alert_id, d.channel_id
         result: DeliveryResult
         if outcome.ok:
             d.status, d.delivered_at, d.next_attempt_at = "delivered", now, None
@@ -246,7 +247,8 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
             if channel is not None and channel.enabled and outcome.error and not outcome.error.startswith("channel disabled"):
                 _note_failure(s, channel, outcome, now, settings, config)
         s.commit()
-    log.info("delivery %s: %s (attempt %d, %s)", delivery_id, result.status, attempts, outcome.error or outcome.status_code)
+    log.info("delivery %s: %s (attempt %d, %s)", delivery_id, result.status, attempts, outcome.error or outcome.status_code,
+             extra={"event_id": alert_id, "delivery_id": delivery_id, "channel_id": channel_id})
     return result
 
 

@@ -319,7 +319,8 @@ class StreamRunner:
 
     def send_to_dlq(self, msg: Message, reason: str) -> None:
         topic = msg.topic() or ""
-        log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
+        log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason,
+                    extra={"topic": topic, "partition": msg.partition(), "offset": msg.offset()})
         self.producer.produce_bytes(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
         self.stats.dlq += 1
         self.stats.dlq_by_topic[topic] += 1
