@@ -380,14 +380,13 @@ class EngineRunner:
         self._pending_dlq.clear()
         if offsets:
             sending = time.perf_counter()
-            group = self.consumer.consumer_group_metadata()
-            self._retrying(lambda: producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], group, 30), "send offsets")
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
+                self.consumer.consumer_group_metadata(), 30)
             self.stats.offsets_s += time.perf_counter() - sending
-        # A retriable failure (the broker away for a while) is retried, as librdkafka allows; any
-        # other raises: the process dies and its restart resumes from the last commit.
+        # any failure here raises: the process dies and its restart resumes from the last commit
         ending = time.perf_counter()
-        self._retrying(lambda: producer.commit_transaction(30), "commit")
+        producer.commit_transaction(30)
         self.stats.end_txn_s += time.perf_counter() - ending
         self.stats.transactions += 1
         if checkpoint:
@@ -396,22 +395,6 @@ class EngineRunner:
             self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s
             self.stats.checkpoints += 1
             self.stats.state_records += saved
-
-    def _retrying(self, call: Any, what: str, max_s: float = 600.0) -> None:
-        """Run a transactional call, retrying it while it fails with a retriable error."""
-        started = time.monotonic()
-        delay = 0.5
-        while True:
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if not err.retriable() or time.monotonic() - started > max_s:
-                    raise
-                log.warning("transaction %s failed (%s); retrying in %.1f s", what, err, delay)
-                time.sleep(delay)  # back-off before the retry librdkafka asks for
-                delay = min(delay * 2, 10.0)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
                  headers: list[tuple[str, str | bytes | None]] | None = None, partition: int | None = None) -> None:
