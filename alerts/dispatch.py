@@ -10,7 +10,6 @@ nothing new and re-enqueues ids the workers' claim guard makes harmless.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from events import models
 from events.contract import Alert, InvalidEvent, decode
 from events.kafka import (Backoff, EventProducer, ShutdownFlag, commit_offsets, consumer_config, dlq_headers,
-                          has_data, rewind)
+                          has_data, rewind, run_until_shutdown)
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -166,13 +165,8 @@ class Dispatcher:
         self._dlq.produce_bytes((msg.topic() or "") + ".dlq", msg.key(), msg.value(), dlq_headers(msg, reason))
 
     def run(self, *, idle_stop_s: float | None = None) -> None:
-        idle_since = time.monotonic()
         try:
-            while not self.shutdown.is_set():
-                if self.run_once():
-                    idle_since = time.monotonic()
-                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
-                    break
+            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s)
         finally:
             self.consumer.close()
 

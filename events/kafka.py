@@ -255,6 +255,17 @@ class Backoff:
         self.next_s = self.first_s
 
 
+def run_until_shutdown(shutdown: "ShutdownFlag", step: Callable[[], int], idle_stop_s: float | None = None) -> None:
+    """Call ``step`` (one batch; returns how many messages it held) until the flag is set,
+    or until ``idle_stop_s`` passes without input (tests and one-shot replays)."""
+    idle_since = time.monotonic()
+    while not shutdown.is_set():
+        if step():
+            idle_since = time.monotonic()
+        elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+            break
+
+
 @dataclass
 class Decoded:
     """A consumed message together with its decoded event."""
@@ -379,13 +390,8 @@ class StreamRunner:
 
     def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
         """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""
-        idle_since = time.monotonic()
         try:
-            while not self.shutdown.is_set():
-                if self.run_once():
-                    idle_since = time.monotonic()
-                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
-                    break
+            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s)
         finally:
             self.close()
         return self.stats

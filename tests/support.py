@@ -51,3 +51,24 @@ def topic_size(settings: Settings, topic: str) -> int:
         return total
     finally:
         consumer.close()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition", interval_s: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value (returned); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)  # polling something outside this process, bounded by the deadline

@@ -5,33 +5,16 @@ from __future__ import annotations
 import email
 import email.policy
 import http.server
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float = 20.0, what: str = "condition") -> object:
-    """Poll ``predicate`` until truthy or fail after ``timeout_s`` (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
+from tests.support import free_port, wait_for  # noqa: F401 (re-exported for the alerts tests)
 
 
 class _MailStore:

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+
+
+from tests.support import free_port, wait_for  # noqa: E402,F401 (re-exported for the stack's users)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -36,18 +29,6 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
         if m:
             out[m.group(1)] = m.group(2)
     return out
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.1) -> object:
-    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)  # polling an external process, bounded by the deadline
 
 
 @dataclass
