@@ -166,7 +166,7 @@ class Dispatcher:
 
     def run(self, *, idle_stop_s: float | None = None) -> None:
         try:
-            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s)
+            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s, self.consumer)
         finally:
             self.consumer.close()
 

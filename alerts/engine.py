@@ -35,7 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from alerts.conditions import ConditionError
 from alerts.engine_state import Evaluator, decode_state, encode_state
 from events.contract import DLQ_SUFFIX, Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
-from events.kafka import (ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, has_data,
+from events.kafka import (IdleClock, ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, has_data,
                           producer_config)
 from events.settings import Settings
 
@@ -253,7 +253,7 @@ class EngineRunner:
         if self.producer is None:
             self.start()
         next_stale = time.monotonic()
-        idle_since = time.monotonic()
+        idle = IdleClock(idle_stop_s, self.consumer)
         try:
             while not self.shutdown.is_set():
                 now = time.monotonic()
@@ -261,8 +261,8 @@ class EngineRunner:
                 if stale:
                     next_stale = now + self.stale_check_interval_s
                 if self.run_once(check_stale=stale):
-                    idle_since = time.monotonic()
-                elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+                    idle.busy()
+                elif idle.expired():
                     break
                 if max_messages is not None and self.stats.consumed >= max_messages:
                     break

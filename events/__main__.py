@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "topics":
         from events.kafka import ensure_topics
 
+        from events.kafka import wait_for_coordinators
+
         created = ensure_topics(settings)
         print(f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else ", all present"))
+        waited = wait_for_coordinators(settings)
+        print(f"kafka: group and transaction coordinators ready ({waited:.1f} s)")
     elif args.cmd == "migrate":
         from events.db import upgrade
 

@@ -86,6 +86,39 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None, 
 
 # --- producer ------------------------------------------------------------------------
 
+READINESS_PROBE = "tickerbell-readiness-probe"
+
+
+def wait_for_coordinators(settings: Settings, timeout_s: float = 120.0) -> float:
+    """Block until the broker's group and transaction coordinators answer; return the seconds waited.
+
+    A freshly formatted broker creates ``__consumer_offsets`` and ``__transaction_state`` on
+    first use and answers "coordinator load in progress" meanwhile: consumer groups cannot
+    join and idempotent producers get no id. Waiting here once (``make up``, the test
+    session) keeps that start-up delay out of everything that follows.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    admin = admin_client(settings)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.describe_consumer_groups([READINESS_PROBE], request_timeout=5)[READINESS_PROBE].result(timeout=10)
+            break
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.25)  # the broker is loading its offsets topic; ask again shortly
+    else:
+        raise TimeoutError(f"group coordinator not ready within {timeout_s:.0f} s: {last}")
+    producer = Producer({**settings.kafka_common(), "transactional.id": READINESS_PROBE, "log_level": 3})
+    remaining = max(1.0, deadline - time.monotonic())
+    try:
+        producer.init_transactions(remaining)  # returns once the transaction coordinator has loaded
+    except KafkaException as exc:
+        raise TimeoutError(f"transaction coordinator not ready within {timeout_s:.0f} s: {exc}") from exc
+    return time.monotonic() - started
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         **settings.kafka_common(),
@@ -255,14 +288,39 @@ class Backoff:
         self.next_s = self.first_s
 
 
-def run_until_shutdown(shutdown: "ShutdownFlag", step: Callable[[], int], idle_stop_s: float | None = None) -> None:
+class IdleClock:
+    """When a one-shot run (tests, replays) may stop: ``idle_s`` without input, counted only
+    once the consumer holds partitions, so a slow group join is never mistaken for silence."""
+
+    def __init__(self, idle_s: float | None, consumer: Consumer | None = None) -> None:
+        self.idle_s = idle_s
+        self.consumer = consumer
+        self.since: float | None = None
+
+    def busy(self) -> None:
+        self.since = time.monotonic()
+
+    def expired(self) -> bool:
+        if self.idle_s is None:
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            if self.consumer is not None and not self.consumer.assignment():
+                return False
+            self.since = now
+        return now - self.since > self.idle_s
+
+
+def run_until_shutdown(shutdown: "ShutdownFlag", step: Callable[[], int], idle_stop_s: float | None = None,
+                       consumer: Consumer | None = None) -> None:
     """Call ``step`` (one batch; returns how many messages it held) until the flag is set,
-    or until ``idle_stop_s`` passes without input (tests and one-shot replays)."""
-    idle_since = time.monotonic()
+    or until ``idle_stop_s`` passes without input once ``consumer`` is assigned (tests and
+    one-shot replays)."""
+    idle = IdleClock(idle_stop_s, consumer)
     while not shutdown.is_set():
         if step():
-            idle_since = time.monotonic()
-        elif idle_stop_s is not None and time.monotonic() - idle_since > idle_stop_s:
+            idle.busy()
+        elif idle.expired():
             break
 
 
@@ -391,7 +449,7 @@ class StreamRunner:
     def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
         """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""
         try:
-            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s)
+            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s, self.consumer)
         finally:
             self.close()
         return self.stats

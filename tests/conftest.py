@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from events.kafka import admin_client, ensure_topics, topic_specs
+from events.kafka import admin_client, ensure_topics, topic_specs, wait_for_coordinators
 from events.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,7 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     host, port = settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
     if not _port_open(host, int(port)):
         pytest.fail(f"no Kafka broker on {host}:{port}: run the tests with `make test`, which starts it")
+    wait_for_coordinators(settings)  # a fresh broker loads its offsets and transaction logs first
     return settings
 
 

@@ -22,7 +22,7 @@ import socketio
 
 from events import contract
 from events.contract import Alert, Bar, Prediction, Tick
-from events.kafka import Decoded, ShutdownFlag, StreamRunner
+from events.kafka import Decoded, IdleClock, ShutdownFlag, StreamRunner
 from events.settings import Settings
 from web.rooms import symbol_room, user_room
 
@@ -168,7 +168,8 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
     runner = StreamRunner(settings, group_id, types, transform, batch_size=2000, poll_timeout_s=interval_s / 2,
                           shutdown=shutdown, consumer_overrides={"auto.offset.reset": offset_reset})
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    last_beat = idle_since = time.monotonic()
+    last_beat = time.monotonic()
+    idle = IdleClock(idle_stop_s, runner.consumer)
 
     def report() -> None:
         heartbeat(beat, redis_prefix, "bridge", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
@@ -181,8 +182,8 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
             now = time.monotonic()
             send_due(now)
             if n:
-                idle_since = now
-            elif idle_stop_s is not None and now - idle_since > idle_stop_s and coalescer.next_due_in_s(now) is None:
+                idle.busy()
+            elif coalescer.next_due_in_s(now) is None and idle.expired():
                 break
             if now - last_beat > 2.0:
                 last_beat = now

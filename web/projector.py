@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
 from events.contract import Alert, Bar, Prediction
-from events.kafka import Decoded, ShutdownFlag, StreamRunner
+from events.kafka import Decoded, IdleClock, ShutdownFlag, StreamRunner
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown:
 
     runner = make_runner(settings, sessions, shutdown, group_id)
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    idle_since = last_beat = time.monotonic()
+    idle = IdleClock(idle_stop_s, runner.consumer)
+    last_beat = time.monotonic()
 
     def report() -> None:
         heartbeat(beat, redis_prefix, "projector", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
@@ -118,10 +119,10 @@ def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown:
             n = runner.run_once()
             now = time.monotonic()
             if n:
-                idle_since = now
+                idle.busy()
                 if on_batch is not None:
                     on_batch(n)
-            elif idle_stop_s is not None and now - idle_since > idle_stop_s:
+            elif idle.expired():
                 break
             if now - last_beat > 2.0:
                 last_beat = now

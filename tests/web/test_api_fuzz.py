@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+# Loaded now, at collection, on the main thread alone: pytest rewrites schemathesis (a pytest
+# plugin) on import, and CPython 3.11 < 3.11.8 can fail ast.parse with "AST constructor
+# recursion depth mismatch" when another thread parses at the same time (python/cpython#106905).
+import schemathesis.specs.openapi.schemas  # noqa: F401
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
