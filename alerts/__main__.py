@@ -116,14 +116,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _engine(settings: Settings, args: Any) -> int:
+    from confluent_kafka import KafkaException
+
     from alerts.engine import EngineRunner
+    from events.kafka import Backoff
 
     _logging(settings, "alerts")
-    runner = EngineRunner(settings, shutdown=args.shutdown, group_id=args.group,
-                          transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
-    stats = runner.run()
-    logging.getLogger("alerts").info("engine stopped: %s", stats)
-    return 0
+    log = logging.getLogger("alerts")
+    backoff = Backoff(first_s=1.0, max_s=30.0)
+    while True:
+        runner = EngineRunner(settings, shutdown=args.shutdown, group_id=args.group,
+                              transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
+        try:
+            stats = runner.run()
+        except (KafkaException, TimeoutError) as exc:
+            # the broker was away long enough to fence this producer or drop the group session: an
+            # open transaction is lost anyway, so start over exactly as a restarted process would
+            # (the new producer aborts it; state and positions come back from the last commit)
+            if runner.stats.transactions:
+                backoff.succeeded()  # it had been working: this is a new outage, not the same one
+            delay = backoff.failed()
+            log.error("engine lost its Kafka session (%s); starting over from the last commit in %.1f s",
+                      exc, delay)
+            args.shutdown.wait(delay)
+            if args.shutdown.is_set():
+                return 0
+            continue
+        log.info("engine stopped: %s", stats)
+        return 0
 
 
 def _dispatch(settings: Settings, args: Any) -> int:

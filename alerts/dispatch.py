@@ -153,7 +153,7 @@ class Dispatcher:
         self._backoff.succeeded()
         if self._dlq is not None:
             self._dlq.flush()
-        commit_offsets(self.consumer, msgs)  # after the delivery rows and the Celery tasks exist
+        commit_offsets(self.consumer, msgs, self.shutdown)  # after the delivery rows and the Celery tasks exist
         self.consumed += len(msgs)
         self.enqueued += len(ids)
         return len(msgs)

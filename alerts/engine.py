@@ -140,6 +140,7 @@ class EngineRunner:
         self._unsaved: set[str] = set()                      # symbols changed since the last checkpoint
         self._next_checkpoint = 0.0
         self._checkpointed = False
+        self._clean = True  # False once a batch failed part-way: then no final checkpoint
         self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
         self.stats = EngineStats()
         self.t_ticks = settings.topic("ticks")
@@ -250,11 +251,11 @@ class EngineRunner:
     # --- loop --------------------------------------------------------------------------
 
     def run(self, *, idle_stop_s: float | None = None, max_messages: int | None = None) -> EngineStats:
-        if self.producer is None:
-            self.start()
-        next_stale = time.monotonic()
-        idle = IdleClock(idle_stop_s, self.consumer)
         try:
+            if self.producer is None:
+                self.start()
+            next_stale = time.monotonic()
+            idle = IdleClock(idle_stop_s, self.consumer)
             while not self.shutdown.is_set():
                 now = time.monotonic()
                 stale = now >= next_stale
@@ -266,6 +267,11 @@ class EngineRunner:
                     break
                 if max_messages is not None and self.stats.consumed >= max_messages:
                     break
+        except BaseException:
+            # the state may now hold part of a batch whose alerts were never committed:
+            # checkpointing it would lose them, so the restart replays from the last commit
+            self._clean = False
+            raise
         finally:
             self.close()
         return self.stats
@@ -411,7 +417,7 @@ class EngineRunner:
 
     def close(self) -> None:
         """A final checkpoint (so that a clean restart replays nothing), then close the clients."""
-        if self.producer is not None and self.consumer is not None and self._unsaved:
+        if self.producer is not None and self.consumer is not None and self._unsaved and self._clean:
             try:
                 self._commit([], {}, checkpoint=True)
             except KafkaException as exc:
@@ -423,3 +429,4 @@ class EngineRunner:
                 except (KafkaException, RuntimeError):
                     pass
         self.consumer = self.rules_consumer = None
+        gc.unfreeze()  # a runner started again in this process freezes its own state

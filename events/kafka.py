@@ -244,19 +244,55 @@ def has_data(msg: Message) -> bool:
     return False
 
 
-def commit_offsets(consumer: Consumer, msgs: list[Message]) -> None:
-    """Synchronously commit the position after the last data message of each partition in ``msgs``.
+# the group coordinator is away or moving (a broker restart, a leader change): ask again shortly
+COMMIT_RETRIABLE = frozenset({
+    KafkaError._WAIT_COORD, KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+})
+
+
+def commit_offsets(consumer: Consumer, msgs: list[Message], shutdown: "ShutdownFlag | None" = None) -> bool:
+    """Synchronously commit the position after the last data message of each partition in ``msgs``;
+    return whether the commit was made.
 
     Call only once everything those messages caused is durable (produced and flushed, or
     written to the database): that ordering is what makes a crash replay instead of lose.
+    While the coordinator is unreachable the commit is retried with back-off (until ``shutdown``);
+    a commit the group refuses (it rebalanced meanwhile) is dropped with a warning: the
+    messages are then read again, which every consumer here absorbs (deterministic ids,
+    idempotent writes). Fatal errors are raised.
     """
     last: dict[tuple[str, int], int] = {}
     for m in msgs:
         topic, partition, offset = m.topic(), m.partition(), m.offset()
         if m.error() is None and topic is not None and partition is not None and offset is not None:
             last[(topic, partition)] = offset
-    if last:
-        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+    if not last:
+        return True
+    offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+    backoff = Backoff(first_s=0.2, max_s=5.0)
+    while True:
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not isinstance(err, KafkaError) or err.fatal():
+                raise
+            if err.code() not in COMMIT_RETRIABLE:
+                log.warning("offset commit dropped (%s): those messages will be read again", err.str())
+                return False
+            if shutdown is not None and shutdown.is_set():
+                log.warning("offset commit abandoned at shutdown (%s): those messages will be read again",
+                            err.str())
+                return False
+            delay = backoff.failed()
+            log.warning("offset commit failed (%s); retrying in %.1f s", err.str(), delay)
+            if shutdown is not None:
+                shutdown.wait(delay)
+            else:
+                time.sleep(delay)
 
 
 def rewind(consumer: Consumer, msgs: list[Message]) -> None:
@@ -444,7 +480,7 @@ class StreamRunner:
             log.debug("lag report failed: %s", exc)
 
     def _commit(self, msgs: list[Message]) -> None:
-        commit_offsets(self.consumer, msgs)
+        commit_offsets(self.consumer, msgs, self.shutdown)
 
     def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
         """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""

@@ -190,3 +190,48 @@ def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: 
     assert seen_at_kill < len(expected), "the kill came after the whole stream: nothing was tested"
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
     assert set(ids) == {a.id for a in expected}, engine.output()
+
+
+def test_a_batch_failing_part_way_is_replayed_not_checkpointed(engine_settings: Settings) -> None:
+    """An error in the middle of a batch (the broker fenced the engine, say) leaves the evaluator
+    holding ticks whose alerts were never committed. Closing must not checkpoint that state: the
+    next engine (in-process restart or a new process) replays from the last commit and emits them."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    settings = engine_settings
+    symbols = ["AAPL", "MSFT", "NVDA", "AMZN"]
+    rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
+                  frequency="every_time") for i, level in enumerate((98.0, 100.0, 102.0))]
+    ticks = random_walk(symbols, 3000, seed=11)
+    expected = expected_alerts(rules, ticks)
+    producer = EventProducer(settings)
+    for r in rules:
+        producer.produce(r)
+    for t in ticks:
+        producer.produce(t)
+    producer.flush()
+    group, txid = f"g-{uuid.uuid4().hex}", f"tx-{uuid.uuid4().hex}"
+
+    first = EngineRunner(settings, group_id=group, transactional_id=txid, batch_size=1000)
+    evaluated = 0
+    real_on_tick = first.evaluator.on_tick
+
+    def on_tick_then_fail(t: contract.Tick) -> list:  # type: ignore[type-arg]
+        nonlocal evaluated
+        evaluated += 1
+        if evaluated == 1700:  # part-way through the second batch, after it raised alerts
+            raise KafkaException(KafkaError(KafkaError._FATAL, "fenced (injected)", fatal=True))
+        return real_on_tick(t)
+
+    first.evaluator.on_tick = on_tick_then_fail  # type: ignore[method-assign]
+    with pytest.raises(KafkaException):
+        first.run()
+    assert first.stats.transactions >= 1, "the failure came before any commit: nothing was tested"
+    committed_before = len(committed_alerts(settings))
+    assert 0 < committed_before < len(expected)
+
+    second = EngineRunner(settings, group_id=group, transactional_id=txid)
+    second.run(idle_stop_s=3)
+    ids = [a.id for a in committed_alerts(settings)]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
+    assert set(ids) == {a.id for a in expected}
