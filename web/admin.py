@@ -162,9 +162,11 @@ def seed_demo(settings: Settings, sessions: sessionmaker[Session]) -> str:
         create_rule(s, settings, user_id, {**common, "name": "AAPL drops 0.2 % within a minute",
                                            "condition": {"series": "price", "op": "moving_down_pct", "value": 0.2,
                                                          "window_s": 60}})
-        create_rule(s, settings, user_id, {"name": "Any watchlist symbol: RSI under 30", "watchlist_id": wl.id,
-                                           "frequency": "once_per_bar", "channel_ids": [channel.id],
-                                           "condition": {"series": "rsi_14", "op": "less_than", "value": 30}})
+        # crossing, not "under": a symbol that stays oversold does not mail every bar
+        create_rule(s, settings, user_id, {"name": "Any watchlist symbol: RSI crosses under 30",
+                                           "watchlist_id": wl.id, "frequency": "once_per_bar_close",
+                                           "channel_ids": [channel.id],
+                                           "condition": {"series": "rsi_14", "op": "crossing_down", "value": 30}})
     return f"demo account: {DEMO_EMAIL} / {password}  (mail lands in {settings.var_dir / 'mail'})"
 
 
