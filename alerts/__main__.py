@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     eng = sub.add_parser("engine", help="the rule engine: ticks/metrics/predictions/rules -> alerts")
     eng.add_argument("--stale-after-s", type=int, default=int(os.environ.get("ALERTS_STALE_AFTER_S", "120")),
                      help="system alert when a watched symbol has no tick for this long in market hours (0: off)")
-    eng.add_argument("--transactional-id", default=os.environ.get("ALERTS_TRANSACTIONAL_ID", "alerts-engine"))
+    # one per instance, stable across its restarts: Heroku's $DYNO (alerts.1, alerts.2, ...) is both
+    eng.add_argument("--transactional-id", default=os.environ.get(
+        "ALERTS_TRANSACTIONAL_ID", "alerts-engine" + (f"-{os.environ['DYNO']}" if os.environ.get("DYNO") else "")),
+        help="this instance's transactional.id and static group member id (default from $DYNO)")
     eng.add_argument("--group", default=os.environ.get("ALERTS_ENGINE_GROUP", "alerts-engine"))
     disp = sub.add_parser("dispatch", help="alerts -> delivery rows -> Celery tasks")
     disp.add_argument("--group", default=os.environ.get("ALERTS_DISPATCH_GROUP", "alerts-dispatch"))

@@ -16,8 +16,14 @@ from there: the same alerts with the same ids, none lost, none twice.
 Rules come from the compacted ``rules`` topic (read from the start at every
 start, then followed); the engine never reads the database.
 
-One engine instance owns all symbols (ticks are partitioned by librdkafka's
-hash, metrics by Spark's): scale-out needs co-partitioned inputs first.
+Scale-out: every instance joins one consumer group with the range assignor,
+so an instance owns the same partition numbers of ``ticks``, ``metrics`` and
+``predictions``; they are co-partitioned by symbol (every producer hashes the
+key with murmur2, as Java clients and Spark do). The changelog is partitioned
+the same way: a symbol's state is written to its input partition, with one
+marker per partition. On assignment an instance restores just the partitions
+it gained (state, marker, replay); on revocation it drops what it lost. Each
+instance needs its own ``transactional.id`` (also its static group member id).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -44,7 +50,13 @@ log = logging.getLogger(__name__)
 __all__ = ["EngineRunner", "EngineStats", "changelog_topic"]
 
 
-MARKER_KEY = b"\x00positions"  # no symbol starts with NUL
+MARKER_PREFIX = b"\x00positions:"  # no symbol starts with NUL
+
+
+def marker_key(partition: int) -> bytes:
+    """The changelog key of input partition ``partition``'s marker (kept in that changelog partition)."""
+    return MARKER_PREFIX + str(partition).encode()
+
 _marker_encoder = msgspec.json.Encoder()
 _marker_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
 
@@ -78,16 +90,20 @@ class EngineStats:
 
 
 def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None], timeout_s: float = 60.0,
-                ends: dict[int, int] | None = None) -> int:
+                ends: dict[int, int] | None = None, only: Iterable[int] | None = None) -> int:
     """Read every committed message of ``topic`` from the beginning to its current end; return the count.
 
-    ``ends``, when given, receives each partition's end offset (where a follower continues).
+    ``ends``, when given, receives each partition's end offset (where a follower continues);
+    ``only`` limits the read to those partitions.
     """
     consumer = Consumer(consumer_config(settings, f"alerts-engine-loader-{uuid.uuid4().hex}",
                                         **{"enable.partition.eof": True}))
     try:
         meta = consumer.list_topics(topic, timeout=10)
         partitions = list(meta.topics[topic].partitions) if topic in meta.topics else []
+        if only is not None:
+            wanted = set(only)
+            partitions = [p for p in partitions if p in wanted]
         pending: set[int] = set()
         for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -136,6 +152,8 @@ class EngineRunner:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._positions: dict[tuple[str, int], int] = {}     # next offset to process, per input partition
         self._marker: dict[tuple[str, int], int] = {}        # positions of the restored checkpoint
+        self._owned: set[int] = set()                        # input partition numbers this instance holds
+        self._partition_of: dict[str, int] = {}              # symbol -> its input (and changelog) partition
         self._replay_until: dict[tuple[str, int], int] = {}  # committed offsets the replay must reach
         self._unsaved: set[str] = set()                      # symbols changed since the last checkpoint
         self._next_checkpoint = 0.0
@@ -171,69 +189,120 @@ class EngineRunner:
         self.producer.init_transactions(30)
         rule_ends: dict[int, int] = {}
         self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message, ends=rule_ends)
-        self.stats.restored_symbols = read_to_end(self.settings, self.t_changelog, self._restore)
-        self.evaluator.dirty.clear()
-        self._plan_replay()
         # follow the rules from exactly where the load stopped (no group: every engine reads them all)
         self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}"))
         self.rules_consumer.assign([TopicPartition(self.t_rules, p, offset) for p, offset in rule_ends.items()])
         self.consumer = Consumer(consumer_config(self.settings, self.group_id, **{
             "group.instance.id": self.transactional_id,  # static membership: a restart takes over at once
-            "fetch.wait.max.ms": 5, "partition.assignment.strategy": "range",
+            "fetch.wait.max.ms": 5,
+            # range: each instance gets the same partition numbers of every input topic (co-partitioned)
+            "partition.assignment.strategy": "range",
         }))
-        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions], on_assign=self._on_assign)
-        # the rules and restored states are long-lived: keep the cyclic GC's full collections from
-        # rescanning them on the hot path
-        gc.collect()
-        gc.freeze()
-        log.info("engine started: %d rules, %d symbol states restored", len(self.evaluator.rules),
-                 self.stats.restored_symbols)
+        # symbol states are restored per partition as partitions are assigned (_on_assign)
+        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions],
+                                on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("engine started: %d rules; waiting for partitions", len(self.evaluator.rules))
 
-    def _plan_replay(self) -> None:
-        """Set every input partition's position: the checkpoint's, else the committed offset, else
-        the partition's start; where the committed offset is ahead of it, replay up to it."""
-        probe = Consumer(consumer_config(self.settings, self.group_id))
-        try:
-            partitions = []
-            for topic in (self.t_ticks, self.t_metrics, self.t_predictions):
-                meta = probe.list_topics(topic, timeout=10).topics.get(topic)
-                partitions += [TopicPartition(topic, p) for p in (meta.partitions if meta else {})]
-            committed = probe.committed(partitions, timeout=30) if partitions else []
-            for tp in committed:
-                key = (tp.topic or "", tp.partition or 0)
-                low, _ = probe.get_watermark_offsets(TopicPartition(key[0], key[1]), timeout=10)
-                done = tp.offset if tp.offset >= 0 else low
-                base = self._marker.get(key, done)
-                self._positions[key] = base
-                if done > base:
-                    self._replay_until[key] = done
-        finally:
-            probe.close()
-        if self._replay_until:
-            log.info("replaying %d messages from the last checkpoint",
-                     sum(end - self._positions[k] for k, end in self._replay_until.items()))
+    # --- partitions come and go -----------------------------------------------------------
+
+    def _input_keys(self, partition: int) -> list[tuple[str, int]]:
+        return [(t, partition) for t in (self.t_ticks, self.t_metrics, self.t_predictions)]
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Keep the state of partitions held on (nobody moved their offsets meanwhile), drop the
+        ones lost, restore the ones gained: changelog partition, marker, replay up to the commit."""
+        numbers = {tp.partition or 0 for tp in partitions}
+        for p in self._owned - numbers:
+            self._drop_partition(p)
+        committed = {(tp.topic or "", tp.partition or 0): tp.offset
+                     for tp in consumer.committed([TopicPartition(t, p) for t, p in
+                                                   {(tp.topic or "", tp.partition or 0) for tp in partitions}],
+                                                  timeout=30)}
+        done: dict[tuple[str, int], int] = {}
+        for key, offset in committed.items():
+            done[key] = offset if offset >= 0 else consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)[0]
+        gained = set()
+        for p in numbers:
+            keys = [k for k in done if k[1] == p]
+            if p in self._owned and all(self._positions.get(k, done[k]) == done[k] for k in keys) \
+                    and not any(k in self._replay_until for k in keys):
+                continue  # held across the rebalance and nobody else committed: the state is current
+            if p in self._owned:
+                self._drop_partition(p)
+            gained.add(p)
+        if gained:
+            restored = read_to_end(self.settings, self.t_changelog, self._restore, only=gained)
+            self.stats.restored_symbols += restored
+            self.evaluator.dirty.clear()
+            replay = 0
+            for key, offset in done.items():
+                if key[1] not in gained:
+                    continue
+                base = self._marker.get(key, offset)
+                self._positions[key] = base
+                if offset > base:
+                    self._replay_until[key] = offset
+                    replay += offset - base
+            log.info("partitions %s assigned: %d changelog records restored, %d messages to replay",
+                     sorted(gained), restored, replay)
+            # the next transaction writes their markers: a crash before the next periodic
+            # checkpoint then replays from here, not from wherever the last marker was
+            self._checkpointed = False
+        self._owned = numbers
         for tp in partitions:
             key = (tp.topic or "", tp.partition or 0)
             if key in self._replay_until:
                 tp.offset = self._positions[key]
         consumer.assign(partitions)
+        # the rules and restored states are long-lived: keep the cyclic GC's full collections from
+        # rescanning them on the hot path
+        gc.collect()
+        gc.freeze()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # called between batches (every batch's transaction is complete); the state is kept until
+        # the next assignment says which partitions stay
+        consumer.unassign()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # the group went on without us (session timed out): others may have moved on; start over
+        for p in list(self._owned):
+            self._drop_partition(p)
+        self._owned = set()
+        consumer.unassign()
+
+    def _drop_partition(self, partition: int) -> None:
+        gone = [s for s, p in self._partition_of.items() if p == partition]
+        for symbol in gone:
+            self.evaluator.symbols.pop(symbol, None)
+            self._unsaved.discard(symbol)
+            del self._partition_of[symbol]
+        for table in (self._positions, self._marker, self._replay_until):
+            for key in [k for k in table if k[1] == partition]:
+                del table[key]
 
     def _restore(self, msg: Message) -> None:
         key = msg.key()
         if key is None:
             return
-        if key == MARKER_KEY:
+        partition = msg.partition() or 0
+        if key.startswith(MARKER_PREFIX):
             value = msg.value()
-            self._marker = {(t, p): o for t, p, o in _marker_decoder.decode(value)} if value else {}
+            for k in self._input_keys(partition):
+                self._marker.pop(k, None)
+            if value:
+                self._marker.update({(t, p): o for t, p, o in _marker_decoder.decode(value)})
             return
+        if key.startswith(b"\x00"):
+            return  # an older layout's single marker: its partition's replay starts at the commit
         symbol = key.decode()
         value = msg.value()
         if value is None:
             self.evaluator.symbols.pop(symbol, None)
+            self._partition_of.pop(symbol, None)
         else:
             self.evaluator.restore(symbol, decode_state(value))
+            self._partition_of[symbol] = partition
 
     def _apply_rule_message(self, msg: Message) -> None:
         value = msg.value()
@@ -293,6 +362,7 @@ class EngineRunner:
         positions = self._positions
         replay = self._replay_until
         ev = self.evaluator
+        partition_of = self._partition_of
         t_ticks, t_metrics = self.t_ticks, self.t_metrics
         for msg in msgs:
             if not has_data(msg):
@@ -307,7 +377,7 @@ class EngineRunner:
                 else:  # already evaluated before the crash, its output committed: rebuild state only
                     if offset + 1 >= replay[tp]:
                         del replay[tp]
-                    self._replay(msg, topic)
+                    self._replay(msg, topic, tp[1])
                     continue
             offsets[tp] = offset
             value = msg.value()
@@ -323,6 +393,7 @@ class EngineRunner:
             except (InvalidEvent, ValueError) as exc:  # msgspec's errors are ValueErrors
                 self._pending_dlq.append((msg, f"{type(exc).__name__}: {exc}"))
                 continue
+            partition_of[event.symbol] = tp[1]
             if topic == t_ticks:
                 out = ev.on_tick(event)
             elif topic == t_metrics:
@@ -350,14 +421,20 @@ class EngineRunner:
         self.stats.alerts += len(alerts)
         return len(msgs)
 
-    def _replay(self, msg: Message, topic: str) -> None:
+    def _replay(self, msg: Message, topic: str, partition: int) -> None:
         try:
             if topic == self.t_ticks:
-                self.evaluator.on_tick(self._tick_decoder.decode(msg.value() or b""))
+                tick = self._tick_decoder.decode(msg.value() or b"")
+                self._partition_of[tick.symbol] = partition
+                self.evaluator.on_tick(tick)
             elif topic == self.t_metrics:
-                self.evaluator.on_bar(self._bar_decoder.decode(msg.value() or b""))
+                bar = self._bar_decoder.decode(msg.value() or b"")
+                self._partition_of[bar.symbol] = partition
+                self.evaluator.on_bar(bar)
             else:
-                self.evaluator.on_prediction(self._prediction_decoder.decode(msg.value() or b""))
+                prediction = self._prediction_decoder.decode(msg.value() or b"")
+                self._partition_of[prediction.symbol] = partition
+                self.evaluator.on_prediction(prediction)
         except (InvalidEvent, ValueError):
             pass  # dead-lettered before the crash
         self.stats.replayed += 1
@@ -373,11 +450,16 @@ class EngineRunner:
             symbols = self.evaluator.symbols
             for symbol in self._unsaved:
                 state = symbols.get(symbol)
-                if state is not None:
-                    self._produce(self.t_changelog, symbol.encode(), encode_state(state))
+                partition = self._partition_of.get(symbol)
+                if state is not None and partition is not None:
+                    # beside its input partition's marker, whatever partitioner wrote the inputs
+                    self._produce(self.t_changelog, symbol.encode(), encode_state(state), partition=partition)
                     saved += 1
-            marker = [(t, p, o) for (t, p), o in self._positions.items()]
-            self._produce(self.t_changelog, MARKER_KEY, _marker_encoder.encode(marker), partition=0)
+            by_partition: dict[int, list[tuple[str, int, int]]] = {p: [] for p in self._owned}
+            for (t, p), o in self._positions.items():
+                by_partition.setdefault(p, []).append((t, p, o))
+            for p, marker in by_partition.items():
+                self._produce(self.t_changelog, marker_key(p), _marker_encoder.encode(marker), partition=p)
         for msg, reason in self._pending_dlq:
             topic = msg.topic() or ""
             log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)

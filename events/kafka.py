@@ -128,6 +128,9 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "linger.ms": 5,
         "batch.size": 512 * 1024,
         "queue.buffering.max.messages": 500_000,
+        # the Java client's hash of the key (Spark writes `metrics` with it): a symbol lands in the
+        # same partition number of every topic, which lets the rule engine scale out
+        "partitioner": "murmur2_random",
     }
     conf.update(overrides)
     return conf

@@ -235,3 +235,54 @@ def test_a_batch_failing_part_way_is_replayed_not_checkpointed(engine_settings: 
     ids = [a.id for a in committed_alerts(settings)]
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
     assert set(ids) == {a.id for a in expected}
+
+
+def test_two_engines_split_the_symbols_and_hand_them_over(engine_settings: Settings) -> None:
+    """Scale-out: a second instance joins the group mid-stream; the partitions it gains come with
+    their state (changelog partition + marker + replay), the first keeps the rest, and together
+    they emit every expected alert exactly once."""
+    settings = engine_settings
+    symbols = [f"SYM{i}" for i in range(12)]
+    rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
+                  frequency="every_time") for i, level in enumerate((98.0, 100.0, 102.0))]
+    ticks = random_walk(symbols, 3000, seed=5)
+    expected = expected_alerts(rules, ticks)
+    producer = EventProducer(settings)
+    for r in rules:
+        producer.produce(r)
+    for t in ticks[:1500]:
+        producer.produce(t)
+    producer.flush()
+    group = f"g-{uuid.uuid4().hex}"
+    flag = ShutdownFlag()
+    # the first instance checkpoints only on assignment: what it hands over must be replayed
+    first = EngineRunner(settings, shutdown=flag, group_id=group, transactional_id=f"tx-a-{uuid.uuid4().hex}",
+                         checkpoint_interval_s=3600)
+    second = EngineRunner(settings, shutdown=flag, group_id=group, transactional_id=f"tx-b-{uuid.uuid4().hex}")
+    threads = [threading.Thread(target=first.run, daemon=True)]
+    threads[0].start()
+    try:
+        wait_for(lambda: first.stats.consumed >= 1500 and lag_is_zero(settings, group), timeout_s=60,
+                 what="the first engine to take the first half")
+        assert first._owned == {0, 1}
+        threads.append(threading.Thread(target=second.run, daemon=True))
+        threads[1].start()
+        wait_for(lambda: len(first._owned) == 1 and len(second._owned) == 1, timeout_s=60,
+                 what="the group to rebalance over two instances")
+        assert first._owned | second._owned == {0, 1}
+        for t in ticks[1500:]:
+            producer.produce(t)
+        producer.flush()
+        wait_for(lambda: lag_is_zero(settings, group), timeout_s=60, what="both engines to catch up")
+    finally:
+        flag.set()
+        for th in threads:
+            th.join(30)
+    assert second.stats.restored_symbols > 0, "the handed-over partition came without its marker"
+    assert second.stats.replayed > 0, "nothing was replayed: the handover was not tested"
+    assert second.stats.consumed > 0 and first.stats.consumed > 1500
+    held = {s for s in first.evaluator.symbols} & {s for s in second.evaluator.symbols}
+    assert not held, f"both instances hold {held}"
+    ids = [a.id for a in committed_alerts(settings)]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
+    assert set(ids) == {a.id for a in expected}

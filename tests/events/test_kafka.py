@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from events import contract
 from events.contract import Alert, Bar, Condition, Prediction, Rule, Tick, decode, encode
-from events.kafka import EventProducer, StreamRunner, TopicSpec, ensure_topics, topic_specs
+from events.kafka import EventProducer, StreamRunner, TopicSpec, admin_client, ensure_topics, topic_specs
 from events.settings import Settings
 from tests.events.test_contract import EXAMPLES, tick
 from tests.support import read_topic, topic_size
@@ -64,6 +65,51 @@ def test_same_symbol_lands_on_one_partition_in_order(kafka_settings: Settings) -
         assert len({p for p, _ in seen}) == 1, f"{sym} spread over partitions"
         seqs = [s for _, s in seen]
         assert seqs == sorted(seqs)
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    """Where the Java client (Spark's Kafka sink among them) puts a keyed record: Kafka's
+    murmur2 of the key bytes, made positive, modulo the partition count. Written here from the
+    algorithm, independently of the producer under test."""
+    m, r = 0x5BD1E995, 24
+    length = len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = key[length - length % 4:]
+    if len(tail) >= 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def test_symbols_land_where_java_clients_put_them(kafka_settings: Settings) -> None:
+    """Co-partitioning: `ticks` and `predictions` (Python) and `metrics` (Spark, Java) put a symbol
+    in the same partition number, which is what lets the rule engine scale out."""
+    settings = replace(kafka_settings, kafka_partitions=6)
+    ensure_topics(settings, [TopicSpec(settings.topic("ticks6"), 6, {})])
+    producer = EventProducer(settings)
+    symbols = [f"S{i}" for i in range(60)] + ["AAPL", "BRK.B", "^GSPC", "BTC-USD"]
+    for i, sym in enumerate(symbols):
+        producer.produce_bytes(settings.topic("ticks6"), sym.encode(), encode(tick(id=f"sim:{sym}:1", symbol=sym)))
+    producer.flush()
+    msgs = read_topic(settings, settings.topic("ticks6"), expect=len(symbols))
+    got = {(m.key() or b"").decode(): m.partition() for m in msgs}
+    assert got == {sym: java_partition(sym.encode(), 6) for sym in symbols}
+    assert len(set(got.values())) == 6
+    admin_client(settings).delete_topics([settings.topic("ticks6")], operation_timeout=10)
 
 
 def test_malformed_messages_go_to_the_dlq_and_the_consumer_carries_on(kafka_settings: Settings) -> None:

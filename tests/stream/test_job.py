@@ -14,6 +14,8 @@ from tests.stream.helpers import (
     BASE_MS, make_ticks, produce_raw, produce_ticks, read_bars, read_dlq, running, wait_processed,
 )
 from tests.stream.reference import bars_reference
+from tests.events.test_kafka import java_partition
+from tests.support import read_topic
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +62,10 @@ def test_known_ticks_give_exact_bars_and_indicators(spark, stream_cfg) -> None:
         bars = read_bars(stream_cfg, expect=len(expected))
         totals.update(query)
     assert_bars_match(bars, expected)
+    # Spark's sink puts each symbol's bars where the Python producers put its ticks (murmur2)
+    where = {(m.key() or b"").decode(): m.partition()
+             for m in read_topic(stream_cfg.base, stream_cfg.metrics_topic, expect=len(expected))}
+    assert where == {s: java_partition(s.encode(), stream_cfg.base.kafka_partitions) for s in symbols}
     full = [b for b in bars if b.symbol == "AAA"]
     assert sum(b.rsi_14 is not None for b in full) == 30 - 14  # warm-up: first RSI on bar 15
     assert totals.totals["late"] == 0 and totals.totals["invalid"] == 0
