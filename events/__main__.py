@@ -47,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from events.observability import serve_metrics, setup_logging
         from events.outbox import run_relay
 
+        shutdown = ShutdownFlag().install()  # first: a SIGTERM once /metrics answers must stop cleanly
         setup_logging("relay", settings.log_level)
         serve_metrics(settings.metrics_port)
-        run_relay(settings, session_factory(settings), ShutdownFlag().install())
+        run_relay(settings, session_factory(settings), shutdown)
     elif args.cmd == "banner":
         print(
             "\nTickerbell is starting (Ctrl-C stops every process).\n"

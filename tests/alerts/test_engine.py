@@ -250,7 +250,7 @@ def test_two_engines_split_the_symbols_and_hand_them_over(engine_settings: Setti
     producer = EventProducer(settings)
     for r in rules:
         producer.produce(r)
-    for t in ticks[:1500]:
+    for t in ticks[:750]:
         producer.produce(t)
     producer.flush()
     group = f"g-{uuid.uuid4().hex}"
@@ -262,6 +262,11 @@ def test_two_engines_split_the_symbols_and_hand_them_over(engine_settings: Setti
     threads = [threading.Thread(target=first.run, daemon=True)]
     threads[0].start()
     try:
+        # its one checkpoint (forced by the assignment) comes no later than these first 750
+        wait_for(lambda: first.stats.consumed >= 750, timeout_s=60, what="the first engine to start")
+        for t in ticks[750:1500]:
+            producer.produce(t)
+        producer.flush()
         wait_for(lambda: first.stats.consumed >= 1500 and lag_is_zero(settings, group), timeout_s=60,
                  what="the first engine to take the first half")
         assert first._owned == {0, 1}
