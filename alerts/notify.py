@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import msgspec
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import messages
@@ -220,6 +221,27 @@ def digest_send(channel: models.Channel, ctxs: list[dict[str, Any]], msg_id: str
 
 def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
             duration_ms: float, settings: Settings, config: NotifyConfig) -> DeliveryResult:
+    """Record the outcome of a send that has happened. The database being away now must not
+    turn into a second copy of the message (the lease would re-send it): keep trying for up to
+    half the lease, then give up and let the lease take over (at-least-once)."""
+    from events.kafka import Backoff
+
+    deadline = time.monotonic() + config.lease_s / 2
+    backoff = Backoff(first_s=0.25, max_s=5.0)
+    while True:
+        try:
+            return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
+        except (OperationalError, InterfaceError) as exc:
+            delay = backoff.failed()
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("delivery %s: sent, but recording it failed (%s); retrying in %.1f s",
+                        delivery_id, type(exc).__name__, delay, extra={"delivery_id": delivery_id})
+            time.sleep(delay)
+
+
+def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
+                 duration_ms: float, settings: Settings, config: NotifyConfig) -> DeliveryResult:
     now = utcnow()
     with sessions() as s:
         d = s.get(models.Delivery, delivery_id)

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -74,6 +74,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     delay_s: float = 0.0
+    on_request: Callable[[], None] | None = None  # runs before the answer (e.g. to inject a fault)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "/hook") -> str:
@@ -93,6 +94,8 @@ def _handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             if receiver.delay_s:
                 time.sleep(receiver.delay_s)  # a slow receiver, not synchronisation
+            if receiver.on_request is not None:
+                receiver.on_request()
             with receiver.lock:
                 receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                                   body, time.time()))

@@ -244,3 +244,47 @@ def test_digest_groups_one_users_alerts_per_channel(sessions, settings, receiver
     [mail_msg] = smtp_server.messages
     assert mail_msg["Subject"] == "[Tickerbell] 3 alerts: AAPL, MSFT, NVDA"
     assert "NVDA" in mail_msg.get_body(("plain",)).get_content()
+
+
+def test_a_send_is_recorded_once_the_database_is_back_not_sent_again(
+        postgres_url: str, settings: Settings, receiver: Receiver) -> None:
+    """The database goes away between the send and its recording: the worker keeps trying to
+    record the outcome (within half the lease) instead of leaving the row to be re-sent."""
+    import getpass
+    import threading
+
+    from events.db import upgrade
+    from tests.chaos.infra import CuttableProxy
+    from tests.conftest import PG_SOCKET_DIR
+
+    upgrade(postgres_url)
+    proxy = CuttableProxy(f"{PG_SOCKET_DIR}/.s.PGSQL.5432")
+    proxy.restore()
+    name = postgres_url.split("///", 1)[1].split("?", 1)[0]
+    engine = make_engine(f"postgresql+psycopg://{getpass.getuser()}@127.0.0.1:{proxy.port}/{name}"
+                         "?sslmode=disable&gssencmode=disable&connect_timeout=2")
+    proxied = sessionmaker(engine, expire_on_commit=False)
+    user = make_user(proxied)
+    ch = make_channel(proxied, user, "webhook", receiver.url(), secret=SECRET)
+    [did] = fire(proxied, user, [ch])
+    back = threading.Timer(3.0, proxy.restore)  # the outage lasts 3 s from the moment of the send
+
+    def cut_during_send() -> None:
+        proxy.cut()
+        back.start()
+
+    receiver.on_request = cut_during_send
+    try:
+        result = notify.deliver(proxied, did, settings, NotifyConfig(retry_schedule_s=(0, 0), jitter=0.0, lease_s=30))
+    finally:
+        if back.ident is not None:
+            back.join(10)
+        engine.dispose()
+        proxy.cut()
+    assert result.status == "delivered"
+    assert len(receiver.got()) == 1
+    with sessionmaker(make_engine(postgres_url))() as s:
+        d = s.get(models.Delivery, did)
+        assert d is not None
+        assert (d.status, d.attempts) == ("delivered", 1)
+        assert len(d.attempt_log) == 1

@@ -48,7 +48,9 @@ ENV = {
     "ALERTS_RETRY_SCHEDULE": "0,1,1,2,2,3,3,3,3,3,3,3,3,3,3,3",
     "ALERTS_RETRY_JITTER": "0",
     "ALERTS_SWEEP_INTERVAL_S": "1",
-    "ALERTS_LEASE_S": "5",
+    # a killed worker's claims come back after this; a worker whose send went out keeps trying to
+    # record it for half of it (the database fault lasts 20 s)
+    "ALERTS_LEASE_S": "50",
     "ALERTS_STALE_AFTER_S": "0",
 }
 TICK_INTERVAL_S = 0.25   # the sequence flows over ~4 s of wall time

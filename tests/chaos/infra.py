@@ -102,6 +102,12 @@ class CuttableProxy:
     def cut(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown first: it wakes the thread blocked in accept(); a bare close() would leave
+            # the socket listening until that accept returned one more connection
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()

@@ -100,6 +100,8 @@ def test_database_unreachable_20s(chaos: Chaos) -> None:
         chaos.proxy.restore()
 
     check(chaos, "database unreachable 20 s", inject)
+    # a send that went out while the database was away was recorded once it came back, not re-sent
+    assert chaos.rows["database unreachable 20 s"].redelivered == 0, chaos.rows["database unreachable 20 s"]
 
 
 def test_no_late_copies_under_other_ids(chaos: Chaos) -> None:
