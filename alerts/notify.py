@@ -227,7 +227,7 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
     from events.kafka import Backoff
 
     deadline = time.monotonic() + config.lease_s / 2
-    backoff = Backoff(first_s=0.25, max_s=5.0)
+    backoff = Backoff(first_s=0.25, max_s=2.0)
     while True:
         try:
             return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
