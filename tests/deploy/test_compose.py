@@ -25,7 +25,7 @@ def module_of(command: str) -> str:
     m = re.search(r"python -m (\S+)(?: (\S+))?", command)
     if m:
         return " ".join(x for x in m.groups() if x and not x.startswith("-"))
-    return command.split()[0]
+    return command.removeprefix("exec ").split()[0]
 
 
 def test_compose_is_valid_and_mirrors_the_procfile() -> None:
@@ -38,7 +38,7 @@ def test_compose_is_valid_and_mirrors_the_procfile() -> None:
             continue
         assert name in services, f"Procfile process {name} has no compose service"
         svc_cmd = " ".join(services[name]["command"])
-        assert module_of(command) in svc_cmd or command.split()[0] in svc_cmd, (name, command, svc_cmd)
+        assert module_of(command) in svc_cmd, (name, command, svc_cmd)
         env = services[name]["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["DATABASE_URL"].startswith("postgres://")
         assert services[name]["depends_on"]["release"]["condition"] == "service_completed_successfully"

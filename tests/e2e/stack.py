@@ -87,7 +87,7 @@ class Stack:
         log = self.workdir / f"{name}.log"
         proc = Proc(name, command, proc_env, log, metrics_port=port)
         fh = open(log, "ab")
-        proc.popen = subprocess.Popen(["bash", "-c", f"exec {command}"], env=proc_env, cwd=ROOT, stdout=fh,
+        proc.popen = subprocess.Popen(["bash", "-c", command if command.startswith("exec ") else f"exec {command}"], env=proc_env, cwd=ROOT, stdout=fh,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
