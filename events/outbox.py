@@ -11,8 +11,10 @@ rule id and each event carries the rule's version.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
+from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,6 +106,68 @@ def republish_watchlist_rules(session: Session, watchlist_id: int, settings: Set
     return len(rules)
 
 
+def announce_all_rules(session: Session, settings: Settings) -> int:
+    """Queue every rule's current event again, versions unchanged (caller commits).
+
+    The database is the source of truth for rules; this re-fills a ``rules`` topic that lost
+    them (a new Kafka cluster, a wiped broker). The engine ignores a rule it already holds
+    at the same version, so announcing twice is harmless.
+    """
+    rules = session.scalars(select(models.Rule).order_by(models.Rule.id)).all()
+    for rule in rules:
+        event = rule_event(session, rule)
+        session.add(models.OutboxEvent(topic=settings.topic("rules"), key=event.key, value=contract.encode(event)))
+    return len(rules)
+
+
+LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
+def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    """When the ``rules`` topic holds no record at all while the database has rules (nothing is
+    pending in the outbox either), announce them all again; return how many were queued."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from events.kafka import consumer_config
+
+    topic = settings.topic("rules")
+    with sessions() as session:
+        if session.scalar(select(models.Rule.id).limit(1)) is None:
+            return 0
+        pending = session.scalar(select(models.OutboxEvent.id).where(
+            models.OutboxEvent.topic == topic, models.OutboxEvent.published_at.is_(None)).limit(1))
+        if pending is not None:
+            return 0
+    probe = Consumer(consumer_config(settings, "tickerbell-relay-probe"))
+    try:
+        meta = probe.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0  # the topic is missing: `python -m events topics` (the release phase) creates it
+        held = 0
+        deadline = time.monotonic() + 15
+        for p in meta.partitions:
+            while True:
+                try:
+                    low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    break
+                except KafkaException as exc:  # a topic just created: its leader is still moving in
+                    if not exc.args[0].retriable() and exc.args[0].code() not in LEADER_MOVING \
+                            or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            held += high - low
+    finally:
+        probe.close()
+    if held:
+        return 0
+    with sessions() as session:
+        queued = announce_all_rules(session, settings)
+        session.commit()
+    log.warning("outbox: topic %s was empty while the database has %d rules; announcing them again", topic, queued)
+    return queued
+
+
 def relay_once(sessions: sessionmaker[Session], producer: EventProducer, batch_size: int = 500) -> int:
     """Publish one batch of unpublished outbox rows; return how many were published."""
     with sessions() as session:
@@ -136,6 +200,10 @@ def run_relay(settings: Settings, sessions: sessionmaker[Session], shutdown: Shu
 
     producer = EventProducer(settings)
     backoff = Backoff()
+    try:
+        heal_rules_topic(settings, sessions)
+    except (DBAPIError, KafkaException) as exc:  # the loop below waits for them; healing is best effort
+        log.warning("outbox relay: could not check the rules topic: %s", exc)
     while not shutdown.is_set():
         try:
             published = relay_once(sessions, producer)

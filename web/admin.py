@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", help="JSON from export-rules ('-' for stdin)")
     p.add_argument("--user-id", type=int, required=True)
     sub.add_parser("demo")
+    sub.add_parser("republish-rules", help="queue every rule's event again (a new or wiped Kafka cluster); "
+                                           "the relay also does this by itself when `rules` is empty")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -231,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"imported {len(ids)} rules: {ids}")
         elif args.cmd == "demo":
             print(seed_demo(settings, sessions))
+        elif args.cmd == "republish-rules":
+            from events.outbox import announce_all_rules
+
+            with sessions() as s:
+                n = announce_all_rules(s, settings)
+                s.commit()
+            print(f"{n} rules queued in the outbox; the relay publishes them")
     except ApiError as exc:
         others = "; ".join(f"{k}: {v}" for k, v in exc.fields.items() if v not in exc.message)
         print(f"error: {exc.message}" + (f" ({others})" if others else ""), file=sys.stderr)

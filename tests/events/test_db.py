@@ -115,6 +115,37 @@ def test_watchlist_change_reannounces_its_rules_once(database_url: str, kafka_se
     assert [(e.version, e.symbols) for e in events] == [(1, ["AAPL"]), (2, ["AAPL", "MSFT"])]
 
 
+def test_an_emptied_rules_topic_is_refilled_from_the_database(database_url: str, kafka_settings: Settings) -> None:
+    """The database is the source of truth: a `rules` topic that lost everything (a new cluster,
+    a wiped broker) gets every rule again, versions unchanged, when the relay starts."""
+    import uuid
+    from dataclasses import replace
+
+    from events.kafka import ensure_topics
+    from events.outbox import heal_rules_topic
+
+    sessions = sessionmaker(make_engine(database_url), expire_on_commit=False)
+    with sessions() as s:
+        user = _user(s)
+        for level in (100.0, 200.0):
+            save_rule(s, models.Rule(user_id=user.id, symbol="AAPL",
+                                     condition={"series": "price", "op": "greater_than", "value": level}),
+                      kafka_settings)
+        s.commit()
+    producer = EventProducer(kafka_settings)
+    assert relay_once(sessions, producer) == 2
+    assert heal_rules_topic(kafka_settings, sessions) == 0  # the topic holds them: nothing to do
+    # a new, empty cluster (here: a fresh set of topics) behind the same database
+    fresh = replace(kafka_settings, kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    ensure_topics(fresh)
+    assert heal_rules_topic(fresh, sessions) == 2
+    assert heal_rules_topic(fresh, sessions) == 0  # queued in the outbox: not twice
+    assert relay_once(sessions, EventProducer(fresh)) == 2
+    events = [decode(m.value(), Rule) for m in read_topic(fresh, fresh.topic("rules"), expect=2)]
+    assert sorted((e.rule_id, e.version, e.condition.value) for e in events) == [(1, 1, 100.0), (2, 1, 200.0)]
+    assert heal_rules_topic(fresh, sessions) == 0
+
+
 def test_relay_survives_an_unreachable_database(kafka_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     import threading
     import time

@@ -138,3 +138,21 @@ def test_resend_queues_a_failed_delivery_but_never_a_delivered_one(database_url:
     with sessions() as s:
         assert s.get(models.Delivery, dead.id).status == "pending"
         assert s.get(models.Delivery, done.id).status == "delivered"
+
+
+def test_republish_rules_queues_every_rule_again_unchanged(database_url: str, kafka_settings: Settings) -> None:
+    sessions = sessionmaker(make_engine(database_url), expire_on_commit=False)
+    settings = replace(kafka_settings, database_url=database_url)
+    seed_demo(settings, sessions)
+    with sessions() as s:
+        before = s.scalar(select(func.count()).select_from(models.OutboxEvent))
+        versions = sorted(s.scalars(select(models.Rule.version)).all())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url,
+           "KAFKA_TOPIC_PREFIX": kafka_settings.kafka_topic_prefix}
+    done = subprocess.run([sys.executable, "-m", "web", "admin", "republish-rules"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "3 rules queued" in done.stdout, done.stderr
+    with sessions() as s:
+        rows = s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id).offset(before)).all()
+        assert sorted(s.scalars(select(models.Rule.version)).all()) == versions  # versions unchanged
+    assert len(rows) == 3 and {r.topic for r in rows} == {kafka_settings.topic("rules")}
