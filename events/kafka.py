@@ -476,8 +476,10 @@ class StreamRunner:
             if not assigned:
                 return
             for tp in self.consumer.position(assigned):
-                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
-                if tp.offset >= 0:
+                # the high watermark of each fetch response, kept by the client: no broker round
+                # trip (24 of those took seconds on a busy broker, and held up batches and stops)
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
                     obs.CONSUMER_LAG.labels(self.process, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
         except KafkaException as exc:
             log.debug("lag report failed: %s", exc)
