@@ -127,14 +127,33 @@ def random_walk(symbols: list[str], n: int, seed: int = 7) -> list[contract.Tick
     return out
 
 
+def crossing_rules(symbols: list[str]) -> list[contract.Rule]:
+    """Three levels the random walk keeps crossing: many alerts, every one decided by state."""
+    return [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
+                 frequency="every_time") for i, level in enumerate((98.0, 100.0, 102.0))]
+
+
+def crossing_scenario(settings: Settings, symbols: list[str], *, seed: int,
+                      send: int) -> tuple[list[contract.Tick], list[contract.Alert], EventProducer]:
+    """The crossing rules and the first ``send`` of 3,000 random-walk ticks on the broker; returns
+    all the ticks, the alerts they must raise, and the producer for the rest."""
+    rules = crossing_rules(symbols)
+    ticks = random_walk(symbols, 3000, seed=seed)
+    producer = EventProducer(settings)
+    for r in rules:
+        producer.produce(r)
+    for t in ticks[:send]:
+        producer.produce(t)
+    producer.flush()
+    return ticks, expected_alerts(rules, ticks), producer
+
+
 @pytest.mark.parametrize("kill_after", [60, 700])  # before and after the first periodic checkpoint
 def test_engine_killed_mid_stream_loses_and_duplicates_nothing(engine_settings: Settings, tmp_path: Path,
                                                                kill_after: int) -> None:
     settings = engine_settings
     symbols = ["AAPL", "MSFT", "NVDA", "AMZN"]
-    rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
-                  frequency="every_time")
-             for i, level in enumerate((98.0, 100.0, 102.0))]
+    rules = crossing_rules(symbols)
     rules.append(rule({"series": "price", "op": "moving_up", "value": 1.5, "window_s": 2}, rule_id=9,
                       symbols=symbols))
     ticks = random_walk(symbols, 4000)
@@ -199,17 +218,7 @@ def test_a_batch_failing_part_way_is_replayed_not_checkpointed(engine_settings: 
     from confluent_kafka import KafkaError, KafkaException
 
     settings = engine_settings
-    symbols = ["AAPL", "MSFT", "NVDA", "AMZN"]
-    rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
-                  frequency="every_time") for i, level in enumerate((98.0, 100.0, 102.0))]
-    ticks = random_walk(symbols, 3000, seed=11)
-    expected = expected_alerts(rules, ticks)
-    producer = EventProducer(settings)
-    for r in rules:
-        producer.produce(r)
-    for t in ticks:
-        producer.produce(t)
-    producer.flush()
+    ticks, expected, _producer = crossing_scenario(settings, ["AAPL", "MSFT", "NVDA", "AMZN"], seed=11, send=3000)
     group, txid = f"g-{uuid.uuid4().hex}", f"tx-{uuid.uuid4().hex}"
 
     first = EngineRunner(settings, group_id=group, transactional_id=txid, batch_size=1000)
@@ -242,17 +251,7 @@ def test_two_engines_split_the_symbols_and_hand_them_over(engine_settings: Setti
     their state (changelog partition + marker + replay), the first keeps the rest, and together
     they emit every expected alert exactly once."""
     settings = engine_settings
-    symbols = [f"SYM{i}" for i in range(12)]
-    rules = [rule({"series": "price", "op": "crossing", "value": level}, rule_id=i + 1, symbols=symbols,
-                  frequency="every_time") for i, level in enumerate((98.0, 100.0, 102.0))]
-    ticks = random_walk(symbols, 3000, seed=5)
-    expected = expected_alerts(rules, ticks)
-    producer = EventProducer(settings)
-    for r in rules:
-        producer.produce(r)
-    for t in ticks[:750]:
-        producer.produce(t)
-    producer.flush()
+    ticks, expected, producer = crossing_scenario(settings, [f"SYM{i}" for i in range(12)], seed=5, send=750)
     group = f"g-{uuid.uuid4().hex}"
     flag = ShutdownFlag()
     # the first instance checkpoints only on assignment: what it hands over must be replayed
