@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,6 +70,10 @@ def changelog_topic(settings: Settings) -> str:
 def changelog_spec(settings: Settings) -> TopicSpec:
     return TopicSpec(changelog_topic(settings), settings.kafka_partitions,
                      {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"})
+
+
+class PartitionsLost(KafkaException):
+    """The consumer's group session ended without a clean revocation: the engine starts over."""
 
 
 @dataclass
@@ -159,6 +165,8 @@ class EngineRunner:
         self._next_checkpoint = 0.0
         self._checkpointed = False
         self._clean = True  # False once a batch failed part-way: then no final checkpoint
+        self._txn_since: float | None = None  # when the open transaction began (watchdog)
+        self.txn_stuck_s = 120.0
         self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
         self.stats = EngineStats()
         self.t_ticks = settings.topic("ticks")
@@ -265,11 +273,14 @@ class EngineRunner:
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # the group went on without us (session timed out): others may have moved on; start over
+        # the group went on without us (session timed out, e.g. a broker outage): others may
+        # have moved on, and after a broker restart the producer can keep a dead coordinator
+        # (librdkafka#5511: send_offsets_to_transaction then blocks for ever). Start over with
+        # new clients, exactly as a restarted process would.
         for p in list(self._owned):
             self._drop_partition(p)
         self._owned = set()
-        consumer.unassign()
+        raise PartitionsLost(f"lost {len(partitions)} partitions with the group session")
 
     def _drop_partition(self, partition: int) -> None:
         gone = [s for s, p in self._partition_of.items() if p == partition]
@@ -319,7 +330,22 @@ class EngineRunner:
 
     # --- loop --------------------------------------------------------------------------
 
+    def _watch_transactions(self, stop: threading.Event) -> None:
+        """Last resort against a transactional call that never returns (librdkafka#5456: it can
+        ignore its timeout): nothing can interrupt it in-process, so exit and let the platform
+        restart the engine from its last commit, rather than stay silently stuck."""
+        while not stop.wait(5.0):
+            since = self._txn_since
+            if since is not None and time.monotonic() - since > self.txn_stuck_s:
+                log.critical("a Kafka transaction has been blocked for %.0f s; exiting so that a restart "
+                             "resumes from the last commit", time.monotonic() - since)
+                logging.shutdown()
+                os._exit(3)
+
     def run(self, *, idle_stop_s: float | None = None, max_messages: int | None = None) -> EngineStats:
+        watchdog_stop = threading.Event()
+        threading.Thread(target=self._watch_transactions, args=(watchdog_stop,), daemon=True,
+                         name="txn-watchdog").start()
         try:
             if self.producer is None:
                 self.start()
@@ -342,6 +368,7 @@ class EngineRunner:
             self._clean = False
             raise
         finally:
+            watchdog_stop.set()
             self.close()
         return self.stats
 
@@ -442,6 +469,7 @@ class EngineRunner:
     def _commit(self, alerts: list[Any], offsets: dict[tuple[str, int], int], checkpoint: bool) -> None:
         assert self.consumer is not None and self.producer is not None
         producer = self.producer
+        self._txn_since = time.monotonic()
         producer.begin_transaction()
         for alert in alerts:
             self._produce(self.t_alerts, alert.key, encode(alert))
@@ -475,6 +503,7 @@ class EngineRunner:
         # any failure here raises: the process dies and its restart resumes from the last commit
         ending = time.perf_counter()
         producer.commit_transaction(30)
+        self._txn_since = None
         self.stats.end_txn_s += time.perf_counter() - ending
         self.stats.transactions += 1
         if checkpoint:
