@@ -222,13 +222,11 @@ class EngineRunner:
         numbers = {tp.partition or 0 for tp in partitions}
         for p in self._owned - numbers:
             self._drop_partition(p)
-        committed = {(tp.topic or "", tp.partition or 0): tp.offset
-                     for tp in consumer.committed([TopicPartition(t, p) for t, p in
-                                                   {(tp.topic or "", tp.partition or 0) for tp in partitions}],
-                                                  timeout=30)}
-        done: dict[tuple[str, int], int] = {}
-        for key, offset in committed.items():
-            done[key] = offset if offset >= 0 else consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)[0]
+        done: dict[tuple[str, int], int] = {}  # committed offset, else the partition's start
+        for tp in consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30):
+            key = (tp.topic or "", tp.partition or 0)
+            done[key] = tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(TopicPartition(*key),
+                                                                                        timeout=10)[0]
         gained = set()
         for p in numbers:
             keys = [k for k in done if k[1] == p]
@@ -449,19 +447,18 @@ class EngineRunner:
         return len(msgs)
 
     def _replay(self, msg: Message, topic: str, partition: int) -> None:
+        value = msg.value() or b""
         try:
             if topic == self.t_ticks:
-                tick = self._tick_decoder.decode(msg.value() or b"")
-                self._partition_of[tick.symbol] = partition
-                self.evaluator.on_tick(tick)
+                event: Any = self._tick_decoder.decode(value)
+                self.evaluator.on_tick(event)
             elif topic == self.t_metrics:
-                bar = self._bar_decoder.decode(msg.value() or b"")
-                self._partition_of[bar.symbol] = partition
-                self.evaluator.on_bar(bar)
+                event = self._bar_decoder.decode(value)
+                self.evaluator.on_bar(event)
             else:
-                prediction = self._prediction_decoder.decode(msg.value() or b"")
-                self._partition_of[prediction.symbol] = partition
-                self.evaluator.on_prediction(prediction)
+                event = self._prediction_decoder.decode(value)
+                self.evaluator.on_prediction(event)
+            self._partition_of[event.symbol] = partition
         except (InvalidEvent, ValueError):
             pass  # dead-lettered before the crash
         self.stats.replayed += 1

@@ -11,10 +11,9 @@ rule id and each event carries the rule's version.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,16 +119,13 @@ def announce_all_rules(session: Session, settings: Settings) -> int:
     return len(rules)
 
 
-LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                           KafkaError.UNKNOWN_TOPIC_OR_PART})
-
-
 def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int:
     """When the ``rules`` topic holds no record at all while the database has rules (nothing is
     pending in the outbox either), announce them all again; return how many were queued."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     from events.kafka import consumer_config
+    from events.status import end_offsets
 
     topic = settings.topic("rules")
     with sessions() as session:
@@ -144,19 +140,7 @@ def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int
         meta = probe.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
             return 0  # the topic is missing: `python -m events topics` (the release phase) creates it
-        held = 0
-        deadline = time.monotonic() + 15
-        for p in meta.partitions:
-            while True:
-                try:
-                    low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                    break
-                except KafkaException as exc:  # a topic just created: its leader is still moving in
-                    if not exc.args[0].retriable() and exc.args[0].code() not in LEADER_MOVING \
-                            or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            held += high - low
+        held = sum(end_offsets(probe, topic, len(meta.partitions)))  # compaction never moves the start
     finally:
         probe.close()
     if held:

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from events.kafka import admin_client, topic_specs
 from events.settings import Settings
 
 
-def end_offsets(consumer: Consumer, topic: str, partitions: int) -> list[int]:
+# a topic just created (or a broker just restarted): its partition leaders are still moving in
+LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
+def end_offsets(consumer: Consumer, topic: str, partitions: int, settle_s: float = 15.0) -> list[int]:
+    """Each partition's end offset; waits up to ``settle_s`` for leaders that are moving in."""
+    deadline = time.monotonic() + settle_s
     ends = []
     for p in range(partitions):
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+        while True:
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                break
+            except KafkaException as exc:
+                if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # ask again once the leader is in place
         ends.append(high)
     return ends
 
