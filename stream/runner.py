@@ -115,7 +115,10 @@ def _run(cfg: StreamSettings, shutdown: ShutdownFlag, report_every_s: float) -> 
         log.info("stopped; %s", progress.line())
         error = query.exception()
         spark.stop()
-    if error is not None:
+    if error is not None and not shutdown.is_set():
         log.error("query failed: %s", error)
         return 1
+    if error is not None:  # the same clean stop as in run(), reported by the query instead of raised
+        log.info("stopped while Spark's JVM went down with the process group (%s); state is in the checkpoint",
+                 type(error).__name__)
     return 0
