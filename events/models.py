@@ -53,6 +53,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: rotated at logout and password change: a remember-me cookie or session signed with an
+    #: older nonce no longer logs anyone in
+    auth_nonce: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     watchlists: Mapped[list["Watchlist"]] = relationship(back_populates="user", cascade="all, delete-orphan")
@@ -113,6 +116,9 @@ class Channel(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     failing_since: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     disabled_reason: Mapped[Optional[str]] = mapped_column(String(500))
+    #: when the owner proved the target is theirs (email: a signed link); an unconfirmed
+    #: email channel receives nothing but the confirmation mail
+    confirmed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
