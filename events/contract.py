@@ -3,7 +3,8 @@
 Events travel as JSON objects (readable by Spark's ``from_json`` and by
 operators with a console consumer). Every event has:
 
-``type``  the event type tag (``tick``, ``bar``, ``prediction``, ``rule``, ``alert``)
+``type``  the event type tag (``tick``, ``bar``, ``prediction``, ``rule``, ``alert``,
+          ``watched``, ``history_bar``)
 ``v``     the schema version of that type
 ``id``    a unique id; deterministic where a replay must reproduce it
 ``ts``    event time, epoch milliseconds, UTC
@@ -29,11 +30,13 @@ __all__ = [
     "Bar",
     "Condition",
     "Event",
+    "HistoryBar",
     "InvalidEvent",
     "Prediction",
     "Rule",
     "Tick",
     "TOPICS",
+    "Watched",
     "DLQ_SUFFIX",
     "decode",
     "decoder_for",
@@ -131,6 +134,10 @@ class Bar(Event, frozen=True, kw_only=True, tag="bar"):
     rsi_14: OptFloat = None
     volume_avg_20: OptFloat = None
     volume_ratio: OptFloat = None
+    #: folded from backfilled history (a ``HistoryBar``), not from live ticks: it warms every
+    #: consumer's state (indicators, rule windows, forecast inputs, charts) but never fires an
+    #: alert, since an alert is about now
+    history: bool = False
 
     def __post_init__(self) -> None:
         _check_finite(self, BAR_FLOAT_FIELDS)
@@ -147,6 +154,55 @@ BAR_FLOAT_FIELDS = (
     "sma_20", "ema_12", "ema_26", "macd", "volatility_20", "zscore_20", "rsi_14",
     "volume_avg_20", "volume_ratio",
 )
+
+
+class HistoryBar(Event, frozen=True, kw_only=True, tag="history_bar"):
+    """One closed historical bar of a newly watched symbol, from the backfill. Topic ``history``,
+    key ``symbol`` (co-partitioned with ``ticks``).
+
+    The stream job folds it with the same state function as live bars and emits it to
+    ``metrics`` as a ``Bar`` with ``history=True`` and the same deterministic id a live bar
+    of that start would have; a history bar at or before a symbol's newest bar is dropped,
+    so a repeated backfill changes nothing and history never replaces a live bar.
+    ``id`` is ``history_bar_id(symbol, bar_seconds, start_ms)``; ``ts`` is the bar's end.
+    """
+
+    symbol: Symbol
+    start_ms: EpochMs
+    bar_seconds: Annotated[int, msgspec.Meta(gt=0)]
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: NonNegative
+    source: ShortText
+
+    def __post_init__(self) -> None:
+        _check_finite(self, ("open", "high", "low", "close", "volume"))
+        if self.low > self.high:
+            raise ValueError("`low` must not exceed `high`")
+        if not self.low <= self.open <= self.high or not self.low <= self.close <= self.high:
+            raise ValueError("`open` and `close` must lie within [`low`, `high`]")
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class Watched(Event, frozen=True, kw_only=True, tag="watched"):
+    """A symbol somebody watches (a watchlist holds it, or a rule names it or its watchlist).
+    Topic ``watched`` (compacted), key ``symbol``; a tombstone (null value) means nobody does.
+
+    ``watchers`` is how many distinct users watch it; ``id`` is ``watched_id(symbol, ts)``.
+    Ingest reads the topic from the beginning and follows it.
+    """
+
+    symbol: Symbol
+    watchers: Annotated[int, msgspec.Meta(ge=1)]
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
 
 
 class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
@@ -289,6 +345,8 @@ TOPICS: dict[str, type[Event]] = {
     "predictions": Prediction,
     "rules": Rule,
     "alerts": Alert,
+    "watched": Watched,
+    "history": HistoryBar,
 }
 _TOPIC_OF: dict[type[Event], str] = {cls: topic for topic, cls in TOPICS.items()}
 
@@ -346,6 +404,14 @@ def tick_id(source: str, symbol: str, seq: int) -> str:
 
 def bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
     return f"bar:{symbol}:{bar_seconds}:{start_ms}"
+
+
+def history_bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
+    return f"hist:{symbol}:{bar_seconds}:{start_ms}"
+
+
+def watched_id(symbol: str, ts_ms: int) -> str:
+    return f"watched:{symbol}:{ts_ms}"
 
 
 def prediction_id(symbol: str, base_start_ms: int, horizon_bars: int, model_version: str) -> str:

@@ -54,6 +54,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("predictions"), p, {**keyed, "retention.ms": str(90 * DAY_MS)}),
         TopicSpec(settings.topic("alerts"), p, {**keyed, "retention.ms": str(365 * DAY_MS)}),
         TopicSpec(settings.topic("rules"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        TopicSpec(settings.topic("watched"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        TopicSpec(settings.topic("history"), p, {**keyed, "retention.ms": str(7 * DAY_MS)}),
     ]
     dlq = {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
     specs += [TopicSpec(s.name + DLQ_SUFFIX, 1, dlq) for s in list(specs)]
