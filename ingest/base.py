@@ -24,6 +24,7 @@ class RawTick(NamedTuple):
     ts_ms: int
     price: float
     size: float
+    session: str | None = None  # "pre" | "regular" | "post" where the source knows it
 
 
 class Source(Protocol):
@@ -35,6 +36,18 @@ class Source(Protocol):
     dedupe: bool
 
     def next_batch(self, max_ticks: int) -> list[RawTick] | None: ...
+
+
+class FollowingSource(Source, Protocol):
+    """A source whose symbol set follows demand (the ``watched`` topic plus an operator floor).
+
+    ``follow`` is called from the ingest loop's thread with the whole wanted set each time it
+    changes (never concurrently with ``next_batch``); the source starts producing for symbols
+    new to the set (subscribe) and stops for those no longer in it (unsubscribe). It must not
+    block for long: network work happens in the source's own thread or on the next poll.
+    """
+
+    def follow(self, symbols: frozenset[str]) -> None: ...
 
 
 @dataclass
@@ -70,5 +83,5 @@ class Sequencer:
         self.stats.emitted += 1
         return Tick(
             id=tick_id(self.source, raw.symbol, seq), ts=raw.ts_ms, symbol=raw.symbol,
-            price=raw.price, size=raw.size, source=self.source, seq=seq,
+            price=raw.price, size=raw.size, source=self.source, seq=seq, session=raw.session,
         )
