@@ -34,7 +34,9 @@ def make_engine(database_url: str, **kwargs: object) -> Engine:
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(make_engine(settings.database_url), expire_on_commit=False)
+    from events.demand import install
+
+    return install(sessionmaker(make_engine(settings.database_url), expire_on_commit=False), settings)
 
 
 def _alembic_config(database_url: str):  # type: ignore[no-untyped-def]

@@ -158,6 +158,17 @@ class RuleChannel(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
 
 
+class WatchedSymbol(Base):
+    """The demand last announced on the ``watched`` topic (see events.demand): one row per
+    symbol that any watchlist or rule watches, with how many users watch it."""
+
+    __tablename__ = "watched_symbols"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    watchers: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
 class OutboxEvent(Base):
     """A message to publish, written in the same transaction as the change it announces.
 

@@ -119,14 +119,28 @@ def announce_all_rules(session: Session, settings: Settings) -> int:
     return len(rules)
 
 
-def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int:
-    """When the ``rules`` topic holds no record at all while the database has rules (nothing is
-    pending in the outbox either), announce them all again; return how many were queued."""
+def topic_is_empty(settings: Settings, topic: str) -> bool:
+    """Whether ``topic`` exists and has never held a record (compaction never moves the start,
+    so a compacted topic that ever held one has a non-zero end). A missing topic is not empty:
+    ``python -m events topics`` (the release phase) creates it, and there is nothing to refill."""
     from confluent_kafka import Consumer
 
     from events.kafka import consumer_config
     from events.status import end_offsets
 
+    probe = Consumer(consumer_config(settings, "tickerbell-relay-probe"))
+    try:
+        meta = probe.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return False
+        return sum(end_offsets(probe, topic, len(meta.partitions))) == 0
+    finally:
+        probe.close()
+
+
+def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    """When the ``rules`` topic holds no record at all while the database has rules (nothing is
+    pending in the outbox either), announce them all again; return how many were queued."""
     topic = settings.topic("rules")
     with sessions() as session:
         if session.scalar(select(models.Rule.id).limit(1)) is None:
@@ -135,15 +149,7 @@ def heal_rules_topic(settings: Settings, sessions: sessionmaker[Session]) -> int
             models.OutboxEvent.topic == topic, models.OutboxEvent.published_at.is_(None)).limit(1))
         if pending is not None:
             return 0
-    probe = Consumer(consumer_config(settings, "tickerbell-relay-probe"))
-    try:
-        meta = probe.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return 0  # the topic is missing: `python -m events topics` (the release phase) creates it
-        held = sum(end_offsets(probe, topic, len(meta.partitions)))  # compaction never moves the start
-    finally:
-        probe.close()
-    if held:
+    if not topic_is_empty(settings, topic):
         return 0
     with sessions() as session:
         queued = announce_all_rules(session, settings)
@@ -184,10 +190,13 @@ def run_relay(settings: Settings, sessions: sessionmaker[Session], shutdown: Shu
 
     producer = EventProducer(settings)
     backoff = Backoff()
-    try:
-        heal_rules_topic(settings, sessions)
-    except (DBAPIError, KafkaException) as exc:  # the loop below waits for them; healing is best effort
-        log.warning("outbox relay: could not check the rules topic: %s", exc)
+    from events.demand import heal_watched_topic
+
+    for heal in (heal_rules_topic, heal_watched_topic):
+        try:
+            heal(settings, sessions)
+        except (DBAPIError, KafkaException) as exc:  # the loop below waits for them; healing is best effort
+            log.warning("outbox relay: %s could not check its topic: %s", heal.__name__, exc)
     while not shutdown.is_set():
         try:
             published = relay_once(sessions, producer)
