@@ -20,6 +20,11 @@ Conventions:
 * A bar is closed, and emitted once, when the watermark reaches its end. The
   watermark is the largest event time seen minus the lateness (see
   :func:`effective_watermark`).
+* Backfilled history (closed ``HistoryBar`` rows) is folded by :func:`add_history`
+  with the same indicator step as a live bar closing, strictly between the
+  symbol's newest closed bar and its oldest open bar: a repeated backfill
+  changes nothing and history never replaces a live bar. History moves no
+  watermark (it is older than the live ticks that follow it) and needs no timer.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from events.contract import Bar, bar_id
 from stream.indicators import IndicatorState, step, to_optional
 
 __all__ = [
-    "OpenBar", "ShardState", "SymbolState", "add_ticks", "close_bars", "dump_state", "effective_watermark",
-    "load_state",
+    "HISTORY_COLUMNS", "HistoryBatchResult", "OpenBar", "ShardState", "SymbolState", "add_history", "add_ticks",
+    "close_bars", "dump_state", "effective_watermark", "load_state",
 ]
 
 
@@ -185,6 +190,75 @@ def close_bars(state: ShardState, watermark_ms: int, bar_seconds: int) -> list[B
             out.append(_bar_event(symbol, start_ms, bar_seconds, bar, to_optional(values, i)))
         round_no += 1
     return out
+
+
+HISTORY_COLUMNS = ("symbol", "start_ms", "bar_seconds", "open", "high", "low", "close", "volume",
+                   "partition", "offset")
+
+
+@dataclass(frozen=True)
+class HistoryBatchResult:
+    bars: list[Bar]            # Bar(history=True) events, each symbol's in start order
+    dropped: pd.DataFrame      # input rows not folded: already covered, or at/after a live bar
+    wrong_size: pd.DataFrame   # input rows of another bar length (for the DLQ, reason ``bar_seconds``)
+
+
+def add_history(state: ShardState, rows: pd.DataFrame, bar_seconds: int) -> HistoryBatchResult:
+    """Fold a micro-batch of one shard's valid history bars into its symbols' state (mutates ``state``).
+
+    ``rows`` has at least the columns :data:`HISTORY_COLUMNS`, in any order. Each symbol's
+    bars are folded oldest first through :func:`stream.indicators.step`, exactly as
+    :func:`close_bars` folds a live bar, so history + live gives the indicators of one
+    continuous series. A bar is folded only if its start lies after the symbol's newest
+    closed bar and before its oldest open bar; the rest (a re-sent backfill, history
+    overlapping live data, a duplicate in the batch) is returned in ``dropped``.
+    Neither ``max_ts`` nor the timers move: history says nothing about how far live
+    event time has got.
+    """
+    if rows.empty:
+        return HistoryBatchResult([], rows, rows)
+    size_ok = rows["bar_seconds"].to_numpy(dtype=np.int64) == bar_seconds
+    wrong_size = rows[~size_ok]
+    rows = rows[size_ok].sort_values(["symbol", "start_ms", "partition", "offset"], kind="stable")
+    first = ~rows.duplicated(["symbol", "start_ms"], keep="first")
+    floor = {s: ss.last_closed_start for s, ss in state.symbols.items()}
+    ceiling = {s: min(ss.open_bars) for s, ss in state.symbols.items() if ss.open_bars}
+    start = rows["start_ms"].to_numpy(dtype=np.int64)
+    lo = rows["symbol"].map(floor).fillna(-1).to_numpy(dtype=np.int64)
+    hi = rows["symbol"].map(ceiling).fillna(float(1 << 62)).to_numpy(dtype=np.int64)  # no open bar: no ceiling
+    keep = first.to_numpy() & (start > lo) & (start < hi)
+    dropped, kept = rows[~keep], rows[keep]
+    due: dict[str, list[tuple[int, float, float, float, float, float]]] = {}
+    for r in kept.itertuples(index=False):
+        due.setdefault(r.symbol, []).append(
+            (int(r.start_ms), float(r.open), float(r.high), float(r.low), float(r.close), float(r.volume)))
+    out: list[Bar] = []
+    round_no = 0
+    while True:  # round r folds every symbol's r-th bar at once (step is vectorised across symbols)
+        symbols = sorted(s for s, bars in due.items() if len(bars) > round_no)
+        if not symbols:
+            break
+        sym_states = [state.symbols.get(s) or state.symbols.setdefault(s, SymbolState()) for s in symbols]
+        bars = [due[s][round_no] for s in symbols]
+        new_ind, values = step([ss.indicators for ss in sym_states], [b[4] for b in bars], [b[5] for b in bars])
+        for i, (symbol, ss, (start_ms, o, h, low, c, v)) in enumerate(zip(symbols, sym_states, bars)):
+            ss.indicators = new_ind[i]
+            ss.last_closed_start = start_ms
+            out.append(_history_event(symbol, start_ms, bar_seconds, o, h, low, c, v, to_optional(values, i)))
+        round_no += 1
+    return HistoryBatchResult(out, dropped, wrong_size)
+
+
+def _history_event(symbol: str, start_ms: int, bar_seconds: int, o: float, h: float, low: float, c: float,
+                   v: float, indicators: dict[str, float | None]) -> Bar:
+    # A history bar has no ticks: its vwap is the typical price (high + low + close) / 3, the
+    # usual stand-in from OHLC, and its count is 1 (one observation; the contract wants > 0).
+    vwap = min(max((h + low + c) / 3.0, low), h)
+    return Bar(
+        id=bar_id(symbol, bar_seconds, start_ms), ts=start_ms + bar_seconds * 1000,
+        symbol=symbol, start_ms=start_ms, bar_seconds=bar_seconds, open=o, high=h, low=low, close=c,
+        volume=v, count=1, vwap=vwap, history=True, **indicators,  # type: ignore[arg-type]
+    )
 
 
 def _bar_event(symbol: str, start_ms: int, bar_seconds: int, bar: OpenBar,
