@@ -15,13 +15,13 @@ the stream job folds it with the same state function as live bars (``stream.bars
 from __future__ import annotations
 
 import zlib
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from events.contract import HistoryBar, history_bar_id
 
-__all__ = ["SymbolParams", "frame_to_history", "history_window", "simulated_history", "symbol_params"]
+__all__ = ["SymbolParams", "frame_to_history", "history_window", "simulated_history", "symbol_params", "yahoo_history"]
 
 MS_PER_TRADING_YEAR = 252 * 6.5 * 3600 * 1000
 #: sub-steps simulated inside one history bar (open, high, low and close come from them)
@@ -130,3 +130,35 @@ def frame_to_history(frame: Any, symbol: str, *, bar_seconds: int, source: str,
                               start_ms=start, bar_seconds=bar_seconds, open=o, high=h, low=low, close=c,
                               volume=v, source=source))
     return out
+
+
+Fetch = Callable[[str, str, str], Any]  # (symbol, period, interval) -> yfinance history frame
+
+
+def yfinance_history_fetch(symbol: str, period: str, interval: str, timeout_s: float = 10.0) -> Any:
+    import yfinance as yf
+
+    return yf.Ticker(symbol).history(period=period, interval=interval, timeout=timeout_s, raise_errors=True)
+
+
+def yahoo_request(bar_seconds: int) -> tuple[str, str]:
+    """(period, interval) of the Yahoo history request that can be resampled to ``bar_seconds``.
+
+    Yahoo serves 1-minute bars for the last 7 days and daily bars for years; a bar size that
+    is neither a whole number of minutes within a day nor a whole number of days cannot be
+    built from them.
+    """
+    if bar_seconds % 86_400 == 0:
+        return "5y", "1d"
+    if bar_seconds % 60 == 0 and bar_seconds < 86_400:
+        return "5d", "1m"
+    raise ValueError(f"Yahoo history has 1-minute and daily bars; BAR_SECONDS={bar_seconds} cannot be built from them")
+
+
+def yahoo_history(symbol: str, *, bar_seconds: int, end_ms: int, n_bars: int,
+                  fetch: Fetch = yfinance_history_fetch) -> list[HistoryBar]:
+    """The last ``n_bars`` closed bars of ``symbol`` before ``end_ms`` from Yahoo (raises on failure)."""
+    period, interval = yahoo_request(bar_seconds)
+    bars = frame_to_history(fetch(symbol, period, interval), symbol, bar_seconds=bar_seconds,
+                            source="yfinance-history", before_ms=end_ms)
+    return bars[-n_bars:] if n_bars > 0 else []

@@ -1,5 +1,10 @@
 """The ingest process: pull ticks from a source at a rate, sequence them, publish to ``ticks``.
 
+With a :class:`~ingest.demand.DemandFollower` the loop follows the ``watched`` topic: when
+the wanted set changes, each symbol new to it is first backfilled (its history published to
+``history`` and flushed, so the stream job sees it no later than the first live tick), then
+the source is told the whole set (``FollowingSource.follow``).
+
 Pacing is a token bucket over the monotonic clock (``rate`` ticks per
 second; 0 means as fast as the broker takes them). The producer is
 idempotent with ``acks=all``; the loop flushes before it reports and before
@@ -12,9 +17,19 @@ import logging
 import time
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING, Callable
+
 from events import observability as obs
+from events.contract import HistoryBar
 from events.kafka import EventProducer, ShutdownFlag
 from ingest.base import Sequencer, Source
+
+#: symbol, end (epoch ms) -> that symbol's closed history bars before the end, oldest first
+HistoryFn = Callable[[str, int], list[HistoryBar]]
+DEMAND_POLL_S = 0.5
+
+if TYPE_CHECKING:
+    from ingest.demand import DemandFollower
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +40,87 @@ class IngestReport:
     duplicates: int
     out_of_order: int
     elapsed_s: float
+    history_bars: int = 0
 
     @property
     def rate(self) -> float:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+class DemandTracker:
+    """What the loop does when demand changes: backfill the newly wanted, then re-point the source."""
+
+    def __init__(self, demand: "DemandFollower", source: Source, producer: EventProducer,
+                 history: HistoryFn | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+        if not hasattr(source, "follow"):
+            raise ValueError(f"source {source.name} cannot follow demand; give it a fixed symbol list")
+        self.demand, self.source, self.producer, self.history = demand, source, producer, history
+        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.current: frozenset[str] = frozenset()
+        self.backfilled: set[str] = set()
+        self.history_bars = 0
+        self._topic = producer.settings.topic("history")
+        self._counter = obs.EVENTS_OUT.labels("ingest", "history")
+        self._next_poll = 0.0
+
+    def apply(self, wanted: frozenset[str]) -> None:
+        added, removed = wanted - self.current, self.current - wanted
+        if self.history is not None:
+            now_ms = self.clock_ms()
+            sent = 0
+            for symbol in sorted(added - self.backfilled):
+                try:
+                    bars = self.history(symbol, now_ms)
+                except Exception as exc:  # noqa: BLE001 - a source's history failing must not stop live data
+                    log.warning("ingest: no history for %s (%s: %s); live data only", symbol, type(exc).__name__, exc)
+                    continue
+                for bar in bars:
+                    self.producer.produce(bar, self._topic)
+                sent += len(bars)
+                self.backfilled.add(symbol)
+            if sent:
+                self.producer.flush()  # history is durable before the first live tick of those symbols
+                self._counter.inc(sent)
+                self.history_bars += sent
+        self.source.follow(wanted)  # type: ignore[attr-defined]
+        self.current = wanted
+        if added or removed:
+            log.info("ingest: following %d symbols (+%s -%s)", len(wanted), ",".join(sorted(added)[:20]) or "0",
+                     ",".join(sorted(removed)[:20]) or "0")
+
+    def start(self) -> None:
+        self.apply(self.demand.catch_up())
+
+    def step(self, now_s: float) -> None:
+        if now_s < self._next_poll:
+            return
+        self._next_poll = now_s + DEMAND_POLL_S
+        wanted = self.demand.poll()
+        if wanted is not None:
+            self.apply(wanted)
+
+
 def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, *, rate: float = 50.0,
                max_ticks: int | None = None, duration_s: float | None = None, batch: int = 2000,
-               report_every_s: float = 10.0) -> IngestReport:
-    """Publish ticks until the source is exhausted, ``max_ticks``/``duration_s`` is reached, or shutdown."""
+               report_every_s: float = 10.0, demand: "DemandFollower | None" = None,
+               history: HistoryFn | None = None) -> IngestReport:
+    """Publish ticks until the source is exhausted, ``max_ticks``/``duration_s`` is reached, or shutdown.
+
+    With ``demand`` the source follows the watched symbols (backfilled through ``history``
+    when given); without it the source's own symbol list is published as before.
+    """
     seq = Sequencer(source.name, dedupe=source.dedupe)
     out_counter = obs.EVENTS_OUT.labels("ingest", "ticks")
     topic = producer.settings.topic("ticks")
+    tracker = DemandTracker(demand, source, producer, history) if demand is not None else None
+    if tracker is not None:
+        tracker.start()
     start = last_report = time.monotonic()
     produced = 0
     while not shutdown.is_set():
         now = time.monotonic()
+        if tracker is not None:
+            tracker.step(now)
         if duration_s is not None and now - start >= duration_s:
             break
         if max_ticks is not None and produced >= max_ticks:
@@ -74,4 +153,5 @@ def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, 
                      produced, produced / (now - start), seq.stats.duplicates, seq.stats.out_of_order)
             last_report = now
     producer.flush()
-    return IngestReport(produced, seq.stats.duplicates, seq.stats.out_of_order, time.monotonic() - start)
+    return IngestReport(produced, seq.stats.duplicates, seq.stats.out_of_order, time.monotonic() - start,
+                        tracker.history_bars if tracker is not None else 0)

@@ -17,6 +17,7 @@ import numpy as np
 
 from events.markethours import session_fraction
 from ingest.base import RawTick
+from ingest.history import symbol_params
 
 MS_PER_TRADING_YEAR = 252 * 6.5 * 3600 * 1000
 
@@ -49,24 +50,38 @@ class SimSource:
     def __init__(self, symbols: list[str] | tuple[str, ...] = DEFAULT_SYMBOLS, seed: int = 7,
                  time_scale: float = 60.0, jump_prob: float = 0.0005,
                  clock_ms: Callable[[], int] | None = None) -> None:
-        if not symbols:
-            raise ValueError("at least one symbol is required")
-        self.symbols = list(symbols)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.time_scale = time_scale
         self.jump_prob = jump_prob
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        now = self.clock_ms()
-        self.state = [
-            SymbolState(
-                price=float(round(self.rng.uniform(20, 500), 2)),
-                drift=float(self.rng.normal(0.06, 0.15)),
-                vol=float(self.rng.uniform(0.15, 0.6)),
-                last_ms=now,
-            )
-            for _ in self.symbols
-        ]
+        self.symbols: list[str] = []
+        self.state: list[SymbolState] = []
+        self._parked: dict[str, SymbolState] = {}  # dropped symbols, kept to continue if watched again
         self._cursor = 0
+        self.follow(frozenset(symbols), order=list(symbols))
+
+    def follow(self, symbols: frozenset[str], order: list[str] | None = None) -> None:
+        """Generate exactly ``symbols`` from now on (FollowingSource).
+
+        A symbol new to the set starts from its own seeded character
+        (:func:`ingest.history.symbol_params`): the price its simulated history ends at,
+        so the live path continues the backfilled one. A symbol dropped and added again
+        continues from where it stopped.
+        """
+        keep = {sym: st for sym, st in zip(self.symbols, self.state)}
+        self._parked.update(keep)
+        now = self.clock_ms()
+        names = [s for s in (order or sorted(symbols)) if s in symbols]
+        states = []
+        for sym in names:
+            st = self._parked.pop(sym, None)
+            if st is None:
+                params = symbol_params(sym, self.seed)
+                st = SymbolState(price=params.price, drift=params.drift, vol=params.vol, last_ms=now)
+            states.append(st)
+        self.symbols, self.state = names, states
+        self._cursor = self._cursor % len(names) if names else 0
         self._drift = np.array([st.drift for st in self.state])
         self._vol = np.array([st.vol for st in self.state])
 
@@ -78,7 +93,7 @@ class SimSource:
         symbol's previous tick, later ones 1 ms).
         """
         n = max_ticks
-        if n <= 0:
+        if n <= 0 or not self.symbols:
             return []
         now = self.clock_ms()
         rng = self.rng

@@ -83,6 +83,11 @@ class YahooSource:
         self.stats = YahooStats()
         self._last_request_ms = 0
 
+    def follow(self, symbols: frozenset[str]) -> None:
+        """Poll exactly ``symbols`` from now on (FollowingSource); a symbol kept keeps its poll state."""
+        self.symbols = sorted(symbols)
+        self.polls = {s: self.polls.get(s) or SymbolPoll() for s in self.symbols}
+
     def backoff_ms(self, failures: int) -> int:
         return min(self.max_backoff_ms, 1000 * 2 ** min(failures, 20))
 
