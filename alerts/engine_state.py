@@ -18,6 +18,14 @@ one firing per bar), cooldown (``cooldown_s`` since the last firing). A
 condition that is true while a gate is closed fires when the gate opens, if
 still true. ``once_per_bar_close`` rules are evaluated on bar closes only
 (``price`` reads the bar's close).
+
+A backfilled bar (``Bar.history``) only warms: it advances each rule's
+condition memory (the previous side for a crossing, the window of a move), its
+arming and its pending clock, with price rules reading the bar's close, but
+never fires, resolves or touches the firing gates, since an alert is about
+now. The first live observation then acts on a state that already knows the
+past: a crossing whose "before" lies in the history fires on the first live
+bar on the other side.
 """
 
 from __future__ import annotations
@@ -201,6 +209,28 @@ class CompiledRule:
             return NOTHING
         return self.advance(st, observed, ts_ms)
 
+    def warm(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> None:
+        """Fold a history observation into the condition state; never a firing or a resolution.
+
+        The same condition memory :meth:`step` keeps (``observe`` updates the side and the
+        move window exactly as the fast path does) and the pending clock of a level
+        condition (how long it has held); the lifecycle (firing, fired, cooldown,
+        once-per-bar) is left alone. An armed operator is armed by an opposite
+        observation, and disarmed again by a crossing inside the history: that crossing
+        is over, so only a crossing after the history fires.
+        """
+        obs = self.cond.observe(values, st.cond, ts_ms)
+        if obs is None or st.firing:
+            return
+        kind = self.cond.kind
+        if kind == "level" and obs.active:
+            if st.true_since_ms is None:
+                st.true_since_ms = ts_ms
+            return
+        if kind == "armed":
+            st.armed = not obs.active
+        st.true_since_ms = None
+
     def advance(self, st: RuleState, obs: Observation, ts_ms: int) -> list[tuple[str, float, float | None]]:
         """The lifecycle transition for one observation (the general path)."""
         out: list[tuple[str, float, float | None]] = []
@@ -357,6 +387,9 @@ class Evaluator:
         symbol = bar.symbol
         if symbol not in self.watched:
             return []
+        if bar.history:
+            self._warm(bar)
+            return []
         st = self._symbol(symbol)
         st.values.update(bar_values(bar))
         self.dirty.add(symbol)
@@ -371,6 +404,25 @@ class Evaluator:
                 values = {**st.values, "price": bar.close}
                 self._evaluate(closing, symbol, st, values, bar.ts, bar.id, out)
         return out
+
+    def _warm(self, bar: Bar) -> None:
+        """A backfilled bar: every rule on the symbol folds it (``price`` reads its close), none fires."""
+        symbol = bar.symbol
+        st = self._symbol(symbol)
+        st.values.update(bar_values(bar))
+        self.dirty.add(symbol)
+        at_close = {**st.values, "price": bar.close}
+        seen: set[int] = set()
+        for kind in ("bar", "tick"):
+            for compiled in self.index[kind].get(symbol, ()):
+                rule = compiled.rule
+                if rule.rule_id in seen:
+                    continue
+                seen.add(rule.rule_id)
+                rs = st.rules.get(rule.rule_id)
+                if rs is None or rs.version != rule.version:
+                    rs = st.rules[rule.rule_id] = compiled.new_state()
+                compiled.warm(rs, at_close, bar.ts)
 
     def on_prediction(self, pred: Prediction) -> list[Alert]:
         symbol = pred.symbol
