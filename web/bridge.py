@@ -3,7 +3,11 @@
 Ticks, bars and forecasts go to the symbol's room, coalesced so a browser
 gets at most one ``update`` per symbol every ``interval_s`` (0.1 s: about 10
 per second) whatever the tick rate: an update carries the latest price, every
-bar closed since the last one (bounded) and the latest forecast. Alerts go at
+bar closed since the last one (bounded) and the latest forecast. Backfilled
+bars (``Bar.history``) are not pushed one by one (a backfill is hundreds of
+bars at once, and the chart loads history from the API): an update says only
+``history_ms``, the end of the newest history bar since the last update, so an
+open page knows to reload its bars. Alerts go at
 once to their owner's room as ``alert``. The bridge is a live view: a new
 consumer group starts at the end of the topics (``offset_reset``), and
 offsets are committed after the batch's updates are handed to Redis.
@@ -56,9 +60,10 @@ class _Pending:
     price_ts_ms: int = 0
     bars: dict[int, dict[str, Any]] = field(default_factory=dict)
     prediction: dict[str, Any] | None = None
+    history_ms: int | None = None   # end of the newest backfilled bar since the last update
 
     def empty(self) -> bool:
-        return self.price is None and not self.bars and self.prediction is None
+        return self.price is None and not self.bars and self.prediction is None and self.history_ms is None
 
 
 class Coalescer:
@@ -81,6 +86,9 @@ class Coalescer:
             slot = self._slot(event.symbol)
             if event.ts >= slot.price_ts_ms:
                 slot.price, slot.price_ts_ms = event.price, event.ts
+        elif isinstance(event, Bar) and event.history:
+            slot = self._slot(event.symbol)
+            slot.history_ms = max(slot.history_ms or 0, event.ts)
         elif isinstance(event, Bar):
             slot = self._slot(event.symbol)
             slot.bars[event.start_ms] = bar_payload(event)
@@ -93,7 +101,8 @@ class Coalescer:
 
     def _payload(self, symbol: str, slot: _Pending) -> dict[str, Any]:
         return {"symbol": symbol, "price": slot.price, "ts_ms": slot.price_ts_ms or None,
-                "bars": [slot.bars[k] for k in sorted(slot.bars)], "prediction": slot.prediction}
+                "bars": [slot.bars[k] for k in sorted(slot.bars)], "prediction": slot.prediction,
+                "history_ms": slot.history_ms}
 
     def due(self, now_s: float) -> list[dict[str, Any]]:
         """Updates whose symbol has not had one in the last ``interval_s``; they are then sent."""
