@@ -7,6 +7,10 @@
 ``{{alert_id}}``, ``{{chart_url}}`` and every evidence series by name.
 A template that fails to parse or render yields a plain fallback line
 rather than an exception: a user's typo must not lose the alert.
+
+Templates render in :class:`alerts.sandbox.BoundedEnvironment`: a render
+that would take more than a few milliseconds, loop steps or megabytes stops
+and falls back (the engine renders every user's messages in one process).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from alerts.sandbox import BoundedEnvironment, budget
 from events.contract import Alert
 
-__all__ = ["alert_context", "condition_text", "render", "render_json_body", "TemplateProblem", "validate_template"]
+__all__ = ["alert_context", "condition_text", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
 
-_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
+_env = BoundedEnvironment(autoescape=False, undefined=Undefined)
 MAX_OUTPUT = 16_000
 
 OP_WORDS = {
@@ -40,13 +44,13 @@ class TemplateProblem(ValueError):
 
 @lru_cache(maxsize=1024)
 def _compiled(source: str):  # type: ignore[no-untyped-def]
-    return _env.from_string(source)
+    return _env.compile_bounded(source)
 
 
 def validate_template(source: str) -> None:
     """Raise :class:`TemplateProblem` if ``source`` is not a valid template."""
     try:
-        _env.parse(source)
+        _env.instrumented(source)
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}") from None
 
@@ -86,15 +90,38 @@ def alert_context(alert: Alert, public_url: str = "", bar_seconds: int = 60,
     return ctx
 
 
+def render_bounded(source: str, context: dict[str, Any], max_chars: int = MAX_OUTPUT) -> str:
+    """Render ``source`` within the sandbox's budgets, keeping the first ``max_chars`` characters.
+
+    Raises whatever the template raises (:class:`alerts.sandbox.TemplateBudgetExceeded` when it
+    does too much). Output is pulled chunk by chunk, so a long one stops being produced at
+    ``max_chars`` rather than being produced and then cut.
+    """
+    template = _compiled(source)  # outside the budget: compiling is bounded by the source's length
+    with budget() as current:
+        parts: list[str] = []
+        size = 0
+        stream = template.generate(context)
+        try:
+            for chunk in stream:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= max_chars:
+                    break
+                current.check_time()
+        finally:
+            stream.close()
+    return "".join(parts)[:max_chars]
+
+
 def render(source: str, context: dict[str, Any], fallback: str = "") -> str:
-    """Render ``source`` in the sandbox; on any template error return ``fallback``."""
+    """Render ``source`` in the sandbox; on any template error or exceeded budget return ``fallback``."""
     if not source:
         return fallback
     try:
-        out = _compiled(source).render(context)
+        return render_bounded(source, context)
     except Exception:  # noqa: BLE001 - any failure of a user's template falls back, never loses the alert
         return fallback
-    return out[:MAX_OUTPUT]
 
 
 def default_message(context: dict[str, Any]) -> str:
@@ -106,7 +133,7 @@ def render_json_body(source: str | None, context: dict[str, Any], default: dict[
     """A webhook body: the user's template (any text, usually JSON) or the default JSON document."""
     if source:
         try:
-            return _compiled(source).render(context).encode()[:MAX_OUTPUT * 4]
+            return render_bounded(source, context, MAX_OUTPUT * 4).encode()[:MAX_OUTPUT * 4]
         except Exception:  # noqa: BLE001
             pass
     return json.dumps(default, separators=(",", ":")).encode()
