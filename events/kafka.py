@@ -56,6 +56,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("rules"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
         TopicSpec(settings.topic("watched"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
         TopicSpec(settings.topic("history"), p, {**keyed, "retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.topic("feed"), 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
     ]
     dlq = {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
     specs += [TopicSpec(s.name + DLQ_SUFFIX, 1, dlq) for s in list(specs)]

@@ -281,6 +281,19 @@ class BarRecord(Base):
     volume_ratio: Mapped[Optional[float]] = mapped_column(Float)
 
 
+class FeedStatusRecord(Base):
+    """Projection of the ``feed`` topic: what ingest last said about a symbol's data."""
+
+    __tablename__ = "feed_status"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    last_tick_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class PredictionRecord(Base):
     """Projection of the ``predictions`` topic."""
 

@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Callable
 from events import observability as obs
 from events.contract import HistoryBar
 from events.kafka import EventProducer, ShutdownFlag
-from ingest.base import Sequencer, Source
+from events.markethours import is_market_open
+from ingest.base import RawTick, Sequencer, Source
+from ingest.feed import FeedWatch
 
 #: symbol, end (epoch ms) -> that symbol's closed history bars before the end, oldest first
 HistoryFn = Callable[[str, int], list[HistoryBar]]
 DEMAND_POLL_S = 0.5
+FEED_CHECK_S = 5.0
 
 if TYPE_CHECKING:
     from ingest.demand import DemandFollower
@@ -60,8 +63,11 @@ class DemandTracker:
         self.backfilled: set[str] = set()
         self.history_bars = 0
         self._topic = producer.settings.topic("history")
+        self._feed_topic = producer.settings.topic("feed")
         self._counter = obs.EVENTS_OUT.labels("ingest", "history")
-        self._next_poll = 0.0
+        self._next_poll = self._next_check = 0.0
+        market_open = (lambda _ms: True) if source.name in ("sim", "csv") else is_market_open
+        self.feed = FeedWatch(source.name, market_open=market_open)
 
     def apply(self, wanted: frozenset[str]) -> None:
         added, removed = wanted - self.current, self.current - wanted
@@ -84,12 +90,22 @@ class DemandTracker:
                 self.history_bars += sent
         self.source.follow(wanted)  # type: ignore[attr-defined]
         self.current = wanted
+        self.feed.follow(sorted(added), sorted(removed), self.clock_ms())
+        self._publish_feed()
         if added or removed:
             log.info("ingest: following %d symbols (+%s -%s)", len(wanted), ",".join(sorted(added)[:20]) or "0",
                      ",".join(sorted(removed)[:20]) or "0")
 
+    def _publish_feed(self) -> None:
+        for status in self.feed.drain():
+            self.producer.produce(status, self._feed_topic)
+
     def start(self) -> None:
         self.apply(self.demand.catch_up())
+
+    def saw(self, raws: list[RawTick]) -> None:
+        """The ticks of one published batch (only each symbol's newest matters)."""
+        self.feed.ticks({r.symbol: r.ts_ms for r in raws}.items(), self.clock_ms())
 
     def step(self, now_s: float) -> None:
         if now_s < self._next_poll:
@@ -98,6 +114,14 @@ class DemandTracker:
         wanted = self.demand.poll()
         if wanted is not None:
             self.apply(wanted)
+        if now_s >= self._next_check:
+            self._next_check = now_s + FEED_CHECK_S
+            problems = getattr(self.source, "problems", None)
+            now_ms = self.clock_ms()
+            if problems is not None:
+                self.feed.problems(problems(), now_ms)
+            self.feed.check(now_ms)
+        self._publish_feed()
 
 
 def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, *, rate: float = 50.0,
@@ -147,6 +171,8 @@ def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, 
                 producer.produce(event, topic)
                 produced += 1
         out_counter.inc(produced - before)
+        if tracker is not None:
+            tracker.saw(raws)
         if now - last_report >= report_every_s:
             producer.flush()
             log.info("ingest: %d ticks (%.0f/s), %d duplicates dropped, %d out of order",

@@ -54,6 +54,7 @@ class SymbolPoll:
     next_poll_ms: int = 0
     last_bar_ms: int = 0
     failures: int = 0
+    last_error: str = ""
 
 
 @dataclass
@@ -88,6 +89,11 @@ class YahooSource:
         self.symbols = sorted(symbols)
         self.polls = {s: self.polls.get(s) or SymbolPoll() for s in self.symbols}
 
+    def problems(self) -> dict[str, str]:
+        """Symbols Yahoo keeps failing for (three polls in a row), with the last error."""
+        return {sym: f"Yahoo Finance failed {st.failures} polls in a row (unknown or delisted symbol?): "
+                     f"{st.last_error}" for sym, st in self.polls.items() if st.failures >= 3}
+
     def backoff_ms(self, failures: int) -> int:
         return min(self.max_backoff_ms, 1000 * 2 ** min(failures, 20))
 
@@ -99,6 +105,7 @@ class YahooSource:
             bars = frame_to_bars(self.fetch(symbol))
         except Exception as exc:  # any failure of the remote side: back off, never crash the feed
             st.failures += 1
+            st.last_error = f"{type(exc).__name__}: {exc}"[:200]
             self.stats.errors += 1
             st.next_poll_ms = now + self.backoff_ms(st.failures)
             log.warning("yfinance %s failed (%s: %s); retry in %.0f s", symbol, type(exc).__name__, exc,

@@ -58,7 +58,10 @@ def symbol(symbol: str):
     symbol = wls.normalise_symbol(symbol)
     session = get_db()
     rules = rules_store.list_rules(session, uid(), symbol)
-    return render_template("symbol.html", symbol=symbol, rules=[rules_store.rule_json(session, r) for r in rules])
+    from web.store.feed import feed_note
+
+    return render_template("symbol.html", symbol=symbol, rules=[rules_store.rule_json(session, r) for r in rules],
+                           feed=feed_note(session, symbol))
 
 
 @bp.get("/rules")

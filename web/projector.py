@@ -1,4 +1,4 @@
-"""The ``projector`` process: ``metrics``, ``predictions``, ``alerts`` -> SQL read tables.
+"""The ``projector`` process: ``metrics``, ``predictions``, ``alerts``, ``feed`` -> SQL read tables.
 
 Each batch is upserted (insert, or update on the primary key) and committed;
 only then does the runner commit the Kafka offsets. Replaying a topic, or a
@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
-from events.contract import Alert, Bar, Prediction
+from events.contract import Alert, Bar, FeedStatus, Prediction
 from events.kafka import Decoded, IdleClock, ShutdownFlag, StreamRunner
 from events.settings import Settings
 
@@ -42,10 +42,15 @@ def alert_row(a: Alert) -> dict[str, Any]:
             "value": a.value, "threshold": a.threshold, "message": a.message, "trigger_event_id": a.trigger_event_id}
 
 
+def feed_row(f: FeedStatus) -> dict[str, Any]:
+    return {"symbol": f.symbol, "source": f.source, "state": f.state, "detail": f.detail,
+            "last_tick_ms": f.last_tick_ms, "ts_ms": f.ts}
+
+
 def rows_by_table(events: Sequence[contract.Event]) -> dict[type[models.Base], list[dict[str, Any]]]:
     """Pure: the rows each table gets from a batch, deduplicated by primary key (last wins)."""
     tables: dict[type[models.Base], dict[Any, dict[str, Any]]] = {
-        models.BarRecord: {}, models.PredictionRecord: {}, models.AlertRecord: {}}
+        models.BarRecord: {}, models.PredictionRecord: {}, models.AlertRecord: {}, models.FeedStatusRecord: {}}
     for e in events:
         if isinstance(e, Bar):
             tables[models.BarRecord][(e.symbol, e.bar_seconds, e.start_ms)] = bar_row(e)
@@ -53,6 +58,8 @@ def rows_by_table(events: Sequence[contract.Event]) -> dict[type[models.Base], l
             tables[models.PredictionRecord][e.id] = prediction_row(e)
         elif isinstance(e, Alert):
             tables[models.AlertRecord][e.id] = alert_row(e)
+        elif isinstance(e, FeedStatus):
+            tables[models.FeedStatusRecord][e.symbol] = feed_row(e)
     return {t: list(rows.values()) for t, rows in tables.items() if rows}
 
 
@@ -91,7 +98,8 @@ def make_runner(settings: Settings, sessions: sessionmaker[Session], shutdown: S
         return []  # nothing to produce: the runner commits offsets after this returns
 
     types: dict[str, type[contract.Event]] = {
-        settings.topic("metrics"): Bar, settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert}
+        settings.topic("metrics"): Bar, settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert,
+        settings.topic("feed"): FeedStatus}
     return StreamRunner(settings, group_id, types, transform, batch_size=2000, poll_timeout_s=0.5, shutdown=shutdown)
 
 

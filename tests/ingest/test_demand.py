@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 
-from events.contract import HistoryBar, Tick, decode
+from events.contract import FeedStatus, HistoryBar, Tick, decode
 from events.db import session_factory, upgrade
 from events.kafka import EventProducer, ShutdownFlag
 from events.outbox import relay_once
@@ -114,6 +114,15 @@ def test_a_symbol_added_through_the_api_streams_within_5_s_and_stops_when_remove
 
             wait_for(lambda: floor_ticks_after_last_amd() >= 200, 20, "ticks flowing on after AMD stopped")
         assert ingest.report is not None and ingest.report.history_bars == 80  # FLOOR and AMD
+        feed = TopicTail(settings, "feed", FeedStatus)
+        try:
+            def amd_states() -> list[str] | None:
+                got = [e.state for e in feed.read() if e.symbol == "AMD"]
+                return got if "stopped" in got else None
+
+            assert wait_for(amd_states, 10, "AMD's feed statuses") == ["waiting", "streaming", "stopped"]
+        finally:
+            feed.close()
         print(f"watch -> first tick: {latency_s * 1000:.0f} ms")
     finally:
         ticks.close()

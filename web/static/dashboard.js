@@ -20,6 +20,7 @@
     const change = (price / ref - 1) * 100;
     const ch = row.querySelector(".change");
     ch.textContent = fmt.pct(change); ch.className = "num change " + fmt.cls(change);
+    const note = row.querySelector(".feed-note"); if (note) note.remove();  // live data answers "waiting"
     const up = row.querySelector(".updated");
     up.dataset.ts = ts || Date.now(); up.textContent = new Date(Number(up.dataset.ts)).toLocaleTimeString();
   }

@@ -73,6 +73,7 @@
     (u.bars || []).forEach((b) => TBChart.upsertBar(state.bars, b));
     if (u.prediction) { TBChart.upsertPrediction(state.predictions, u.prediction); forecastNote(); }
     if (u.price != null) state.price = u.price;
+    const feedNote = document.getElementById("feed-note"); if (feedNote) feedNote.remove();  // data flows again
     node.dataset.updates = String(Number(node.dataset.updates) + 1);
     document.getElementById("last-updated").textContent = "live · " + new Date(u.ts_ms || Date.now()).toLocaleTimeString();
     header(); schedule();

@@ -80,6 +80,11 @@ def quotes(session: Session, symbols: list[str]) -> dict[str, dict[str, Any]]:
         out[symbol] = {"symbol": symbol, "price": last.close, "ref_price": prev,
                        "change_pct": (last.close / prev - 1) * 100 if prev else None,
                        "ts_ms": last.start_ms + last.bar_seconds * 1000}
+    from web.store.feed import feed_statuses
+
+    feeds = feed_statuses(session, symbols)
+    for symbol, quote in out.items():
+        quote["feed"] = feeds.get(symbol)  # the data feed's own word: waiting, streaming, silent, unavailable
     return out
 
 
