@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -30,6 +31,7 @@ __all__ = [
     "Bar",
     "Condition",
     "Event",
+    "FeedStatus",
     "HistoryBar",
     "InvalidEvent",
     "Prediction",
@@ -48,7 +50,9 @@ __all__ = [
 DLQ_SUFFIX = ".dlq"
 
 # Ticker symbols as exchanges and Yahoo write them: BRK.B, ^GSPC, EURUSD=X, BTC-USD.
-Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9^][A-Z0-9.\-=^]{0,15}$")]
+SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.\-=^]{0,15}$"
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
 # 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit error, not a time.
 EpochMs = Annotated[int, msgspec.Meta(ge=946_684_800_000, le=4_102_444_800_000)]
 Price = Annotated[float, msgspec.Meta(gt=0.0, lt=1e12)]
@@ -192,6 +196,29 @@ class HistoryBar(Event, frozen=True, kw_only=True, tag="history_bar"):
         return self.symbol.encode()
 
 
+FeedState = Literal["waiting", "streaming", "silent", "unavailable", "stopped"]
+
+
+class FeedStatus(Event, frozen=True, kw_only=True, tag="feed_status"):
+    """What ingest can say about one symbol's data. Topic ``feed`` (compacted), key ``symbol``.
+
+    ``waiting``: followed, no tick yet; ``streaming``: ticks arrive; ``silent``: no tick for a
+    while when the market is open; ``unavailable``: the source cannot serve it (``detail``
+    says why, e.g. Yahoo knows no such symbol); ``stopped``: nobody watches it any more.
+    ``id`` is ``feed_status_id(symbol, ts)``.
+    """
+
+    symbol: Symbol
+    source: ShortText
+    state: FeedState
+    detail: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    last_tick_ms: EpochMs | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
 class Watched(Event, frozen=True, kw_only=True, tag="watched"):
     """A symbol somebody watches (a watchlist holds it, or a rule names it or its watchlist).
     Topic ``watched`` (compacted), key ``symbol``; a tombstone (null value) means nobody does.
@@ -216,6 +243,13 @@ class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
     is the log return from ``base_close``. ``skill`` is the model's
     validation skill against persistence (1 - MSE/MSE_persistence).
     ``id`` is ``prediction_id(symbol, base_start_ms, horizon_bars, model_version)``.
+
+    The optional fields at the end say what the model was trained and evaluated
+    on, so a reader can judge the forecast without the registry: the bar size,
+    the data source, the first and last bar start of its training data and of
+    its evaluation holdout, the holdout's sample count and the Diebold-Mariano
+    p-value of its skill against persistence (two-sided). Events written before
+    they existed decode with them ``None``.
     """
 
     symbol: Symbol
@@ -230,6 +264,14 @@ class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
     interval_level: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.8
     model_version: ShortText
     skill: OptFloat = None
+    trained_bar_seconds: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    data_source: ShortText | None = None
+    trained_from_ms: EpochMs | None = None
+    trained_to_ms: EpochMs | None = None
+    holdout_from_ms: EpochMs | None = None
+    holdout_to_ms: EpochMs | None = None
+    holdout_n: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    skill_p: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
     def __post_init__(self) -> None:
         _check_finite(self, ("base_close", "predicted_close", "predicted_return", "lower", "upper", "skill"))
@@ -350,6 +392,7 @@ TOPICS: dict[str, type[Event]] = {
     "alerts": Alert,
     "watched": Watched,
     "history": HistoryBar,
+    "feed": FeedStatus,
 }
 _TOPIC_OF: dict[type[Event], str] = {cls: topic for topic, cls in TOPICS.items()}
 
@@ -411,6 +454,10 @@ def bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
 
 def history_bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
     return f"hist:{symbol}:{bar_seconds}:{start_ms}"
+
+
+def feed_status_id(symbol: str, ts_ms: int) -> str:
+    return f"feed:{symbol}:{ts_ms}"
 
 
 def watched_id(symbol: str, ts_ms: int) -> str:
