@@ -31,12 +31,18 @@ def build_source(args: argparse.Namespace) -> Source:
 
         return YahooSource(symbols or ["AAPL", "MSFT", "GOOG"], poll_interval_s=args.poll_interval,
                            ignore_market_hours=args.ignore_market_hours)
+    if args.source == "yfstream":
+        from ingest.yahoo_stream import YAHOO_STREAM_URL, YahooStreamSource
+
+        return YahooStreamSource(symbols or ["AAPL", "MSFT", "GOOG"], url=args.stream_url or YAHOO_STREAM_URL,
+                                 silence_s=args.stream_silence)
     raise SystemExit(f"unknown source {args.source}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
-    p.add_argument("--source", choices=["sim", "csv", "yfinance"], default="sim")
+    p.add_argument("--source", choices=["sim", "csv", "yfinance", "yfstream"], default="sim",
+                   help="yfstream: Yahoo's live streamer; yfinance: polled 1-minute bars (the fallback)")
     p.add_argument("--rate", type=float, default=50.0, help="ticks per second; 0 = as fast as possible")
     p.add_argument("--symbols", help="comma-separated symbols (sim default: 20 large US stocks)")
     p.add_argument("--num-symbols", type=int, help="sim: generate this many symbols instead")
@@ -46,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bar-seconds", type=int, default=86_400, help="csv: length of one OHLCV row")
     p.add_argument("--poll-interval", type=float, default=30.0, help="yfinance: seconds between polls of a symbol")
     p.add_argument("--ignore-market-hours", action="store_true", help="yfinance: poll outside trading hours too")
+    p.add_argument("--stream-url", help="yfstream: the streamer's WebSocket URL (default: Yahoo's, as yfinance has it)")
+    p.add_argument("--stream-silence", type=float, default=60.0,
+                   help="yfstream: reconnect after this many seconds without a message in market hours")
     p.add_argument("--count", type=int, help="stop after this many ticks")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     args = p.parse_args(argv)
