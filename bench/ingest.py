@@ -1,10 +1,17 @@
-"""Ingest throughput against a bare confluent-kafka produce loop on the same broker, same run.
+"""Ingest throughput against a bare confluent-kafka produce loop on the same broker, same run;
+and how fast a newly watched symbol starts flowing.
 
 Three alternating rounds each of: (a) a bare loop producing the same pre-encoded
 tick messages with the same producer settings; (b) ``python -m ingest --source
 sim --rate 0`` as its own process (its own reported rate: generation, sequencing,
 encoding and produce up to the final flush). The figure is the median ratio.
 Also the per-tick decode+validate cost of the contract's hot path.
+
+Watch to first tick: a SQLite database, the outbox relay and ``run_ingest`` following demand
+(simulated source with its simulated backfill) run in threads; each of ``WATCH_SAMPLES``
+symbols is added to a watchlist and committed, one after the other, and the time from the
+commit to that symbol's first tick read back from ``ticks`` is one sample (it includes the
+relay's poll, ingest's demand poll, the backfill's produce and flush, and the consumer).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench.common import bench_topics, write_result
+from bench.common import bench_topics, percentiles, write_result
 from events.contract import Tick, decode, encode
 from events.kafka import producer_config
 from ingest.base import Sequencer
@@ -29,6 +36,8 @@ from ingest.sim import SimSource
 ROOT = Path(__file__).resolve().parent.parent
 N = 300_000
 ROUNDS = 3
+WATCH_SAMPLES = 200
+HISTORY_BARS = 300
 
 
 def bare_rate(settings, messages: list[tuple[bytes, bytes]]) -> float:  # type: ignore[no-untyped-def]
@@ -49,11 +58,88 @@ def bare_rate(settings, messages: list[tuple[bytes, bytes]]) -> float:  # type: 
 
 def ingest_rate(settings) -> float:  # type: ignore[no-untyped-def]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix}
-    out = subprocess.run([sys.executable, "-m", "ingest", "--source", "sim", "--rate", "0", "--count", str(N)],
+    out = subprocess.run([sys.executable, "-m", "ingest", "--source", "sim", "--fixed", "--rate", "0",
+                          "--count", str(N)],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     m = re.search(r"ingest: (\d+) ticks in ([\d.]+) s", out.stderr)
     assert m and int(m.group(1)) == N, out.stderr
     return N / float(m.group(2))
+
+
+def watch_to_first_tick(settings, tmp: Path) -> dict:  # type: ignore[no-untyped-def]
+    import threading
+    import uuid
+    from dataclasses import replace
+
+    from confluent_kafka import Consumer
+
+    from events import models
+    from events.db import session_factory, upgrade
+    from events.kafka import EventProducer, ShutdownFlag
+    from events.outbox import run_relay
+    from ingest.demand import DemandFollower
+    from ingest.history import simulated_history
+    from ingest.runner import run_ingest
+
+    url = f"sqlite:///{tmp / 'watch.db'}"
+    upgrade(url)
+    settings = replace(settings, database_url=url)
+    sessions = session_factory(settings)
+    with sessions() as s:
+        user = models.User(email="bench@example.com", password_hash="-")
+        s.add(user)
+        s.flush()
+        wl = models.Watchlist(user_id=user.id, name="bench")
+        s.add(wl)
+        s.commit()
+        wl_id = wl.id
+    shutdown = ShutdownFlag()
+    history = (lambda sym, end_ms: simulated_history(sym, bar_seconds=settings.bar_seconds, end_ms=end_ms,
+                                                     n_bars=HISTORY_BARS))
+    demand = DemandFollower(settings)
+    ingest_report: list = []
+    threads = [
+        threading.Thread(target=run_relay, args=(settings, sessions, shutdown), daemon=True),
+        threading.Thread(target=lambda: ingest_report.append(run_ingest(
+            SimSource([], seed=7), EventProducer(settings), shutdown, rate=2000, demand=demand, history=history)),
+            daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    tail = Consumer({**settings.kafka_common(), "group.id": f"bench-{uuid.uuid4().hex}",
+                     "auto.offset.reset": "latest", "enable.auto.commit": False})
+    tail.subscribe([settings.topic("ticks")])
+    latencies: list[float] = []
+    try:
+        tail.consume(1, 2.0)  # joined and positioned before the first sample
+        for i in range(WATCH_SAMPLES):
+            symbol = f"W{i:04d}"
+            with sessions() as s:
+                s.add(models.WatchlistSymbol(watchlist_id=wl_id, symbol=symbol, position=i))
+                started = time.perf_counter()
+                s.commit()
+            deadline = started + 30
+            seen = False
+            while not seen and time.perf_counter() < deadline:
+                for m in tail.consume(1000, 0.05):
+                    if m.error() is None and m.key() == symbol.encode():
+                        seen = True
+                        break
+            assert seen, f"{symbol}: no tick within 30 s of watching it"
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        shutdown.set()
+        for t in threads:
+            t.join(30)
+        tail.close()
+        demand.close()
+    report = ingest_report[0]
+    stats = percentiles(latencies)
+    return {"samples": stats["n"], "p50_ms": round(stats["p50"], 1), "p99_ms": round(stats["p99"], 1),
+            "max_ms": round(stats["max"], 1), "history_bars_per_symbol": HISTORY_BARS,
+            "history_bars_published": report.history_bars,
+            "path": "commit (watchlist symbol) -> outbox relay -> watched -> ingest demand poll -> backfill "
+                    "produced and flushed -> first live tick -> read back from ticks"}
 
 
 def main() -> dict:
@@ -69,6 +155,10 @@ def main() -> dict:
         for _ in range(ROUNDS):
             bare.append(bare_rate(settings, messages))
             ingest.append(ingest_rate(settings))
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            watch = watch_to_first_tick(settings, Path(tmp))
     ratios = [i / b for i, b in zip(ingest, bare)]
     return write_result("ingest", {
         "ticks_per_round": N, "rounds": ROUNDS, "symbols": 20,
@@ -79,7 +169,8 @@ def main() -> dict:
         "decode_validate_tick_us": round(decode_us, 3),
         "encode_tick_us": round(encode_us, 3),
         "producer": "enable.idempotence, acks=all, lz4, linger.ms=5 (both loops)",
-        "aims": {"ratio": 0.5, "ingest_ticks_per_s": 50_000},
+        "watch_to_first_tick": watch,
+        "aims": {"ratio": 0.5, "ingest_ticks_per_s": 50_000, "watch_to_first_tick_p99_ms": 5000},
     })
 
 

@@ -28,7 +28,7 @@ from ingest.feed import FeedWatch
 
 #: symbol, end (epoch ms) -> that symbol's closed history bars before the end, oldest first
 HistoryFn = Callable[[str, int], list[HistoryBar]]
-DEMAND_POLL_S = 0.5
+DEMAND_POLL_S = 0.1  # a non-blocking consume: cheap enough to ask often
 FEED_CHECK_S = 5.0
 
 if TYPE_CHECKING:
