@@ -25,13 +25,16 @@ def registry_root(settings: Settings, env: dict[str, str] | None = None) -> Path
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["offline", "csv", "bars", "metrics", "yfinance"], default="offline",
-                   help="offline: bokeh-sampledata daily bars 2000-2013 (default); csv: --csv FILE; "
-                        "bars: the bars projection table (DATABASE_URL); metrics: a replay of the metrics topic; "
-                        "yfinance: Yahoo history (network)")
+    p.add_argument("--source", choices=["offline", "sim-history", "csv", "bars", "metrics", "yfinance"],
+                   default="offline",
+                   help="offline: bokeh-sampledata daily bars 2000-2013 (default); sim-history: the seeded "
+                        "simulated history the ingest backfill publishes, at BAR_SECONDS (the bars make run "
+                        "serves); csv: --csv FILE; bars: the bars projection table (DATABASE_URL); metrics: a "
+                        "replay of the metrics topic; yfinance: Yahoo history (network)")
     p.add_argument("--csv", help="CSV file for --source csv")
-    p.add_argument("--symbols", help="comma-separated symbols (default: all in the source)")
-    p.add_argument("--bar-seconds", type=int, help="bar size for csv/bars (default: 86400 for csv, BAR_SECONDS for bars)")
+    _add_sim_args(p)
+    p.add_argument("--bar-seconds", type=int, help="bar size for csv/bars/metrics/sim-history "
+                                                   "(default: 86400 for csv, BAR_SECONDS otherwise)")
     p.add_argument("--period", default="5y", help="yfinance period")
     p.add_argument("--interval", default="1d", help="yfinance interval")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
@@ -39,10 +42,41 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
 
 
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--symbols", help="comma-separated symbols (default: all in the source; for sim-history "
+                                     "the simulator's demo symbols)")
+    p.add_argument("--bars", type=int, help="sim-history: bars per symbol (default 1000)")
+    p.add_argument("--end-ms", type=int, help="sim-history: the history ends before this time (default now; "
+                                              "fix it to reproduce a run)")
+
+
+#: demo symbols ``ensure-model`` trains on by default: 10 x 1000 bars train in about 15 s on 2 shared cores
+#: (all 20 took 45 s under load); the features are volatility-scaled, so the model serves the others too
+ENSURE_MODEL_SYMBOLS = 10
+
+
+def sim_history(args: argparse.Namespace, settings: Settings, symbols: list[str] | None,
+                default_count: int | None = None) -> tuple[list[Any], str]:
+    from ingest.sim import DEFAULT_SYMBOLS
+    from predict import data
+
+    bs = getattr(args, "bar_seconds", None) or settings.bar_seconds
+    n = args.bars or data.SIM_HISTORY_BARS
+    symbols = symbols or list(DEFAULT_SYMBOLS[:default_count])
+    series = data.load_sim_history(symbols, bar_seconds=bs, n_bars=n, end_ms=args.end_ms)
+    return series, f"sim-history (seeded simulated history, as the ingest backfill; {bs}s bars, {n} per symbol)"
+
+
+def parse_symbols(raw: str | None) -> list[str] | None:
+    return [s.strip().upper() for s in raw.split(",") if s.strip()] if raw else None
+
+
 def load_series(args: argparse.Namespace, settings: Settings) -> tuple[list[Any], str]:
     from predict import data
 
-    symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
+    symbols = parse_symbols(args.symbols)
+    if args.source == "sim-history":
+        return sim_history(args, settings, symbols)
     if args.source == "offline":
         return data.load_offline(symbols or data.OFFLINE_SYMBOLS), "offline (bokeh-sampledata, adjusted close)"
     if args.source == "csv":
@@ -82,23 +116,45 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     series, source = load_series(args, settings)
     meta = train_and_register(series, Registry(registry_root(settings)), source=source, config=model_config(args),
-                              promote=not args.no_promote)
+                              promote=not args.no_promote, data_source=args.source)
     return 0 if meta else 1
 
 
 def cmd_ensure_model(args: argparse.Namespace, settings: Settings) -> int:
-    from predict.data import load_offline
+    """Make sure a model for the bars this deployment serves (``BAR_SECONDS``) is promoted.
+
+    A promoted model of another bar size (a daily one from an earlier version) serves nothing
+    (``predict serve`` skips bars of other sizes), so it is replaced, by force: its skill was
+    measured on other bars and does not compare.
+    """
+    from predict.data import DAY_S, load_offline
     from predict.pipeline import train_and_register
-    from predict.registry import Registry
+    from predict.registry import Registry, model_bar_seconds
 
     registry = Registry(registry_root(settings))
     current = registry.promoted_version()
+    wanted = DAY_S if args.source == "offline" else settings.bar_seconds
+    force_reason = None
     if current is not None:
-        print(f"model {current} is promoted in {registry.root}: nothing to do")
+        trained = model_bar_seconds(registry.meta(current))
+        if trained is None or trained == wanted:
+            print(f"model {current} is promoted in {registry.root}: nothing to do")
+            return 0
+        force_reason = f"{current} was trained on {trained} s bars and cannot serve {wanted} s bars"
+        print(f"model {current} in {registry.root} was trained on {trained} s bars, not on the {wanted} s bars "
+              "to serve: training one for them")
+    if args.source == "offline":
+        print(f"{'' if current else f'no promoted model in {registry.root}: '}training a small one on the "
+              "offline sample data (daily bars)")
+        train_and_register(load_offline(), registry, source="offline (bokeh-sampledata, adjusted close)",
+                           config=model_config(args), data_source="offline", force_reason=force_reason)
         return 0
-    print(f"no promoted model in {registry.root}: training a small one on the offline sample data")
-    train_and_register(load_offline(), registry, source="offline (bokeh-sampledata, adjusted close)",
-                       config=model_config(args))
+    series, source = sim_history(args, settings, parse_symbols(args.symbols), ENSURE_MODEL_SYMBOLS)
+    if current is None:
+        print(f"no promoted model in {registry.root}: training a small one on {len(series)} symbols of simulated "
+              f"history at {settings.bar_seconds} s bars (BAR_SECONDS), the bars `make run` serves")
+    train_and_register(series, registry, source=source, config=model_config(args), data_source="sim-history",
+                       force_reason=force_reason)
     return 0
 
 
@@ -236,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-if-no-model", action="store_true", help="exit (status 3) instead of waiting for a model")
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not fill a new symbol's window from the bars table (DATABASE_URL)")
-    p = sub.add_parser("ensure-model", help="train on the offline data if no model is promoted")
+    p = sub.add_parser("ensure-model", help="train on simulated history at BAR_SECONDS if no model for that "
+                                            "bar size is promoted")
+    p.add_argument("--source", choices=["sim-history", "offline"], default="sim-history",
+                   help="sim-history: the seeded history the ingest backfill publishes (default); offline: "
+                        "the daily sample data (a daily model serves no BAR_SECONDS bars unless BAR_SECONDS=86400)")
+    _add_sim_args(p)
     p.add_argument("--epochs", type=int)
     args = parser.parse_args(argv)
     args.argv = argv
@@ -252,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return commands[args.cmd](args, settings)
-    except (DataError, RegistryError) as exc:
+    except (DataError, RegistryError, ValueError) as exc:  # ValueError: too little data to train or evaluate
         print(f"predict {args.cmd}: {exc}", file=sys.stderr)
         return 1
 

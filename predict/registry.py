@@ -57,6 +57,16 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def model_bar_seconds(meta: dict[str, Any]) -> int | None:
+    """The bar size a registered model was trained on; None when its record predates saying so
+    (then the bar size of its training data, if every series had the same one)."""
+    on = meta.get("trained_on") or {}
+    if on.get("bar_seconds"):
+        return int(on["bar_seconds"])
+    sizes = {int(d["bar_seconds"]) for d in (meta.get("data") or {}).values() if d.get("bar_seconds")}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
@@ -143,15 +153,23 @@ class Registry:
         meta["status"], meta["status_reason"] = status, reason
         _write_json_atomic(self.path(version) / META, meta)
 
-    def promote(self, version: str, *, force: bool = False) -> Decision:
-        """Point serving at ``version`` if its skill is not worse than the current one (or ``force``)."""
+    def promote(self, version: str, *, force: bool = False, why: str | None = None) -> Decision:
+        """Point serving at ``version`` if its skill is not worse than the current one (or ``force``;
+        ``why`` then says why in its status). Skills measured on different bar sizes are not
+        comparable: such a candidate is promoted only by force."""
         meta = self.meta(version)
         current = self.promoted()
         if current is not None and current["version"] == version:
             return Decision(True, "already promoted")
         decision = decide(float(meta["skill"]), None if current is None else float(current["skill"]))
+        if current is not None and (self.root / current["version"] / META).exists():
+            mine, theirs = model_bar_seconds(meta), model_bar_seconds(self.meta(current["version"]))
+            if mine is not None and theirs is not None and mine != theirs:
+                decision = Decision(False, f"trained on {mine} s bars, the promoted {current['version']} on "
+                                           f"{theirs} s bars: skills on different bars do not compare "
+                                           "(promote with --force to serve it)")
         if force and not decision.promoted:
-            decision = Decision(True, f"forced ({decision.reason})")
+            decision = Decision(True, f"forced: {why}" if why else f"forced ({decision.reason})")
         if not decision.promoted:
             self._set_status(version, "not_promoted", decision.reason)
             return decision

@@ -21,10 +21,12 @@ def _f(x: Any, fmt: str) -> str:
     return format(x, fmt)
 
 
-def date_of(ms: int | None) -> str:
+def date_of(ms: int | None, bar_seconds: int = 86_400) -> str:
+    """The UTC date of ``ms``; with the time of day for intraday bars (a day of 60 s bars is 1440 of them)."""
     if ms is None:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    fmt = "%Y-%m-%d" if bar_seconds >= 86_400 else "%Y-%m-%d %H:%M UTC"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(fmt)
 
 
 def verdict(skill: float, margin: float = 0.005) -> str:

@@ -4,7 +4,15 @@
 (symbol, bar size), and for each new bar of a symbol with enough history it
 builds the feature window; all windows of a poll batch go through the model
 in one call. Features come from the bars' OHLCV (not from the stream's
-indicators), exactly as in training. :func:`serve` is the runner around it:
+indicators), exactly as in training.
+
+Backfilled history (``Bar.history``) fills the windows, so a symbol with
+history gets a forecast on its first live bar; a history bar is forecast only
+while the bar it forecasts has not closed yet (the newest bar of a fresh
+backfill: a forecast of now, not of the past). A model forecasts only bars of
+the size it was trained on: a daily model says nothing about 60 s bars.
+
+:func:`serve` is the runner around it:
 it waits for a promoted model, then polls, and between batches checks the
 registry's pointer so a newly promoted model is served without a restart.
 """
@@ -23,11 +31,29 @@ from events.kafka import Decoded, RunnerStats, ShutdownFlag, StreamRunner
 from events.settings import Settings
 from predict.features import compute_features, min_history, targets
 from predict.model import Forecaster
-from predict.registry import Registry, RegistryError
+from predict.registry import Registry, RegistryError, model_bar_seconds
 
 log = logging.getLogger(__name__)
 
 HORIZON_BARS = 1
+
+_MS_FIELDS = ("trained_from_ms", "trained_to_ms", "holdout_from_ms", "holdout_to_ms")
+_MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000  # the contract's EpochMs range
+
+
+def provenance(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``Prediction`` fields that say what the model was trained and evaluated on (from its
+    registry record; None where the record predates them or a time is outside the contract's range)."""
+    on = meta.get("trained_on") or {}
+    out: dict[str, Any] = {"trained_bar_seconds": model_bar_seconds(meta)}
+    for name in _MS_FIELDS:
+        v = on.get(name)
+        out[name] = int(v) if isinstance(v, (int, float)) and _MIN_MS <= v <= _MAX_MS else None
+    n, p, src = on.get("holdout_n"), on.get("skill_p"), on.get("data_source")
+    out["holdout_n"] = int(n) if isinstance(n, int) and n >= 0 else None
+    out["skill_p"] = float(p) if isinstance(p, (int, float)) and 0.0 <= p <= 1.0 else None
+    out["data_source"] = str(src)[:64] if src else None
+    return out
 
 
 class _History:
@@ -68,9 +94,18 @@ class PredictionStage:
     # (symbol, bar_seconds, before_ms, n) -> (starts, OHLCV) of stored bars: a restart need not wait
     # for ``need`` new bars per symbol (the bars projection keeps what this process saw before)
     history_source: Callable[[str, int, int, int], tuple[np.ndarray, np.ndarray]] | None = None
+    #: the wall clock (epoch ms): whether a history bar's next bar has closed yet
+    clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     warmed: int = 0
     skipped_short: int = 0
     skipped_replay: int = 0
+    skipped_history: int = 0    # history bars whose next bar had closed: a forecast of the past
+    skipped_bar_size: int = 0   # bars of a size the model was not trained on
+    _provenance: dict[str, Any] = field(default_factory=dict)
+    _warned: set[tuple[str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._provenance = provenance(self.meta)
 
     @property
     def version(self) -> str:
@@ -80,8 +115,27 @@ class PredictionStage:
     def need(self) -> int:
         return min_history(self.forecaster.config.window)
 
+    @property
+    def trained_bar_seconds(self) -> int | None:
+        """The model's bar size (None: its record does not say, so every bar size is served)."""
+        return self._provenance["trained_bar_seconds"]
+
     def set_model(self, forecaster: Forecaster, meta: dict[str, Any]) -> None:
         self.forecaster, self.meta = forecaster, meta
+        self._provenance = provenance(meta)
+
+    def _serves(self, bar: Bar) -> bool:
+        trained = self.trained_bar_seconds
+        if trained is None or trained == bar.bar_seconds:
+            return True
+        self.skipped_bar_size += 1
+        if (self.version, bar.bar_seconds) not in self._warned:
+            self._warned.add((self.version, bar.bar_seconds))
+            log.warning("model %s was trained on %d s bars: it does not forecast %d s bars (%s and every "
+                        "other symbol of that size get no forecast; train one with `python -m predict "
+                        "ensure-model` for BAR_SECONDS=%d)", self.version, trained, bar.bar_seconds, bar.symbol,
+                        bar.bar_seconds)
+        return False
 
     def _append(self, bar: Bar) -> np.ndarray | None:
         """Add the bar to its history; the last ``need`` bars as OHLCV if there are enough."""
@@ -109,10 +163,17 @@ class PredictionStage:
 
     def predict_bars(self, bars: Iterable[Bar]) -> list[Prediction]:
         pending: list[tuple[Bar, np.ndarray]] = []
+        now_ms = None
         for bar in bars:
             window = self._append(bar)
-            if window is not None:
-                pending.append((bar, window))
+            if not self._serves(bar) or window is None:  # every bar fills its window, for a model swap
+                continue
+            if bar.history:
+                now_ms = self.clock_ms() if now_ms is None else now_ms
+                if bar.ts + bar.bar_seconds * 1000 <= now_ms:
+                    self.skipped_history += 1
+                    continue
+            pending.append((bar, window))
         if not pending:
             return []
         ohlcv = np.stack([w for _, w in pending])
@@ -135,6 +196,7 @@ class PredictionStage:
                 symbol=bar.symbol, base_start_ms=bar.start_ms, bar_seconds=bar.bar_seconds,
                 horizon_bars=HORIZON_BARS, base_close=bar.close, predicted_close=mid, predicted_return=r,
                 lower=lo, upper=hi, interval_level=level, model_version=self.version, skill=skill,
+                **self._provenance,
             ))
         return out
 
@@ -224,8 +286,13 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
     stage = PredictionStage(*loaded, history_source=history_source)
     if on_model:
         on_model(stage.version)
-    log.info("serving model %s (holdout skill %+.4f vs persistence) on %s -> %s", stage.version,
-             stage.meta.get("skill", float("nan")), settings.topic("metrics"), settings.topic("predictions"))
+    log.info("serving model %s (holdout skill %+.4f vs persistence, trained on %s s bars) on %s -> %s",
+             stage.version, stage.meta.get("skill", float("nan")), stage.trained_bar_seconds or "?",
+             settings.topic("metrics"), settings.topic("predictions"))
+    if stage.trained_bar_seconds not in (None, settings.bar_seconds):
+        log.warning("model %s was trained on %d s bars but BAR_SECONDS is %d: no forecasts for those bars; "
+                    "`python -m predict ensure-model` trains one for them", stage.version,
+                    stage.trained_bar_seconds, settings.bar_seconds)
     runner = StreamRunner(settings, settings.topic(group_id), {settings.topic("metrics"): Bar}, stage,
                           shutdown=shutdown)
     reported = time.monotonic()
@@ -243,7 +310,9 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
                 reported = time.monotonic()
                 s = runner.stats
                 log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history, "
-                         "%d stored bars warmed", s.consumed, s.produced, s.dlq, stage.skipped_short, stage.warmed)
+                         "%d stored bars warmed, %d history bars not forecast (their next bar had closed), "
+                         "%d bars of another size than the model's", s.consumed, s.produced, s.dlq,
+                         stage.skipped_short, stage.warmed, stage.skipped_history, stage.skipped_bar_size)
     finally:
         runner.close()
     return runner.stats

@@ -40,12 +40,15 @@ def trained(ar_series: list[BarSeries]) -> Trained:
     return Trained(ar_series, forecaster, ev, TINY)
 
 
-def register(trained: Trained, root: Path, *, skill: float | None = None, promote: bool = True) -> dict:
-    """Store the session model as a new version (optionally with a stated skill)."""
+def register(trained: Trained, root: Path, *, skill: float | None = None, promote: bool = True,
+             bar_seconds: int | None = None) -> dict:
+    """Store the session model as a new version (optionally with a stated skill and bar size)."""
     registry = Registry(root)
     f = trained.forecaster
     meta = {"skill": skill if skill is not None else trained.evaluation.skill(), "config": trained.config.to_dict(),
             "interval_level": trained.config.interval_level, "source": "synthetic AR(1)"}
+    if bar_seconds is not None:
+        meta["trained_on"] = {"bar_seconds": bar_seconds, "data_source": "synthetic"}
     return registry.register(lambda p: f.model.save(p), {"features": f.scaler.to_dict()}, meta, promote=promote)
 
 

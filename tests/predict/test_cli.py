@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ingest.history import history_window, simulated_history
 from predict.__main__ import main
 from predict.data import BarSeries
 from predict.registry import Registry
@@ -49,23 +50,65 @@ def test_evaluate_writes_table_json_plots_and_doc(trained: Trained, env: Path,
     assert (env / "out" / "evaluation.md").read_text() == md
 
 
-def test_train_registers_and_ensure_model_trains_only_when_needed(trained: Trained, env: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_ensure_model_trains_on_simulated_history_at_bar_seconds(trained: Trained, env: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     registry = Registry(env / "var" / "models")
-    assert main(["ensure-model", "--epochs", "2"]) == 0
+    end_ms = 1_780_000_000_000
+    small = ["--epochs", "2", "--symbols", "AAPL,MSFT", "--bars", "400", "--end-ms", str(end_ms)]
+    assert main(["ensure-model", *small]) == 0
     out = capsys.readouterr().out
-    assert "no promoted model" in out and "training a small one on the offline sample data" in out
+    assert "no promoted model" in out and "simulated history at 60 s bars (BAR_SECONDS)" in out
     assert "registered v0001" in out and registry.promoted_version() == "v0001"
     meta = registry.meta("v0001")
-    assert set(meta["data"]) == {"AAPL", "GOOG", "IBM", "MSFT"} and meta["data"]["AAPL"]["from"] == "2000-03-01"
+    on = meta["trained_on"]
+    assert on["bar_seconds"] == 60 and on["data_source"] == "sim-history" and set(meta["data"]) == {"AAPL", "MSFT"}
+    # the bars the ingest backfill would publish for that window, every one of them
+    first, last = history_window(end_ms, 60, 400)
+    aapl = simulated_history("AAPL", bar_seconds=60, end_ms=end_ms, n_bars=400)
+    assert meta["data"]["AAPL"]["bars"] == 400 and meta["data"]["AAPL"]["to_ms"] == last == aapl[-1].start_ms
+    assert on["trained_from_ms"] == first < on["trained_to_ms"] < on["holdout_from_ms"] <= on["holdout_to_ms"] <= last
+    assert on["holdout_n"] == meta["split"]["n_test"] > 50 and 0.0 <= on["skill_p"] <= 1.0
+    assert on["skill"] == meta["skill"]
     assert main(["ensure-model"]) == 0
     assert "v0001 is promoted" in capsys.readouterr().out and len(registry.versions()) == 1
-    # a model trained on structured data has a better holdout skill than the offline one: promoted
+    # a model trained on structured 60 s data has a better holdout skill: promoted over it
     csv = write_csv(trained.series, env / "ar.csv")
     assert main(["train", "--source", "csv", "--csv", str(csv), "--bar-seconds", "60", "--window", "10",
                  "--epochs", "8"]) == 0
     assert registry.promoted_version() == "v0002", registry.meta("v0002")["status_reason"]
-    assert registry.meta("v0001")["status"] == "retired"
+    assert registry.meta("v0001")["status"] == "retired" and registry.meta("v0002")["trained_on"]["data_source"] == "csv"
+    # a daily model is not comparable: not promoted over a 60 s one
+    assert main(["train", "--source", "offline", "--symbols", "AAPL", "--epochs", "2"]) == 0
+    assert registry.meta("v0003")["status"] == "not_promoted" and registry.promoted_version() == "v0002"
+    assert "86400 s bars" in registry.meta("v0003")["status_reason"]
+
+
+def test_ensure_model_replaces_a_promoted_daily_model(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = Registry(env / "var" / "models")
+    assert main(["ensure-model", "--source", "offline", "--epochs", "2"]) == 0  # what make run trained before
+    assert "offline sample data (daily bars)" in capsys.readouterr().out
+    meta = registry.meta("v0001")
+    assert set(meta["data"]) == {"AAPL", "GOOG", "IBM", "MSFT"} and meta["data"]["AAPL"]["from"] == "2000-03-01"
+    assert meta["trained_on"]["bar_seconds"] == 86_400 and meta["trained_on"]["data_source"] == "offline"
+    assert main(["ensure-model", "--source", "offline"]) == 0  # a daily model for daily bars: kept
+    assert "v0001 is promoted" in capsys.readouterr().out
+    assert main(["ensure-model", "--epochs", "2", "--symbols", "AAPL,MSFT", "--bars", "400"]) == 0
+    assert "trained on 86400 s bars, not on the 60 s bars to serve" in capsys.readouterr().out
+    assert registry.promoted_version() == "v0002" and registry.meta("v0001")["status"] == "retired"
+    assert registry.meta("v0002")["status_reason"] == "forced: v0001 was trained on 86400 s bars and cannot serve 60 s bars"
+    assert main(["ensure-model"]) == 0 and "v0002 is promoted" in capsys.readouterr().out
+
+
+def test_evaluate_on_simulated_history(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["evaluate", "--source", "sim-history", "--symbols", "AAPL", "--bars", "500", "--end-ms",
+            "1780000000000", "--folds", "1", "--test-fraction", "0.25", "--window", "10", "--epochs", "2",
+            "--out", str(env / "out")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "sim-history (seeded simulated history, as the ingest backfill; 60s bars, 500 per symbol)" in out
+    assert "AAPL (500 bars)" in out
+    table = json.loads((env / "out" / "evaluation.json").read_text())["table"]
+    assert table["ALL"]["lstm"]["n"] > 50 and 0 <= table["ALL"]["lstm"]["dm_p_vs_persistence"] <= 1
 
 
 def test_serve_without_a_model_can_exit_with_a_clear_message(env: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -114,3 +157,8 @@ def test_the_serve_process_stops_cleanly_on_sigterm(trained: Trained, kafka_sett
     assert proc.returncode == 0, out
     assert "serving model v0001" in out and "produced 2 predictions" in out
     assert "oneDNN" not in out  # TensorFlow's import banner is silenced
+
+
+def test_sim_history_needs_bars(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--source", "sim-history", "--bars", "1"]) == 1
+    assert "at least 2 bars" in capsys.readouterr().err

@@ -95,3 +95,16 @@ def test_train_and_register_stores_everything(trained: Trained, registry: Regist
     assert meta["features"] == list(TINY.features) and meta["code_version"]
     assert set(meta["data"]) == {"AAA", "BBB"} and meta["training_range"]["holdout_from"]
     assert "persistence" in (path / "evaluation.md").read_text()
+
+
+def test_a_model_of_another_bar_size_is_promoted_only_by_force(trained: Trained, registry: Registry) -> None:
+    register(trained, registry.root, skill=-0.01, bar_seconds=86_400)  # a daily model
+    minute = register(trained, registry.root, skill=0.5, bar_seconds=60)
+    assert minute["status"] == "not_promoted" and registry.promoted_version() == "v0001"
+    assert "60 s bars" in minute["status_reason"] and "86400 s bars" in minute["status_reason"]
+    decision = registry.promote("v0002", force=True, why="BAR_SECONDS is 60")
+    assert decision.promoted and registry.promoted_version() == "v0002"
+    assert registry.meta("v0002")["status_reason"] == "forced: BAR_SECONDS is 60"
+    # models of the same bar size still compare by skill
+    assert register(trained, registry.root, skill=0.4, bar_seconds=60)["status"] == "not_promoted"
+    assert register(trained, registry.root, skill=0.6, bar_seconds=60)["status"] == "promoted"

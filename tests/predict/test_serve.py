@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
+import pytest
 
-from events.contract import Bar, Prediction, bar_id, prediction_id
+from events.contract import Bar, InvalidEvent, Prediction, bar_id, decode, encode, prediction_id
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
 from predict.data import BarSeries
@@ -209,3 +212,86 @@ def test_a_restart_warms_windows_from_the_bars_projection(trained: Trained, data
     with caplog.at_level("WARNING"):
         assert stage.predict_bars(bars_of(series, need + 2, need + 4)) == []
     assert "no stored bars for AAA" in caplog.text
+
+
+# --- backfilled history, bar sizes, provenance -----------------------------------------
+
+ON_60S = {"bar_seconds": 60, "data_source": "sim-history", "trained_from_ms": 1_700_000_000_000,
+          "trained_to_ms": 1_700_050_000_000, "holdout_from_ms": 1_700_050_060_000,
+          "holdout_to_ms": 1_700_060_000_000, "holdout_n": 2400, "skill": -0.004, "skill_p": 0.61}
+
+
+def as_history(bars: list[Bar]) -> list[Bar]:
+    return [msgspec.structs.replace(b, history=True) for b in bars]
+
+
+def test_history_fills_the_window_and_the_first_live_bar_is_forecast(trained: Trained) -> None:
+    series = trained.series[0]
+    need = min_history(trained.config.window)
+    n = need + 40
+    history, live = as_history(bars_of(series, 0, n)), bars_of(series, n, n + 1)
+    # the wall clock is long past the history (a backfill of old bars): none of it is forecast
+    stage = PredictionStage(trained.forecaster, {"version": "v0007", "skill": -0.004, "trained_on": ON_60S},
+                            clock_ms=lambda: int(series.start_ms[-1]) + 3_600_000)
+    assert stage.predict_bars(history[:30]) == [] and stage.predict_bars(history[30:]) == []
+    assert stage.skipped_history == n - need + 1 and stage.skipped_short == need - 1
+    preds = stage.predict_bars(live)
+    assert [p.base_start_ms for p in preds] == [live[0].start_ms]  # exactly once, on the live bar
+    # the same numbers as the offline window of that bar: history and live bars are one series
+    s = build_samples([series], trained.config.window)
+    i = int(np.nonzero(s.base_start_ms == live[0].start_ms)[0][0])
+    q = trained.forecaster.predict_returns(s.x[i:i + 1], s.sigma[i:i + 1])
+    np.testing.assert_allclose(preds[0].predicted_return, q[0, 1], rtol=1e-4, atol=1e-7)
+    p = preds[0]
+    assert (p.trained_bar_seconds, p.data_source, p.holdout_n, p.skill_p) == (60, "sim-history", 2400, 0.61)
+    assert (p.trained_from_ms, p.trained_to_ms) == (ON_60S["trained_from_ms"], ON_60S["trained_to_ms"])
+    assert (p.holdout_from_ms, p.holdout_to_ms) == (ON_60S["holdout_from_ms"], ON_60S["holdout_to_ms"])
+    assert decode(encode(p), Prediction) == p
+
+
+def test_the_newest_history_bar_is_forecast_while_its_next_bar_is_open(trained: Trained) -> None:
+    series = trained.series[1]
+    n = min_history(trained.config.window) + 10
+    history = as_history(bars_of(series, 0, n))
+    now = history[-1].ts + 30_000  # a fresh backfill: the bar after the newest history bar is forming
+    stage = PredictionStage(trained.forecaster, {"version": "v1", "skill": 0.1, "trained_on": ON_60S},
+                            clock_ms=lambda: now)
+    preds = stage.predict_bars(history)
+    assert [p.base_start_ms for p in preds] == [history[-1].start_ms] and stage.skipped_history == 10
+
+
+def test_a_model_of_another_bar_size_predicts_nothing(trained: Trained, caplog) -> None:  # type: ignore[no-untyped-def]
+    series = trained.series[0]
+    bars = bars_of(series, 0, min_history(trained.config.window) + 20)
+    daily = {**ON_60S, "bar_seconds": 86_400, "data_source": "offline"}
+    stage = PredictionStage(trained.forecaster, {"version": "v0001", "skill": 0.0, "trained_on": daily})
+    with caplog.at_level("WARNING", logger="predict.serve"):
+        assert stage.predict_bars(bars[:10]) == [] and stage.predict_bars(bars[10:]) == []
+    assert stage.skipped_bar_size == len(bars)
+    warnings = [r for r in caplog.records if "trained on 86400 s bars" in r.getMessage()]
+    assert len(warnings) == 1 and "does not forecast 60 s bars" in warnings[0].getMessage()  # logged once
+    # a record from before `trained_on` says it through its data's bar size
+    old = {"version": "v0000", "skill": 0.0, "data": {"AAPL": {"bars": 3270, "bar_seconds": 86_400}}}
+    assert PredictionStage(trained.forecaster, old).predict_bars(bars) == []
+    # a newly promoted model of the right size serves the same (already filled) windows at once
+    stage.set_model(trained.forecaster, {"version": "v0002", "skill": 0.0, "trained_on": ON_60S})
+    assert len(stage.predict_bars(bars_of(series, len(bars), len(bars) + 1))) == 1
+
+
+def test_a_prediction_with_provenance_round_trips_and_an_old_one_decodes() -> None:
+    base = {"type": "prediction", "v": 1, "id": "p1", "ts": 1_700_000_060_000, "symbol": "AAPL",
+            "base_start_ms": 1_700_000_000_000, "bar_seconds": 60, "horizon_bars": 1, "base_close": 100.0,
+            "predicted_close": 100.1, "predicted_return": 0.000999, "lower": 99.5, "upper": 100.6,
+            "interval_level": 0.8, "model_version": "v0001", "skill": -0.01}
+    old = decode(json.dumps(base).encode(), Prediction)
+    assert old.trained_bar_seconds is None and old.data_source is None and old.skill_p is None
+    assert old.trained_from_ms is None and old.holdout_to_ms is None and old.holdout_n is None
+    fields = {k: v for k, v in ON_60S.items() if k not in ("bar_seconds", "skill")}
+    new = msgspec.structs.replace(old, trained_bar_seconds=60, **fields)
+    back = decode(encode(new), Prediction)
+    assert back == new and back.trained_bar_seconds == 60 and back.skill_p == 0.61
+    assert json.loads(encode(new))["data_source"] == "sim-history"
+    with pytest.raises(InvalidEvent, match="skill_p"):
+        decode(json.dumps({**base, "skill_p": 1.5}).encode(), Prediction)
+    with pytest.raises(InvalidEvent, match="trained_bar_seconds"):
+        decode(json.dumps({**base, "trained_bar_seconds": 0}).encode(), Prediction)
