@@ -12,7 +12,7 @@ Read once at the edge (``python -m stream``) and passed down. Environment:
                                for the life of a checkpoint)
 ``STREAM_SHUFFLE_PARTITIONS``  Spark shuffle partitions (default 2 = the cores here; fixed
                                for the life of a checkpoint)
-``STREAM_STARTING_OFFSETS``    where a NEW checkpoint starts reading ``ticks``:
+``STREAM_STARTING_OFFSETS``    where a NEW checkpoint starts reading ``ticks`` and ``history``:
                                ``earliest`` (default, replays the topic) or ``latest``
 ``STREAM_MAX_OFFSETS_PER_TRIGGER``  cap on ticks per micro-batch (default 200000)
 ``SPARK_JARS_DIR``             the Kafka connector jars (default ``var/jars/spark``)
@@ -53,12 +53,20 @@ class StreamSettings:
         return self.base.topic("ticks")
 
     @property
+    def history_topic(self) -> str:
+        return self.base.topic("history")
+
+    @property
     def metrics_topic(self) -> str:
         return self.base.topic("metrics")
 
     @property
     def dlq_topic(self) -> str:
         return self.base.topic("ticks") + ".dlq"
+
+    @property
+    def history_dlq_topic(self) -> str:
+        return self.base.topic("history") + ".dlq"
 
     def jars(self) -> list[str]:
         jars = sorted(str(p) for p in self.jars_dir.glob("*.jar"))

@@ -51,7 +51,7 @@ class ProgressTotals:
             observed = (p.get("observedMetrics") or {}).get("stream")
             if observed is not None:  # a Row
                 values = observed.asDict() if hasattr(observed, "asDict") else dict(observed)
-                for name in ("bars", "late", "invalid"):
+                for name in ("bars", "history", "history_dropped", "late", "invalid"):
                     self.totals[name] += int(values.get(name) or 0)
             self.last = p
         if len(self._seen) > 1000:  # recentProgress keeps the last 100 reports
@@ -59,7 +59,8 @@ class ProgressTotals:
 
     def line(self) -> str:
         p = self.last
-        return (f"batch {self.last_batch_id}: ticks {self.totals['ticks']} bars {self.totals['bars']} "
+        return (f"batch {self.last_batch_id}: inputs {self.totals['ticks']} bars {self.totals['bars']} "
+                f"(history {self.totals['history']}, {self.totals['history_dropped']} covered ones dropped) "
                 f"late {self.totals['late']} invalid {self.totals['invalid']}; "
                 f"in {p.get('inputRowsPerSecond', 0):.0f}/s processed {p.get('processedRowsPerSecond', 0):.0f}/s "
                 f"batch {(p.get('durationMs') or {}).get('triggerExecution', 0)} ms "
@@ -93,8 +94,8 @@ def run(cfg: StreamSettings, shutdown: ShutdownFlag, *, report_every_s: float = 
 
 
 def _run(cfg: StreamSettings, shutdown: ShutdownFlag, report_every_s: float) -> int:
-    log.info("ticks %s -> metrics %s, bars %d s, lateness %d ms, master %s, checkpoint %s, kafka %s",
-             cfg.ticks_topic, cfg.metrics_topic, cfg.bar_seconds, cfg.lateness_ms, cfg.master,
+    log.info("ticks %s + history %s -> metrics %s, bars %d s, lateness %d ms, master %s, checkpoint %s, kafka %s",
+             cfg.ticks_topic, cfg.history_topic, cfg.metrics_topic, cfg.bar_seconds, cfg.lateness_ms, cfg.master,
              cfg.checkpoint_dir, redact_url(cfg.base.kafka_bootstrap_servers))
     spark = build_session(cfg)
     query = start_query(spark, cfg)
