@@ -121,8 +121,10 @@ def resolve_checked(url: str, allow_private: bool) -> Target:
     for ip in addresses:
         problem = address_problem(ip, allow_private)
         if problem:
-            via = "" if literal is not None else f" ({host} resolves to it)"
-            raise UnsafeURL(f"refused: {problem}{via}")
+            if literal is not None:
+                raise UnsafeURL(f"refused: {problem}")
+            # a name: say nothing of what it resolves to (that would map the internal network)
+            raise UnsafeURL(f"refused: {host} resolves to a non-public address")
     return Target(parts.scheme, host, port, addresses[0])
 
 
@@ -155,15 +157,18 @@ def safe_request(client: httpx.Client, method: str, url: str, *, allow_private: 
                  timeout_s: float = 10.0) -> httpx.Response:
     """Send a request to a checked address, following up to 5 redirects, each checked.
 
-    Raises :class:`UnsafeURL` for a refused URL or redirect, ``httpx.HTTPError`` for
-    network errors and timeouts. A 303, or a 301/302 after POST, continues as GET.
+    The answer comes back *unread* (streamed): the caller reads what it needs (see
+    :func:`alerts.transport.read_capped`) and closes it. Raises :class:`UnsafeURL` for a
+    refused URL or redirect, ``httpx.HTTPError`` for network errors and timeouts. A 303, or
+    a 301/302 after POST, continues as GET.
     """
     for _ in range(MAX_REDIRECTS + 1):
         target = resolve_checked(url, allow_private)
         pinned_url, extensions, host_header = _pinned(url, target)
         req_headers = {**(headers or {}), "Host": host_header}
-        response = client.request(method, pinned_url, content=content, headers=req_headers,
-                                  timeout=timeout_s, extensions=extensions, follow_redirects=False)
+        request = client.build_request(method, pinned_url, content=content, headers=req_headers,
+                                       timeout=timeout_s, extensions=extensions)
+        response = client.send(request, stream=True, follow_redirects=False)
         location = response.headers.get("location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
             return response

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerts import messages
 from alerts.retry import NotifyConfig, Outcome, next_delay_s
 from alerts.templates import alert_context
-from alerts.transport import send_email, send_http
+from alerts.transport import http_client, send_email, send_http
 from events import models
 from events.contract import Alert
 from events.settings import Settings
@@ -40,17 +40,6 @@ from events.settings import Settings
 log = logging.getLogger(__name__)
 
 __all__ = ["DeliveryResult", "channel_send", "deliver", "sweep", "test_send"]
-
-_client: httpx.Client | None = None
-
-
-def http_client() -> httpx.Client:
-    """One pooled client per process (thread-safe)."""
-    global _client
-    if _client is None:
-        _client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
-    return _client
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

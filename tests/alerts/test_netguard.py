@@ -28,7 +28,7 @@ from tests.alerts.conftest import Receiver
     ("http://[fe80::1]/", "link-local"),
     ("http://[fd00:ec2::254]/", "metadata"),
     ("http://[fc00::1]/", "private"),
-    ("http://localhost:5000/", "loopback"),
+    ("http://localhost:5000/", "localhost resolves to a non-public address"),
     ("ftp://example.com/", "only http and https"),
     ("http:///nohost", "no host"),
     ("http://no-such-host.invalid/", "cannot resolve"),
@@ -36,6 +36,14 @@ from tests.alerts.conftest import Receiver
 def test_unsafe_urls_are_refused_with_a_reason(url: str, reason: str) -> None:
     with pytest.raises(UnsafeURL, match=reason):
         check_url(url, allow_private=False)
+
+
+def test_a_refused_name_does_not_say_what_it_resolves_to() -> None:
+    with pytest.raises(UnsafeURL) as refused:
+        check_url("http://localhost:5000/hook", allow_private=False)
+    message = str(refused.value)
+    assert message == "refused: localhost resolves to a non-public address"
+    assert "127.0.0.1" not in message and "::1" not in message and "loopback" not in message
 
 
 def test_public_addresses_pass_and_the_operator_can_allow_private_ones() -> None:
