@@ -120,9 +120,11 @@ class StreamDecoder:
         self.dropped[reason] += 1
 
     def forget(self, symbol: str) -> None:
-        """Start ``symbol`` afresh (it was unsubscribed): its next message has size 0."""
+        """``symbol`` was unsubscribed: its next message has size 0 (what traded meanwhile was not followed).
+
+        Its recent keys stay: the quote Yahoo may re-send on a later subscribe is still a duplicate.
+        """
         self._volume.pop(symbol, None)
-        self._seen.pop(symbol, None)
 
     def decode(self, msg: Mapping[str, Any], wanted: frozenset[str] | set[str]) -> RawTick | None:
         """The tick in ``msg``, or None (dropped and counted by reason, or a duplicate, or a heartbeat)."""
@@ -258,6 +260,7 @@ class YahooStreamSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
         self._started = threading.Lock()
         self._last_message = 0.0  # monotonic time of the last frame (or of the connect), for the watchdog
 
@@ -274,7 +277,7 @@ class YahooStreamSource:
     def follow(self, symbols: frozenset[str]) -> None:
         wanted = frozenset(s.strip().upper() for s in symbols if s.strip())
         if wanted != self._wanted:
-            log.info("yfstream: following %d symbols (+%s -%s)", len(wanted), sorted(wanted - self._wanted),
+            log.debug("yfstream: following %d symbols (+%s -%s)", len(wanted), sorted(wanted - self._wanted),
                      sorted(self._wanted - wanted))
         self._wanted = wanted
         self.start()
@@ -302,10 +305,19 @@ class YahooStreamSource:
         return dict(self._last_tick_ms)
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Stop streaming: the connection is closed and the thread ends (within ``timeout_s``)."""
         self._stopping = True
         self._wake()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        thread, loop, task = self._thread, self._loop, self._task
+        if thread is None:
+            return
+        thread.join(min(1.0, timeout_s))
+        if thread.is_alive() and loop is not None and task is not None:  # stuck in a connect: cut it short
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+            thread.join(max(0.0, timeout_s - 1.0))
 
     def __enter__(self) -> YahooStreamSource:
         return self.start()
@@ -327,7 +339,10 @@ class YahooStreamSource:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_until_complete(self._main())
+            self._task = self._loop.create_task(self._main())
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:  # close() cut a connect short
+            pass
         except Exception:
             log.exception("yfstream: streaming thread failed")
         finally:

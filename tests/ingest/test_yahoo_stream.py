@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from events.contract import Tick, decode
+from events.contract import Tick, Watched, decode, watched_id
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
 from ingest.base import RawTick
@@ -182,6 +184,49 @@ def test_connection_refused_backs_off_then_connects() -> None:
         assert src.stats.connects == 1
 
 
+def test_unanswered_handshake_times_out_retries_and_close_cuts_it_short() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+    held = []
+    try:
+        src = source(f"ws://127.0.0.1:{port}/", connect_timeout_s=0.3)
+        src.follow(frozenset({"AAPL"}))
+        held.append(listener.accept()[0])  # the first attempt: TCP up, the upgrade never answered
+        src.connect_timeout_s = 60.0  # (read when an attempt starts: the first keeps its 0.3 s)
+        held.append(listener.accept()[0])  # it gave up and tried again, now stuck for a minute ...
+        assert src.stats.connects == 0 and src.stats.reconnects == 1
+        started = time.monotonic()
+        src.close()
+        assert time.monotonic() - started < 3.0  # ... which close() does not wait out
+        assert src._thread is not None and not src._thread.is_alive()
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_refollowed_symbol_starts_afresh_and_a_resent_quote_stays_a_duplicate() -> None:
+    with FakeYahooServer() as server, source(server.url) as src:
+        src.follow(frozenset({"AAPL"}))
+        server.wait_subscribed({"AAPL"})
+        server.send("AAPL", 20.0, REGULAR, market_hours=1, day_volume=100)
+        server.send("AAPL", 20.5, REGULAR + 1, market_hours=1, day_volume=130)
+        assert [t.size for t in collect_until(src, 20.5)] == [0.0, 30.0]
+        src.follow(frozenset())
+        wait_for(lambda: {"unsubscribe": ["AAPL"]} in server.frames(1), 10, "the unsubscribe frame")
+        src.follow(frozenset({"AAPL"}))
+        server.wait_subscribed({"AAPL"})
+        server.send("AAPL", 20.5, REGULAR + 1, market_hours=1, day_volume=130)  # the quote again, on subscribe
+        server.send("AAPL", 21.0, REGULAR + 9, market_hours=1, day_volume=900)  # traded while not followed
+        server.send("AAPL", 21.5, REGULAR + 10, market_hours=1, day_volume=950)
+        assert collect_until(src, 21.5) == [RawTick("AAPL", REGULAR + 9, 21.0, 0.0, "regular"),
+                                            RawTick("AAPL", REGULAR + 10, 21.5, 50.0, "regular")]
+        assert src.stats.duplicates == 1 and src.stats.connects == 1
+
+
 def test_silence_watchdog_forces_a_reconnect() -> None:
     with FakeYahooServer() as server, source(server.url, silence_s=0.5) as src:
         started = time.monotonic()
@@ -262,3 +307,35 @@ def test_cli_streams_from_the_url_given(kafka_settings: Settings) -> None:
     ticks = [decode(m.value(), Tick) for m in read_topic(kafka_settings, kafka_settings.topic("ticks"), expect=4)]
     assert sorted((t.symbol, t.price, t.session) for t in ticks) == [
         ("AAPL", 100.0, "pre"), ("AAPL", 102.0, "pre"), ("MSFT", 101.0, "pre"), ("MSFT", 103.0, "pre")]
+
+
+def test_subscriptions_follow_the_watched_topic_through_run_ingest(kafka_settings: Settings) -> None:
+    from ingest.demand import DemandFollower
+
+    producer = EventProducer(kafka_settings)
+    watched = kafka_settings.topic("watched")
+    with FakeYahooServer() as server, source(server.url) as src:
+        shutdown = ShutdownFlag()
+        runner = threading.Thread(target=run_ingest, args=(src, EventProducer(kafka_settings), shutdown),
+                                  kwargs={"rate": 0, "demand": DemandFollower(kafka_settings, ["AAPL"])},
+                                  daemon=True)
+        runner.start()
+        try:
+            server.wait_subscribed({"AAPL"}, timeout_s=30)
+            producer.produce(Watched(id=watched_id("NVDA", REGULAR), ts=REGULAR, symbol="NVDA", watchers=1), watched)
+            producer.flush()
+            server.wait_subscribed({"AAPL", "NVDA"}, connection=1, timeout_s=30)
+            server.send("NVDA", 150.0, REGULAR + 1, market_hours=1, day_volume=10)
+            server.send("AAPL", 190.0, REGULAR + 2, market_hours=1, day_volume=20)
+            producer.produce_bytes(watched, b"NVDA", None)  # nobody watches it any more
+            producer.flush()
+            wait_for(lambda: {"unsubscribe": ["NVDA"]} in server.frames(1), 30, "the unsubscribe of NVDA")
+            server.send("NVDA", 151.0, REGULAR + 3, market_hours=1, day_volume=30, force=True)
+            server.send("AAPL", 191.0, REGULAR + 4, market_hours=1, day_volume=25)
+            wait_for(lambda: src.stats.ticks == 3 and src.stats.drop_reasons["not wanted"] == 1, 10, "the last frames")
+        finally:
+            shutdown.set()
+            runner.join(30)
+    ticks = [decode(m.value(), Tick) for m in read_topic(kafka_settings, kafka_settings.topic("ticks"), expect=3)]
+    assert sorted((t.symbol, t.price, t.size) for t in ticks) == [
+        ("AAPL", 190.0, 0.0), ("AAPL", 191.0, 5.0), ("NVDA", 150.0, 0.0)]
