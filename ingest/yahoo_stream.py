@@ -417,7 +417,7 @@ class YahooStreamSource:
                 limit = self._silence_limit_s()
                 if subscribed and limit is not None and time.monotonic() - self._last_message >= limit:
                     self.stats.silences += 1
-                    log.warning("yfstream: no message for %.0f s while subscribed to %d symbols; reconnecting",
+                    log.warning("yfstream: no message for %.1f s while subscribed to %d symbols; reconnecting",
                                 limit, len(subscribed))
                     break
         except Exception as exc:  # refused, timed out, dropped, a send that failed: all mean reconnect
