@@ -65,6 +65,10 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+# Signs development sessions only: load_settings refuses it wherever others can reach the app.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -77,11 +81,13 @@ class Settings:
     kafka_replication_factor: int = 1
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = f"sqlite:///{VAR / 'tickerbell.db'}"
-    secret_key: Secret = field(default_factory=lambda: Secret("dev-only-insecure-secret-key"))
+    secret_key: Secret = field(default_factory=lambda: Secret(DEV_SECRET_KEY))
     smtp_url: Secret = field(default_factory=lambda: Secret("smtp://127.0.0.1:2525"))
     mail_from: str = "Tickerbell <alerts@tickerbell.local>"
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
+    #: reverse proxies in front of the web app whose X-Forwarded-* headers are trusted (Heroku: 1)
+    trust_proxy_hops: int = 0
     bar_seconds: int = 60
     allow_private_webhooks: bool = False
     log_level: str = "INFO"
@@ -139,6 +145,41 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return raw
 
 
+MIN_SECRET_KEY_CHARS = 32
+# Values people paste from examples and tutorials: anyone can sign a session cookie with them.
+WELL_KNOWN_SECRET_KEYS = frozenset({
+    DEV_SECRET_KEY, "change-me-in-production", "changeme", "change-me", "change_me", "secret", "secret-key",
+    "secret_key", "secretkey", "mysecret", "my-secret-key", "super-secret", "supersecret", "password", "dev",
+    "development", "test", "testing", "default", "flask", "tickerbell", "your-secret-key", "replace-me",
+    "please-change-me", "insecure", "notsecret", "xxx",
+})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` cannot sign sessions outside a loopback-only development setup (None: it can)."""
+    if key.strip().lower() in WELL_KNOWN_SECRET_KEYS or key in WELL_KNOWN_SECRET_KEYS:
+        return "it is a well-known example value"
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        return f"it is shorter than {MIN_SECRET_KEY_CHARS} characters"
+    if len(set(key)) < 8:
+        return "it repeats too few distinct characters"
+    return None
+
+
+def serves_only_loopback(env: Mapping[str, str], public_url: str) -> bool:
+    """Whether this is a development setup that only this machine can reach.
+
+    The settings cannot see the web server's bind address, so the public URL
+    stands for it: a deployment reachable by others has a non-loopback
+    ``PUBLIC_URL`` (links in notifications must work for its users) or says
+    ``TICKERBELL_ENV=production`` (Heroku's app.json and docker-compose.yml do).
+    """
+    if env.get("TICKERBELL_ENV", "development") == "production":
+        return False
+    return (urlsplit(public_url).hostname or "") in LOOPBACK_HOSTS
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise :class:`SettingsError` on the first bad one."""
     env = os.environ if env is None else env
@@ -157,8 +198,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not database_url.startswith(("sqlite", "postgresql")):
         raise SettingsError("DATABASE_URL must be a sqlite:// or postgres(ql):// URL")
     secret_key = env.get("SECRET_KEY") or d.secret_key.get()
-    if env.get("TICKERBELL_ENV", "development") == "production" and secret_key == d.secret_key.get():
-        raise SettingsError("SECRET_KEY must be set in production")
+    public_url = _url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/")
+    if not serves_only_loopback(env, public_url) and (reason := weak_secret_key(secret_key)):
+        raise SettingsError(
+            f"SECRET_KEY cannot sign sessions of a deployment others can reach: {reason}; set it to a long "
+            "random value, e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
     var_dir = Path(env.get("TICKERBELL_VAR") or d.var_dir)
     return Settings(
         kafka_bootstrap_servers=bootstrap,
@@ -174,8 +219,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=Secret(secret_key),
         smtp_url=Secret(_url(env, "SMTP_URL", d.smtp_url.get(), ("smtp", "smtps", "smtp+starttls"))),
         mail_from=env.get("MAIL_FROM", d.mail_from),
-        public_url=_url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/"),
+        public_url=public_url,
         port=env_int(env, "PORT", d.port, 1, 65535),
+        trust_proxy_hops=env_int(env, "TRUST_PROXY_HOPS", d.trust_proxy_hops, 0, 5),
         bar_seconds=env_int(env, "BAR_SECONDS", d.bar_seconds, 1, 86_400),
         allow_private_webhooks=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", d.allow_private_webhooks),
         log_level=env.get("LOG_LEVEL", d.log_level).upper(),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, logout_user
 
-from web.auth import LoginUser, client_ip, login_limiter
+from web.auth import (end_all_sessions, login_limited, remember_client, retry_after_s, signup_limited,
+                      start_session, uid)
 from web.db import get_db
 from web.errors import ApiError
 from web.store import users
@@ -21,7 +23,22 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.dashboard")
 
 
+@bp.errorhandler(RateLimitExceeded)
+def _too_many(exc: RateLimitExceeded):
+    """The form again, saying how long to wait (the limits are in web.auth)."""
+    wait_s = retry_after_s()
+    wait = f"{wait_s} s" if wait_s < 120 else f"{wait_s // 60} min"
+    if request.endpoint == "accounts.register":
+        page = render_template("register.html", errors={"email": f"Too many sign-ups from here. Try again in {wait}."},
+                               email=request.form.get("email", ""))
+    else:
+        page = render_template("login.html", error=f"Too many failed attempts. Try again in {wait}.",
+                               email=request.form.get("email", ""))
+    return page, 429, {"Retry-After": str(wait_s)}
+
+
 @bp.route("/register", methods=["GET", "POST"])
+@signup_limited
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("pages.dashboard"))
@@ -32,14 +49,14 @@ def register():
         except ApiError as exc:
             errors = exc.fields or {"email": exc.message}
         else:
-            from flask_login import login_user
-
-            login_user(LoginUser(user))
+            start_session(get_db(), user)
+            remember_client(user.email)
             return redirect(url_for("pages.dashboard"))
     return render_template("register.html", errors=errors, email=request.form.get("email", "")), (422 if errors else 200)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_limited
 def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
@@ -47,26 +64,20 @@ def login():
     status = 200
     if request.method == "POST":
         email = request.form.get("email", "")
-        limiter, ip = login_limiter(), client_ip()
-        wait_s = limiter.retry_after_s(ip, email)
-        if wait_s:
-            error, status = f"Too many failed attempts. Try again in {max(1, wait_s // 60)} min.", 429
+        user = users.authenticate(get_db(), email, request.form.get("password"))
+        if user is None:
+            error, status = "Wrong email or password.", 401
         else:
-            user = users.authenticate(get_db(), email, request.form.get("password"))
-            if user is None:
-                limiter.failed(ip, email)
-                error, status = "Wrong email or password.", 401
-            else:
-                from flask_login import login_user
-
-                limiter.succeeded(ip, email)
-                login_user(LoginUser(user), remember=bool(request.form.get("remember")))
-                return redirect(_safe_next(request.args.get("next")))
+            start_session(get_db(), user, remember=bool(request.form.get("remember")))
+            remember_client(email)
+            return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, email=request.form.get("email", "")), status
 
 
 @bp.post("/logout")
 @login_required
 def logout():
+    """Log out everywhere: the nonce rotates, so this and every other session and remember-me cookie end."""
+    end_all_sessions(get_db(), uid())
     logout_user()
     return redirect(url_for("accounts.login"))

@@ -1,8 +1,9 @@
 """Operator commands: ``tickerbell <command>`` (or ``python -m web admin <command>``).
 
-create-user       an account (password from --password, $TICKERBELL_PASSWORD, or generated and printed once)
+create-user       an account (password from $TICKERBELL_PASSWORD, --password-file, a prompt, or generated
+                  and printed once; never from the command line, which `ps` and shell history show)
 topics            topics with messages and rates, consumer lag per group
-rebuild           drop the projections (bars, predictions, alert history) and replay the topics into them
+rebuild           drop the projections (bars, predictions, alert history, feed status) and replay the topics into them
                   from the start or from what was written to Kafka since --since TIME (a fresh consumer
                   group; the live projector is untouched)
 resend            re-send a failed or dead delivery now
@@ -19,7 +20,8 @@ import secrets
 import sys
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from events import models
 from events.settings import Settings, SettingsError, load_settings
 
-PROJECTIONS = (models.BarRecord, models.PredictionRecord, models.AlertRecord)
+PROJECTIONS = (models.BarRecord, models.PredictionRecord, models.AlertRecord, models.FeedStatusRecord)
 DEMO_EMAIL = "demo@tickerbell.local"
 DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA", "GOOG", "AMZN")
 
@@ -43,6 +45,26 @@ def create_user(sessions: sessionmaker[Session], email: str, password: str | Non
             user.is_admin = True
             s.commit()
         return user.id, password
+
+
+def read_password(password_file: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The new account's password: $TICKERBELL_PASSWORD, else the file's first line, else the prompt
+    on a terminal; None (generate one) when none of these gives one."""
+    import getpass
+    import os
+
+    env = os.environ if env is None else env
+    if env.get("TICKERBELL_PASSWORD"):
+        return env["TICKERBELL_PASSWORD"]
+    if password_file:
+        text = sys.stdin.read() if password_file == "-" else Path(password_file).read_text()
+        return text.splitlines()[0] if text.strip() else None
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password (empty: generate one): ")
+        if first and getpass.getpass("Again: ") != first:
+            raise SystemExit("the passwords differ")
+        return first or None
+    return None
 
 
 def rebuild_projections(settings: Settings, sessions: sessionmaker[Session], since_ms: int | None = None,
@@ -65,7 +87,7 @@ def rebuild_projections(settings: Settings, sessions: sessionmaker[Session], sin
     consumer = Consumer({**settings.kafka_common(), "group.id": group, "enable.auto.commit": False})
     try:
         parts = []
-        for name in ("metrics", "predictions", "alerts"):
+        for name in ("metrics", "predictions", "alerts", "feed"):
             topic = settings.topic(name)
             parts += [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
         ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
@@ -174,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tickerbell", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("create-user")
+    p = sub.add_parser("create-user", help="an account; the password from $TICKERBELL_PASSWORD, --password-file, "
+                                           "the prompt (on a terminal), else generated and printed once")
     p.add_argument("email")
-    p.add_argument("--password", help="default: $TICKERBELL_PASSWORD, else generated and printed")
+    p.add_argument("--password-file", help="read the password from this file's first line ('-': standard input)")
+    p.add_argument("--password", help=argparse.SUPPRESS)  # refused with an explanation, see read_password
     p.add_argument("--admin", action="store_true")
     sub.add_parser("topics")
     p = sub.add_parser("rebuild", help="replay topics into freshly emptied projection tables")
@@ -193,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("republish-rules", help="queue every rule's event again (a new or wiped Kafka cluster); "
                                            "the relay also does this by itself when `rules` is empty")
     args = parser.parse_args(argv)
+    if getattr(args, "password", None) is not None:
+        print("error: --password is not accepted: a password on the command line shows in `ps` and in shell "
+              "history. Use $TICKERBELL_PASSWORD, --password-file FILE (or - for standard input), or answer "
+              "the prompt.", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -204,11 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     sessions = session_factory(settings)
     try:
         if args.cmd == "create-user":
-            import os
-
-            user_id, password = create_user(sessions, args.email, args.password or os.environ.get("TICKERBELL_PASSWORD"),
-                                            args.admin)
-            shown = "" if (args.password or os.environ.get("TICKERBELL_PASSWORD")) else f" with password {password}"
+            given = read_password(args.password_file)
+            user_id, password = create_user(sessions, args.email, given, args.admin)
+            shown = "" if given else f" with password {password}"
             print(f"user {user_id} {args.email} created{shown}")
         elif args.cmd == "topics":
             from events.status import print_status

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from events.settings import Secret, SettingsError, load_settings, normalise_database_url, redact_url
+from events.settings import (Secret, SettingsError, load_settings, normalise_database_url, redact_url,
+                             weak_secret_key)
 
 
 def test_embedded_defaults() -> None:
@@ -44,10 +45,33 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
         load_settings({name: value})
 
 
-def test_production_requires_a_secret_key() -> None:
+STRONG = "Zq8-vN3xL7mR2tK9wB4yH6jD1fS5pA0c"
+
+
+@pytest.mark.parametrize("key", [
+    None, "dev-only-insecure-secret-key", "change-me-in-production", "secret", "changeme", "CHANGEME",
+    "s3cr3t", "a-random-looking-but-short-key", "x" * 40, "abababababababababababababababab",
+])
+@pytest.mark.parametrize("env", [{"TICKERBELL_ENV": "production"}, {"PUBLIC_URL": "https://tb.example.com"},
+                                 {"PUBLIC_URL": "http://10.0.0.5:5000"}])
+def test_a_reachable_deployment_refuses_a_weak_secret_key(env: dict[str, str], key: str | None) -> None:
+    """Anyone who knows (or can guess) the key signs a session cookie that logs in as any user."""
     with pytest.raises(SettingsError, match="SECRET_KEY"):
-        load_settings({"TICKERBELL_ENV": "production"})
-    assert load_settings({"TICKERBELL_ENV": "production", "SECRET_KEY": "s3cr3t"}).secret_key.get() == "s3cr3t"
+        load_settings({**env, **({"SECRET_KEY": key} if key is not None else {})})
+    assert load_settings({**env, "SECRET_KEY": STRONG}).secret_key.get() == STRONG
+
+
+@pytest.mark.parametrize("public_url", ["http://127.0.0.1:5000", "http://localhost:8000", "http://[::1]:5000"])
+def test_loopback_development_keeps_the_development_key(public_url: str) -> None:
+    assert load_settings({"PUBLIC_URL": public_url}).secret_key.get() == "dev-only-insecure-secret-key"
+    assert weak_secret_key("dev-only-insecure-secret-key") and weak_secret_key(STRONG) is None
+
+
+def test_trust_proxy_hops() -> None:
+    assert load_settings({}).trust_proxy_hops == 0
+    assert load_settings({"TRUST_PROXY_HOPS": "1"}).trust_proxy_hops == 1
+    with pytest.raises(SettingsError, match="TRUST_PROXY_HOPS"):
+        load_settings({"TRUST_PROXY_HOPS": "yes"})
 
 
 def test_secrets_never_show() -> None:

@@ -1,14 +1,15 @@
-"""Accounts over the API: register, log in/out (session), bearer tokens, the CSRF token."""
+"""Accounts over the API: register, log in/out (session), password, bearer tokens, the CSRF token."""
 
 from __future__ import annotations
 
-from flask import jsonify
-from flask_login import current_user, login_user, logout_user
+from flask import g, jsonify
+from flask_login import current_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
 from events import models
 from web.api import body, bp
-from web.auth import LoginUser, client_ip, login_limiter, uid
+from web.auth import (end_all_sessions, login_limited, remember_client, signup_limited, start_session,
+                      uid)
 from web.db import get_db
 from web.errors import ApiError
 from web.store import users
@@ -20,42 +21,64 @@ def csrf_token():
 
 
 @bp.post("/auth/register")
+@signup_limited
 def register():
     data = body()
     user = users.register(get_db(), data.get("email"), data.get("password"))
-    login_user(LoginUser(user))
+    start_session(get_db(), user)
+    remember_client(user.email)
     return jsonify(id=user.id, email=user.email), 201
 
 
 def _checked_login(data: dict) -> models.User:
-    email = str(data.get("email") or "")
-    limiter = login_limiter()
-    ip = client_ip()
-    wait_s = limiter.retry_after_s(ip, email)
-    if wait_s:
-        raise ApiError(429, f"too many failed logins; try again in {wait_s} s", retry_after_s=wait_s)
+    """The user whose email and password ``data`` gives (a view using it is ``login_limited``)."""
+    email = data.get("email")
     user = users.authenticate(get_db(), email, data.get("password"))
     if user is None:
-        limiter.failed(ip, email)
         raise ApiError(401, "wrong email or password")
-    limiter.succeeded(ip, email)
+    remember_client(str(email))
     return user
 
 
 @bp.post("/auth/login")
+@login_limited
 def login():
     user = _checked_login(body())
-    login_user(LoginUser(user))
+    start_session(get_db(), user)
     return jsonify(id=user.id, email=user.email)
 
 
 @bp.post("/auth/logout")
 def logout():
+    """Log out everywhere: rotating the nonce ends every session and remember-me cookie of the user."""
+    if current_user.is_authenticated and not _bearer():
+        end_all_sessions(get_db(), uid())
     logout_user()
     return jsonify(ok=True)
 
 
+def _bearer() -> bool:
+    return bool(g.get("token_auth"))
+
+
+@bp.post("/auth/password")
+@login_limited
+def change_password():
+    """A new password (the current one confirms it); every other session and remember-me cookie ends."""
+    data = body()
+    session = get_db()
+    user = session.get(models.User, uid())
+    if user is None or users.authenticate(session, user.email, data.get("current_password")) is None:
+        raise ApiError(403, "the current password is wrong", {"current_password": "wrong password"})
+    users.set_password(session, user, data.get("new_password"))
+    end_all_sessions(session, user.id)
+    if not _bearer():
+        start_session(session, user)  # this browser stays logged in, under the new nonce
+    return jsonify(ok=True)
+
+
 @bp.post("/auth/token")
+@login_limited
 def issue_token():
     """Trade email + password for a bearer token (no session is created)."""
     data = body()

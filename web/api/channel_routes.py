@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from web.api import body, bp, settings
-from web.auth import uid
+from web.auth import test_send_limited, uid
 from web.db import get_db
 from web.filters import parse_range
 from web.store import channels as ch_store
@@ -46,6 +46,7 @@ def rotate_secret(channel_id: int):
 
 
 @bp.post("/channels/<int:channel_id>/test")
+@test_send_limited
 def test_channel(channel_id: int):
     return jsonify(ch_store.test_send(get_db(), settings(), uid(), channel_id))
 

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from events import models
 from web.auth import hash_token, new_token
 from web.errors import ApiError, ValidationFailed, not_found
+from web.store.names import NO_CONTROL, has_control
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MIN_PASSWORD = 8
@@ -29,10 +30,8 @@ def register(session: Session, email: Any, password: Any) -> models.User:
     errors: dict[str, str] = {}
     if not EMAIL.match(email) or len(email) > 254:
         errors["email"] = "enter a valid email address"
-    if len(password) < MIN_PASSWORD:
-        errors["password"] = f"use at least {MIN_PASSWORD} characters"
-    elif len(password) > 200:
-        errors["password"] = "use at most 200 characters"
+    if (problem := password_problem(password)):
+        errors["password"] = problem
     if errors:
         raise ValidationFailed(errors)
     if session.scalar(select(models.User.id).where(func.lower(models.User.email) == email)) is not None:
@@ -46,12 +45,29 @@ def register(session: Session, email: Any, password: Any) -> models.User:
     return user
 
 
+def password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD:
+        return f"use at least {MIN_PASSWORD} characters"
+    if len(password) > 200:
+        return "use at most 200 characters"
+    return None
+
+
+def set_password(session: Session, user: models.User, password: Any) -> None:
+    """Hash and store a new password (the caller rotates the user's sessions)."""
+    password = password if isinstance(password, str) else ""
+    if (problem := password_problem(password)):
+        raise ValidationFailed({"new_password": problem})
+    user.password_hash = generate_password_hash(password)
+    session.commit()
+
+
 def authenticate(session: Session, email: Any, password: Any) -> models.User | None:
     user = session.scalar(select(models.User).where(models.User.email == normalise_email(email)))
-    if user is None:
-        check_password_hash(_DUMMY_HASH, str(password or ""))
-        return None
-    if not user.is_active or not check_password_hash(user.password_hash, str(password or "")):
+    # every path checks one hash, so the answer's timing says nothing about the account
+    # (unknown, disabled or wrong password)
+    matches = check_password_hash(user.password_hash if user else _DUMMY_HASH, str(password or ""))
+    if user is None or not user.is_active or not matches:
         return None
     return user
 
@@ -72,6 +88,8 @@ def create_token(session: Session, user_id: int, name: Any) -> tuple[models.ApiT
     name = str(name or "").strip()
     if not 1 <= len(name) <= 100:
         raise ValidationFailed({"name": "give the token a name (1-100 characters)"})
+    if has_control(name):
+        raise ValidationFailed({"name": NO_CONTROL})
     token = new_token()
     row = models.ApiToken(user_id=user_id, name=name, token_hash=hash_token(token))
     session.add(row)
