@@ -14,9 +14,12 @@ applies the ordering policy in one place for every source:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from events.contract import Tick, tick_id
+
+
+Session = Literal["pre", "regular", "post"]
 
 
 class RawTick(NamedTuple):
@@ -24,7 +27,7 @@ class RawTick(NamedTuple):
     ts_ms: int
     price: float
     size: float
-    session: str | None = None  # "pre" | "regular" | "post" where the source knows it
+    session: Session | None = None  # where the source knows it
 
 
 class Source(Protocol):

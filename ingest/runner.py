@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Callable
 
 from events import observability as obs
@@ -51,17 +52,28 @@ class IngestReport:
 
 
 class DemandTracker:
-    """What the loop does when demand changes: backfill the newly wanted, then re-point the source."""
+    """What the loop does when demand changes: backfill the newly wanted, then re-point the source.
+
+    A history fetch (Yahoo's is a network round trip) runs on a small thread pool, never in
+    the loop: a symbol waits in ``pending`` until its history is produced and flushed, and
+    only then joins the set the source follows, so its history is durable before its first
+    live tick and a slow or failing fetch holds up no other symbol. A failed fetch logs and
+    lets the symbol go live without history.
+    """
 
     def __init__(self, demand: "DemandFollower", source: Source, producer: EventProducer,
-                 history: HistoryFn | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+                 history: HistoryFn | None = None, clock_ms: Callable[[], int] | None = None,
+                 history_workers: int = 2) -> None:
         if not hasattr(source, "follow"):
             raise ValueError(f"source {source.name} cannot follow demand; give it a fixed symbol list")
         self.demand, self.source, self.producer, self.history = demand, source, producer, history
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self.current: frozenset[str] = frozenset()
+        self.wanted: frozenset[str] = frozenset()
+        self.current: frozenset[str] = frozenset()  # what the source follows now
+        self.pending: dict[str, Future[list[HistoryBar]]] = {}
         self.backfilled: set[str] = set()
         self.history_bars = 0
+        self._pool = ThreadPoolExecutor(history_workers, thread_name_prefix="backfill") if history else None
         self._topic = producer.settings.topic("history")
         self._feed_topic = producer.settings.topic("feed")
         self._counter = obs.EVENTS_OUT.labels("ingest", "history")
@@ -70,31 +82,60 @@ class DemandTracker:
         self.feed = FeedWatch(source.name, market_open=market_open)
 
     def apply(self, wanted: frozenset[str]) -> None:
-        added, removed = wanted - self.current, self.current - wanted
-        if self.history is not None:
+        """A new wanted set: start the backfills it needs, follow the rest at once."""
+        before = self.wanted
+        self.wanted = wanted
+        for symbol in set(self.pending) - wanted:  # unwatched while its history was fetched
+            self.pending.pop(symbol).cancel()
+        if self._pool is not None and self.history is not None:
             now_ms = self.clock_ms()
-            sent = 0
-            for symbol in sorted(added - self.backfilled):
-                try:
-                    bars = self.history(symbol, now_ms)
-                except Exception as exc:  # noqa: BLE001 - a source's history failing must not stop live data
-                    log.warning("ingest: no history for %s (%s: %s); live data only", symbol, type(exc).__name__, exc)
-                    continue
-                for bar in bars:
-                    self.producer.produce(bar, self._topic)
-                sent += len(bars)
-                self.backfilled.add(symbol)
-            if sent:
-                self.producer.flush()  # history is durable before the first live tick of those symbols
-                self._counter.inc(sent)
-                self.history_bars += sent
-        self.source.follow(wanted)  # type: ignore[attr-defined]
-        self.current = wanted
-        self.feed.follow(sorted(added), sorted(removed), self.clock_ms())
-        self._publish_feed()
+            for symbol in sorted(wanted - before - self.backfilled - set(self.pending)):
+                self.pending[symbol] = self._pool.submit(self.history, symbol, now_ms)
+        added, removed = sorted(wanted - before), sorted(before - wanted)
+        self.feed.follow(added, removed, self.clock_ms())
+        self._follow()
         if added or removed:
-            log.info("ingest: following %d symbols (+%s -%s)", len(wanted), ",".join(sorted(added)[:20]) or "0",
-                     ",".join(sorted(removed)[:20]) or "0")
+            log.info("ingest: following %d symbols (+%s -%s)", len(wanted), ",".join(added[:20]) or "0",
+                     ",".join(removed[:20]) or "0")
+
+    def _collect(self) -> None:
+        """Publish the histories that are ready (one flush), then let those symbols go live."""
+        sent = 0
+        for symbol, fut in list(self.pending.items()):
+            if not fut.done():
+                continue
+            del self.pending[symbol]
+            try:
+                bars = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a source's history failing must not stop live data
+                log.warning("ingest: no history for %s (%s: %s); live data only", symbol, type(exc).__name__, exc)
+                continue
+            for bar in bars:
+                self.producer.produce(bar, self._topic)
+            sent += len(bars)
+            self.backfilled.add(symbol)
+        if sent:
+            self.producer.flush()  # history is durable before the first live tick of those symbols
+            self._counter.inc(sent)
+            self.history_bars += sent
+
+    def _follow(self) -> None:
+        self._collect()
+        follow = self.wanted - set(self.pending)
+        if follow != self.current:
+            self.source.follow(follow)  # type: ignore[attr-defined]
+            self.current = follow
+        self._publish_feed()
+
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait for the backfills in flight (at start: the set as it stood goes live together)."""
+        if self.pending:
+            wait(list(self.pending.values()), timeout=timeout_s)
+        self._follow()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _publish_feed(self) -> None:
         for status in self.feed.drain():
@@ -102,6 +143,7 @@ class DemandTracker:
 
     def start(self) -> None:
         self.apply(self.demand.catch_up())
+        self.settle()
 
     def saw(self, raws: list[RawTick]) -> None:
         """The ticks of one published batch (only each symbol's newest matters)."""
@@ -114,6 +156,8 @@ class DemandTracker:
         wanted = self.demand.poll()
         if wanted is not None:
             self.apply(wanted)
+        elif self.pending:
+            self._follow()
         if now_s >= self._next_check:
             self._next_check = now_s + FEED_CHECK_S
             problems = getattr(self.source, "problems", None)
@@ -178,6 +222,8 @@ def run_ingest(source: Source, producer: EventProducer, shutdown: ShutdownFlag, 
             log.info("ingest: %d ticks (%.0f/s), %d duplicates dropped, %d out of order",
                      produced, produced / (now - start), seq.stats.duplicates, seq.stats.out_of_order)
             last_report = now
+    if tracker is not None:
+        tracker.close()
     producer.flush()
     return IngestReport(produced, seq.stats.duplicates, seq.stats.out_of_order, time.monotonic() - start,
                         tracker.history_bars if tracker is not None else 0)

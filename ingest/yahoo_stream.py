@@ -37,7 +37,7 @@ from datetime import time as clock_time
 from typing import Any, Callable, Iterable, Mapping
 
 from events.markethours import HOLIDAYS, NEW_YORK, OPEN, is_market_open
-from ingest.base import RawTick
+from ingest.base import RawTick, Session
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _new_york(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(NEW_YORK)
 
 
-def session_of(market_hours: int, ts_ms: int) -> str | None:
+def session_of(market_hours: int, ts_ms: int) -> Session | None:
     """The tick's session from ``market_hours``.
 
     PRE_MARKET is 0, the proto3 default, so it is never on the wire and an absent field cannot be
