@@ -160,6 +160,7 @@ def cmd_ensure_model(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from predict.evaluate import ALL, MODEL, walk_forward
+    from predict.pipeline import bar_seconds_of
     from predict.report import plot_symbol, render_markdown, table_json, verdict
 
     series, source = load_series(args, settings)
@@ -172,7 +173,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     plots_dir = doc.parent / "forecast-evaluation" if doc else out
     command = "python -m predict " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     preamble = _preamble(command, source, series, config, args, table, time.perf_counter() - t0)
-    md = render_markdown(ev, table, title="Forecast evaluation", preamble=preamble)
+    md = render_markdown(ev, table, title="Forecast evaluation", preamble=preamble,
+                         bar_seconds=bar_seconds_of(series))
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.md").write_text(md)
     (out / "evaluation.json").write_text(table_json(ev, table, {"command": command, "source": source,

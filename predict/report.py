@@ -86,8 +86,27 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+SERVED_MODEL = (
+    "`make run` runs `python -m predict ensure-model` before the processes start. When no model for the "
+    "bars this deployment serves (`BAR_SECONDS`, 60 s by default) is promoted, it trains one on the seeded "
+    "simulated history the ingest backfill publishes (`ingest.history.simulated_history`, 1000 bars for "
+    "each of 10 demo symbols, ending now; `--source sim-history` of `train` and `evaluate` reads the same), "
+    "not on daily bars, and scores it on the time-last 15 % of the samples. Its registry record "
+    "(`trained_on` in `meta.json`) and every `Prediction` it serves carry the bar size, the data source, "
+    "the first and last bar of the training data and of the holdout, the holdout's n and the "
+    "Diebold–Mariano p-value of its skill; the symbol page shows them and calls the model better than no "
+    "change only when that skill is positive at p < 0.05. The simulated prices are a random walk, so the "
+    "honest skill there is zero and the band is a volatility range, not a signal. A model forecasts only "
+    "bars of its own size (`predict serve` skips the others and logs it once), and `ensure-model` replaces "
+    "a promoted model of another size: skills measured on different bars do not compare, so the registry "
+    "promotes across bar sizes only by force. Backfilled history fills the serving windows, so a symbol "
+    "with history gets a forecast on its first live bar (and on the newest history bar while the bar it "
+    "forecasts is still open); older history bars get none, since those would be forecasts of the past."
+)
+
+
 def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]], *, title: str,
-                    preamble: str = "") -> str:
+                    preamble: str = "", bar_seconds: int = 86_400) -> str:
     out = [f"# {title}", ""]
     if preamble:
         out += [preamble.rstrip(), ""]
@@ -101,13 +120,15 @@ def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]],
     out += ["", "DM p-value: Diebold–Mariano test of equal squared return error against persistence "
             "(small = the difference is unlikely to be chance)."]
     out += ["", "## What this means", "", *interpretation(table, ev.level)]
+    out += ["", "## The model `make run` serves", "", SERVED_MODEL]
     out += ["", "## Folds (expanding origin)", "",
             "| fold | train targets | early-stopping targets | test targets | train / val / test windows | epochs |",
             "|---|---|---|---|---|---|"]
     for f in ev.folds:
-        out.append(f"| {f['fold']} | {date_of(f['train_from_ms'])} – {date_of(f['train_to_ms'])} | "
-                   f"{date_of(f['val_from_ms'])} – {date_of(f['val_to_ms'])} | "
-                   f"{date_of(f['test_from_ms'])} – {date_of(f['test_to_ms'])} | "
+        d = {k: date_of(v, bar_seconds) for k, v in f.items() if k.endswith("_ms")}
+        out.append(f"| {f['fold']} | {d['train_from_ms']} – {d['train_to_ms']} | "
+                   f"{d['val_from_ms']} – {d['val_to_ms']} | "
+                   f"{d['test_from_ms']} – {d['test_to_ms']} | "
                    f"{f['n_train']} / {f['n_val']} / {f['n_test']} | {f['epochs']} |")
     for sym, rows in table.items():
         out += ["", f"## {'All symbols pooled' if sym == ALL else sym}", "", markdown_table(rows)]

@@ -33,20 +33,10 @@
     [...state.alerts].sort((a, b) => b.ts_ms - a.ts_ms).slice(0, 50).forEach((a) => body.append(alertRow(a)));
   }
 
-  // The forecast is shown with its model's honest record: skill against "no change" on held-out data.
+  // The forecast is shown with its model's honest record (forecast.js says how).
   function forecastNote() {
-    const note = document.getElementById("forecast-note");
-    const p = state.predictions[state.predictions.length - 1];
-    if (!p) { note.textContent = "No forecast yet: the model needs about 40 bars of this symbol first."; return; }
-    const pct = Math.round((p.interval_level || 0.8) * 100);
-    let verdict = "its skill is unknown";
-    if (p.skill != null) {
-      verdict = `holdout skill against a no-change forecast ${p.skill >= 0 ? "+" : ""}${p.skill.toFixed(3)}: ` +
-        (p.skill > 0.01 ? "better than no change on the data it was evaluated on"
-                        : "not better than assuming no change, so read the band as a range, not a signal");
-    }
-    note.textContent = `Forecast by model ${p.model_version}: next close ${p.predicted_close.toFixed(2)}, ` +
-      `${pct} % interval ${p.lower.toFixed(2)} to ${p.upper.toFixed(2)}; ${verdict}.`;
+    document.getElementById("forecast-note").textContent =
+      TBForecast.note(state.predictions[state.predictions.length - 1], fmt.time);
   }
 
   async function load() {

@@ -1,0 +1,62 @@
+"""The symbol page's forecast note (web/static/forecast.js), run in node on the predictions the
+serving stage writes: it must never call the model better than no change unless the holdout skill
+is positive at p < 0.05, and it says what the model was trained and evaluated on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from events.contract import Prediction
+
+FORECAST_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "forecast.js"
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")  # the browser tests need it too
+
+BASE = Prediction(id="p1", ts=1_780_000_060_000, symbol="AAPL", base_start_ms=1_780_000_000_000, bar_seconds=60,
+                  base_close=100.0, predicted_close=100.1, predicted_return=0.000999, lower=99.5, upper=100.6,
+                  model_version="v0003", skill=0.02)
+TRAINED = {"trained_bar_seconds": 60, "data_source": "sim-history", "trained_from_ms": 1_779_900_000_000,
+           "trained_to_ms": 1_779_950_000_000, "holdout_from_ms": 1_779_950_060_000,
+           "holdout_to_ms": 1_779_999_940_000, "holdout_n": 1440}
+
+
+def note(p: Prediction | None) -> str:
+    """What the page shows for ``p`` (its JSON as the bridge sends it); times as ``t<ms>``."""
+    payload = None if p is None else msgspec.to_builtins(p)
+    script = (f"const f = require({json.dumps(str(FORECAST_JS))});"
+              f"process.stdout.write(f.note({json.dumps(payload)}, (ms) => 't' + ms));")
+    assert NODE is not None
+    return subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def with_(**changes: Any) -> Prediction:
+    return msgspec.structs.replace(BASE, **changes)
+
+
+def test_better_only_with_positive_skill_at_p_below_005() -> None:
+    assert "better than no change on the data" in note(with_(skill=0.02, skill_p=0.01))
+    for p in (with_(skill=0.02, skill_p=0.2), with_(skill=0.02, skill_p=0.05), with_(skill=0.02)):
+        text = note(p)
+        assert "better than no change on the data" not in text and "not shown to be better" in text, text
+    worse = note(with_(skill=-0.02, skill_p=0.001))  # significantly worse is not "better"
+    assert "not better than assuming no change" in worse and "p = 0.001" in worse
+    assert "skill is unknown" in note(with_(skill=None))
+
+
+def test_the_note_says_bar_size_source_and_ranges() -> None:
+    text = note(with_(skill=-0.0068, skill_p=0.0528, **TRAINED))
+    assert text.startswith("Forecast by model v0003: next close 100.10, 80 % interval 99.50 to 100.60;")
+    assert "skill against a no-change forecast -0.007, p = 0.053" in text
+    assert ("Trained on 1-minute bars of sim-history from t1779900000000 to t1779950000000; evaluated on 1440 "
+            "held-out bars from t1779950060000 to t1779999940000.") in text
+    daily = note(with_(**{**TRAINED, "trained_bar_seconds": 86_400, "data_source": "offline"}))
+    assert "Trained on 1-day bars of offline" in daily and "(not the 1-minute bars shown here)" in daily
+    assert "Trained on" not in note(BASE)  # an event from before the model said so: nothing invented
+    assert note(None).startswith("No forecast yet")
