@@ -48,12 +48,12 @@ class SimSource:
     dedupe = False
 
     def __init__(self, symbols: list[str] | tuple[str, ...] = DEFAULT_SYMBOLS, seed: int = 7,
-                 time_scale: float = 60.0, jump_prob: float = 0.0005,
+                 time_scale: float = 60.0, jumps_per_day: float = 0.5,
                  clock_ms: Callable[[], int] | None = None) -> None:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.time_scale = time_scale
-        self.jump_prob = jump_prob
+        self.jumps_per_day = jumps_per_day  # per symbol and trading day of market time, whatever the tick rate
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.symbols: list[str] = []
         self.state: list[SymbolState] = []
@@ -105,7 +105,8 @@ class SimSource:
         mu = self._drift[j]
         sig = self._vol[j]
         steps = (mu - 0.5 * sig * sig) * dt + sig * np.sqrt(dt) * rng.standard_normal(n)
-        steps += np.where(rng.random(n) < self.jump_prob, rng.normal(0.0, 0.02, n), 0.0)
+        jump_p = -np.expm1(-self.jumps_per_day * 252 * dt)  # a Poisson clock in market time, not per tick
+        steps += np.where(rng.random(n) < jump_p, rng.normal(0.0, 0.02, n), 0.0)
         order = np.argsort(j, kind="stable")
         sorted_steps = np.cumsum(steps[order])
         js = j[order]

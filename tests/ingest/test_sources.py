@@ -43,7 +43,7 @@ def test_sim_is_seeded_and_covers_every_symbol() -> None:
 
 
 def test_sim_log_returns_match_the_configured_volatility() -> None:
-    src = SimSource(["AAA"], seed=5, time_scale=1.0, jump_prob=0.0, clock_ms=fake_clock(OPEN_MS, 60_000))
+    src = SimSource(["AAA"], seed=5, time_scale=1.0, jumps_per_day=0.0, clock_ms=fake_clock(OPEN_MS, 60_000))
     prices = np.array([src.next_batch(1)[0].price for _ in range(3000)])
     r = np.diff(np.log(prices))
     dt = 60_000 / (252 * 6.5 * 3600 * 1000)
