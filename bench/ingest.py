@@ -12,6 +12,10 @@ Watch to first tick: a SQLite database, the outbox relay and ``run_ingest`` foll
 symbols is added to a watchlist and committed, one after the other, and the time from the
 commit to that symbol's first tick read back from ``ticks`` is one sample (it includes the
 relay's poll, ingest's demand poll, the backfill's produce and flush, and the consumer).
+
+Backfill throughput: the Spark job (its own session settings) running; ``BACKFILL_SYMBOLS`` x
+``HISTORY_BARS`` simulated history bars produced to ``history`` as ingest produces them; bars
+per second from the first produced until the last one is read back from ``metrics``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 from pathlib import Path
@@ -38,6 +43,7 @@ N = 300_000
 ROUNDS = 3
 WATCH_SAMPLES = 200
 HISTORY_BARS = 300
+BACKFILL_SYMBOLS = 200
 
 
 def bare_rate(settings, messages: list[tuple[bytes, bytes]]) -> float:  # type: ignore[no-untyped-def]
@@ -142,6 +148,65 @@ def watch_to_first_tick(settings, tmp: Path) -> dict:  # type: ignore[no-untyped
                     "produced and flushed -> first live tick -> read back from ticks"}
 
 
+def backfill_throughput(settings, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+    import uuid
+    from dataclasses import replace
+
+    from confluent_kafka import Consumer
+
+    from events.contract import Bar
+    from events.kafka import EventProducer
+    from ingest.history import simulated_history
+    from stream.config import load_stream_settings
+    from stream.job import build_session, start_query
+    from stream.runner import stop_gracefully, wait_s
+
+    cfg = replace(load_stream_settings(), base=settings, checkpoint_dir=workdir / "ckpt",
+                  query_name="bench-backfill")
+    spark = build_session(cfg)
+    query = start_query(spark, cfg)
+    reader = Consumer({**settings.kafka_common(), "group.id": f"bench-{uuid.uuid4().hex}",
+                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    reader.subscribe([settings.topic("metrics")])
+    try:
+        producer = EventProducer(settings)
+        end_ms = int(time.time() * 1000)
+        warm = simulated_history("WARM", bar_seconds=settings.bar_seconds, end_ms=end_ms, n_bars=30)
+        for bar in warm:
+            producer.produce(bar)
+        producer.flush()
+        seen = 0
+        deadline = time.monotonic() + 180
+        while seen < len(warm):  # the first batch starts the Python workers and the state store
+            assert time.monotonic() < deadline, "the job did not fold the warm-up history"
+            seen += sum(1 for m in reader.consume(1000, 0.2) if m.error() is None)
+            wait_s(query, 0.05)
+        total = BACKFILL_SYMBOLS * HISTORY_BARS
+        started = time.perf_counter()
+        for i in range(BACKFILL_SYMBOLS):
+            for bar in simulated_history(f"B{i:04d}", bar_seconds=settings.bar_seconds, end_ms=end_ms,
+                                         n_bars=HISTORY_BARS):
+                producer.produce(bar)
+        producer.flush()
+        produced_s = time.perf_counter() - started
+        got = 0
+        deadline = time.monotonic() + 600
+        while got < total and time.monotonic() < deadline:
+            for m in reader.consume(5000, 0.2):
+                if m.error() is None and decode(m.value(), Bar).history:
+                    got += 1
+        elapsed = time.perf_counter() - started
+        assert got >= total, f"only {got} of {total} history bars reached metrics"
+    finally:
+        reader.close()
+        stop_gracefully(query)
+        spark.stop()
+    return {"symbols": BACKFILL_SYMBOLS, "bars_per_symbol": HISTORY_BARS, "history_bars": total,
+            "produce_s": round(produced_s, 2), "elapsed_s": round(elapsed, 2),
+            "bars_per_s": round(total / elapsed), "bar_seconds": settings.bar_seconds,
+            "path": "simulated history produced to history -> Spark job (fold + indicators) -> metrics, read back"}
+
+
 def main() -> dict:
     seq = Sequencer("sim", dedupe=False)
     raws = SimSource(seed=7).next_batch(N)
@@ -155,10 +220,10 @@ def main() -> dict:
         for _ in range(ROUNDS):
             bare.append(bare_rate(settings, messages))
             ingest.append(ingest_rate(settings))
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             watch = watch_to_first_tick(settings, Path(tmp))
+    with bench_topics() as settings, tempfile.TemporaryDirectory() as tmp:
+        backfill = backfill_throughput(settings, Path(tmp))
     ratios = [i / b for i, b in zip(ingest, bare)]
     return write_result("ingest", {
         "ticks_per_round": N, "rounds": ROUNDS, "symbols": 20,
@@ -170,6 +235,7 @@ def main() -> dict:
         "encode_tick_us": round(encode_us, 3),
         "producer": "enable.idempotence, acks=all, lz4, linger.ms=5 (both loops)",
         "watch_to_first_tick": watch,
+        "backfill_through_spark": backfill,
         "aims": {"ratio": 0.5, "ingest_ticks_per_s": 50_000, "watch_to_first_tick_p99_ms": 5000},
     })
 
