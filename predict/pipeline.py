@@ -75,8 +75,9 @@ def train_and_register(series: Sequence[BarSeries], registry: Registry, *, sourc
     skill = float(table[ALL][MODEL]["skill"])
     fold = ev.folds[0]
     bs = bar_seconds_of(series)
+    on = trained_on(series, ev, (data_source or source.split()[0])[:64])
     meta = {
-        "trained_on": trained_on(series, ev, (data_source or source.split()[0])[:64]),
+        "trained_on": on,
         "skill": skill,
         "skill_by_symbol": {s: float(rows[MODEL]["skill"]) for s, rows in table.items() if s != ALL},
         "coverage": float(table[ALL][MODEL]["coverage"]),
@@ -101,7 +102,6 @@ def train_and_register(series: Sequence[BarSeries], registry: Registry, *, sourc
     if promote and force_reason is not None:
         registry.promote(stored["version"], force=True, why=force_reason)
         stored = registry.meta(stored["version"])
-    on = meta["trained_on"]
     p = "n/a" if on["skill_p"] is None else f"{on['skill_p']:.3g}"
     log(f"registered {stored['version']}: holdout skill {skill:+.4f} vs persistence (DM p {p}, "
         f"n {on['holdout_n']}), coverage {meta['coverage']:.3f} (nominal {config.interval_level:.2f}); "

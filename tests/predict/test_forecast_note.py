@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,23 @@ def test_the_note_says_bar_size_source_and_ranges() -> None:
     assert "Trained on 1-day bars of offline" in daily and "(not the 1-minute bars shown here)" in daily
     assert "Trained on" not in note(BASE)  # an event from before the model said so: nothing invented
     assert note(None).startswith("No forecast yet")
+
+
+def test_one_forecast_draws_a_band_from_its_base_close() -> None:
+    """The first forecast on a symbol with history is alone on the chart: it must still be a band."""
+    chart = FORECAST_JS.parent / "chart.js"
+    p = {**msgspec.to_builtins(with_(**TRAINED)), "ts_ms": BASE.ts, "target_ms": BASE.base_start_ms + 120_000}
+    state = {"symbol": "AAPL", "bars": [], "alerts": [], "predictions": [p]}
+    script = (f"global.window = {{}}; require({json.dumps(str(chart))});"
+              f"process.stdout.write(JSON.stringify(window.TBChart.traces({json.dumps(state)})));")
+    assert NODE is not None
+    traces = json.loads(subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True,
+                                       timeout=30).stdout)
+    band = {t["name"]: t for t in traces if t["name"] in ("Interval", "Forecast", "Forecast interval (80 %)")}
+    assert band["Interval"]["y"] == [100.0, 100.6] and band["Forecast interval (80 %)"]["y"] == [100.0, 99.5]
+    assert band["Forecast interval (80 %)"]["fill"] == "tonexty"
+    assert band["Forecast"]["y"] == [100.0, 100.1] and band["Forecast"]["marker"]["size"] == [0, 4]
+    # it opens at the base bar's end (the forecast was made there) and closes at the target bar's end
+    x = band["Interval"]["x"]
+    assert [int(datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() * 1000) for v in x] == \
+        [BASE.base_start_ms + 60_000, BASE.base_start_ms + 120_000]

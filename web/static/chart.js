@@ -16,12 +16,15 @@
     ];
     const preds = state.predictions;
     if (preds.length) {
-      const px = preds.map((p) => new Date(p.target_ms));
-      out.push({ type: "scatter", mode: "lines", name: "Interval", x: px, y: preds.map((p) => p.upper), line: { width: 0 }, hoverinfo: "skip", showlegend: false });
-      out.push({ type: "scatter", mode: "lines", name: `Forecast interval (${Math.round(preds[preds.length - 1].interval_level * 100)} %)`, x: px, y: preds.map((p) => p.lower),
+      // the band opens from the first forecast's base close (at its base bar's end), so that even one
+      // forecast, the first on a symbol with history, shows as a band and not as a lone marker
+      const p0 = preds[0], x0 = new Date(p0.target_ms - p0.horizon_bars * p0.bar_seconds * 1000);
+      const px = [x0, ...preds.map((p) => new Date(p.target_ms))], at0 = (f) => [p0.base_close, ...preds.map(f)];
+      out.push({ type: "scatter", mode: "lines", name: "Interval", x: px, y: at0((p) => p.upper), line: { width: 0 }, hoverinfo: "skip", showlegend: false });
+      out.push({ type: "scatter", mode: "lines", name: `Forecast interval (${Math.round(preds[preds.length - 1].interval_level * 100)} %)`, x: px, y: at0((p) => p.lower),
         fill: "tonexty", fillcolor: "rgba(14,165,233,.15)", line: { width: 0 } });
-      out.push({ type: "scatter", mode: "lines+markers", name: "Forecast", x: px, y: preds.map((p) => p.predicted_close),
-        line: { color: COLORS.fc, dash: "dot", width: 1.8 }, marker: { size: 4 } });
+      out.push({ type: "scatter", mode: "lines+markers", name: "Forecast", x: px, y: at0((p) => p.predicted_close),
+        line: { color: COLORS.fc, dash: "dot", width: 1.8 }, marker: { size: px.map((_, i) => (i ? 4 : 0)) } });
     }
     const fired = state.alerts.filter((a) => a.state === "firing"), resolved = state.alerts.filter((a) => a.state !== "firing");
     const markerY = (a) => a.value != null && (a.series === "price" || a.series === "close") ? a.value : nearestClose(bars, a.ts_ms);
@@ -71,5 +74,5 @@
     if (i >= 0) preds[i] = p; else { preds.push(p); preds.sort((a, b) => a.base_start_ms - b.base_start_ms); }
   }
 
-  window.TBChart = { render, upsertBar, upsertPrediction };
+  window.TBChart = { render, traces, upsertBar, upsertPrediction };
 })();
