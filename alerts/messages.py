@@ -7,12 +7,21 @@ import hashlib
 import hmac
 import html
 import json
+import unicodedata
 from email.message import EmailMessage
 from typing import Any
 
 from alerts.templates import default_message, fmt_number, render, render_json_body
 
-__all__ = ["build_email", "slack_payload", "webhook_body", "webhook_headers", "sign_webhook", "webhook_id"]
+__all__ = ["build_email", "channel_disabled_email", "confirmation_email", "one_line", "slack_payload", "webhook_body", "webhook_headers",
+           "sign_webhook", "webhook_id"]
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` fit for a mail header: control characters (CR, LF, NUL...) and line separators become
+    spaces. Names are validated when saved, but rows older than that check, templates and the CLI
+    reach headers too, and a header smtplib refuses must never stop the recording of an attempt."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)[:limit]
 
 
 def webhook_id(alert_id: str, channel_id: int) -> str:
@@ -94,7 +103,7 @@ def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: 
     body_html = (f"<html><body><p>{html.escape(headline(ctx))}</p><table>{rows}</table>{link}"
                  f"<p style='color:#888'>Rule: {html.escape(ctx['rule_name'] or str(ctx['rule_id']))}</p></body></html>")
     msg = EmailMessage()
-    msg["Subject"] = subject.replace("\n", " ")[:200]
+    msg["Subject"] = one_line(subject)
     msg["From"] = mail_from
     msg["To"] = to
     msg["X-Tickerbell-Alert"] = str(ctx["alert_id"])
@@ -149,11 +158,43 @@ def build_digest_email(ctxs: list[dict[str, Any]], mail_from: str, to: str) -> E
         f"<td><a href='{html.escape(c['chart_url'], quote=True)}'>chart</a></td></tr>"
         for c in ctxs[:MAX_DIGEST_LINES])
     msg = EmailMessage()
-    msg["Subject"] = f"[Tickerbell] {len(ctxs)} alerts: {', '.join(symbols[:5])}"[:200]
+    msg["Subject"] = one_line(f"[Tickerbell] {len(ctxs)} alerts: {', '.join(symbols[:5])}")
     msg["From"] = mail_from
     msg["To"] = to
     msg.set_content("\n".join(lines) + (f"\n... and {more} more\n" if more > 0 else "\n"))
     msg.add_alternative(
         "<html><body><table><tr><th>Time</th><th>Symbol</th><th>Condition</th><th>Value</th><th></th></tr>"
         f"{rows}</table>{f'<p>... and {more} more</p>' if more > 0 else ''}</body></html>", subtype="html")
+    return msg
+
+
+def channel_disabled_email(channel_name: str, kind: str, reason: str, mail_from: str, to: str,
+                           public_url: str) -> EmailMessage:
+    """Telling a channel's owner that it was disabled."""
+    msg = EmailMessage()
+    msg["Subject"] = one_line(f"[Tickerbell] Notification channel '{channel_name}' was disabled")
+    msg["From"] = mail_from
+    msg["To"] = to
+    msg.set_content(f"Your {kind} channel '{one_line(channel_name, 100)}' was disabled: {reason}.\n"
+                    f"Fix it and re-enable it at {public_url}/channels\n")
+    return msg
+
+
+def confirmation_email(channel_name: str, address: str, link: str, mail_from: str, expires_h: int) -> EmailMessage:
+    """The one mail an unconfirmed address receives: what asked for it and the link that confirms it."""
+    msg = EmailMessage()
+    msg["Subject"] = "[Tickerbell] Confirm this address for alerts"
+    msg["From"] = mail_from
+    msg["To"] = address
+    name = one_line(channel_name, 100)
+    msg.set_content(
+        f"Someone added {address} as the Tickerbell notification channel '{name}'.\n\n"
+        f"To receive its alerts, open this link within {expires_h} hours and confirm:\n{link}\n\n"
+        "If you did not ask for this, ignore this mail: nothing more will be sent to this address.\n")
+    msg.add_alternative(
+        f"<html><body><p>Someone added {html.escape(address)} as the Tickerbell notification channel "
+        f"'{html.escape(name)}'.</p><p><a href='{html.escape(link, quote=True)}'>Confirm this address</a> "
+        f"(within {expires_h} hours) to receive its alerts.</p>"
+        "<p style='color:#888'>If you did not ask for this, ignore this mail: nothing more will be sent to "
+        "this address.</p></body></html>", subtype="html")
     return msg

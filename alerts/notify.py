@@ -39,7 +39,8 @@ from events.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeliveryResult", "channel_send", "deliver", "sweep", "test_send"]
+__all__ = ["DeliveryResult", "channel_send", "create_test_delivery", "deliver", "refusal", "send_confirmation", "sweep",
+           "test_send"]
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -71,20 +72,51 @@ def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, sett
     return Outcome(False, None, f"unknown channel kind {channel.kind!r}")
 
 
+TEST_PREFIX = "test:"  # the alert id of a test delivery: one attempt, no retries, no channel bookkeeping
+UNCONFIRMED = ("not sent: this email address is not confirmed yet (its owner must follow the link in the "
+               "confirmation mail)")
+_NOT_THE_RECEIVERS_FAULT = ("channel disabled", "not sent:")
+
+
+def test_alert(channel: models.Channel, now_ms: int | None = None) -> Alert:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return Alert(id=f"{TEST_PREFIX}{channel.id}:{now_ms}", ts=now_ms, rule_id=0, rule_version=0,
+                 user_id=channel.user_id, state="firing", symbol="TEST", trigger_event_id="test", series="price",
+                 op="greater_than", value=123.45, threshold=120.0, rule_name="Test notification",
+                 message="Test notification from Tickerbell: this channel works.",
+                 evidence={"price": 123.45, "close": 123.45})
+
+
+def refusal(channel: models.Channel | None) -> Outcome | None:
+    """Why nothing may be sent on ``channel`` (an outcome to record), or None when it may."""
+    if channel is None or not channel.enabled:
+        reason = channel.disabled_reason if channel is not None else None
+        return Outcome(False, None, "channel disabled" + (f": {reason}" if reason else ""))
+    if channel.kind == "email" and channel.confirmed_at is None:
+        return Outcome(False, None, UNCONFIRMED)
+    return None
+
+
+def create_test_delivery(session: Session, channel: models.Channel) -> int:
+    """A delivery row for a test message on ``channel`` (the caller commits and enqueues its id)."""
+    alert = test_alert(channel)
+    d = models.Delivery(alert_id=alert.id, channel_id=channel.id, user_id=channel.user_id, status="pending",
+                        payload=msgspec.to_builtins(alert))
+    session.add(d)
+    session.flush()
+    return d.id
+
+
 def test_send(session: Session, channel_id: int, settings: Settings, config: NotifyConfig | None = None) -> dict:
-    """Send a test message on a channel now; ``{"ok", "status_code", "error"}``. Blocks up to the timeouts."""
+    """Send a test message on a channel now (the operator's CLI); ``{"ok", "status_code", "error"}``.
+    Blocks up to the send's deadline. The web app enqueues a test delivery instead."""
     channel = session.get(models.Channel, channel_id)
     if channel is None:
         return {"ok": False, "status_code": None, "error": f"no channel {channel_id}"}
-    now_ms = int(time.time() * 1000)
-    alert = Alert(id=f"test:{channel_id}:{now_ms}", ts=now_ms, rule_id=0, rule_version=0, user_id=channel.user_id,
-                  state="firing", symbol="TEST", trigger_event_id="test", series="price", op="greater_than",
-                  value=123.45, threshold=120.0, rule_name="Test notification",
-                  message="Test notification from Tickerbell: this channel works.",
-                  evidence={"price": 123.45, "close": 123.45})
-    ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
-    outcome = channel_send(channel, ctx, messages.webhook_id(alert.id, channel_id), settings, config or NotifyConfig(),
-                           test=True)
+    alert = test_alert(channel)
+    outcome = refusal(channel) or channel_send(
+        channel, alert_context(alert, settings.public_url, settings.bar_seconds),
+        messages.webhook_id(alert.id, channel_id), settings, config or NotifyConfig(), test=True)
     return {"ok": outcome.ok, "status_code": outcome.status_code, "error": outcome.error}
 
 
@@ -116,7 +148,10 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
     out as one message (see :func:`deliver_group`).
     """
     if config.digest:
-        return deliver_group(sessions, delivery_id, settings, config, client)
+        with sessions() as s:
+            alert_id = s.scalar(select(models.Delivery.alert_id).where(models.Delivery.id == delivery_id))
+        if alert_id is not None and not alert_id.startswith(TEST_PREFIX):
+            return deliver_group(sessions, delivery_id, settings, config, client)
     if not _claim(sessions, delivery_id, config, utcnow()):
         return DeliveryResult("skipped")
     with sessions() as s:
@@ -126,18 +161,18 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
         alert = msgspec.convert(d.payload, Alert)
         msg_id = messages.webhook_id(d.alert_id, d.channel_id)
         attempts = d.attempts
+        test = d.alert_id.startswith(TEST_PREFIX)
         if channel is not None:
             s.expunge(channel)
     # the session is closed before the network call: no transaction stays open while we wait
     started = time.perf_counter()
-    if channel is None or not channel.enabled:
-        reason = channel.disabled_reason if channel is not None else None
-        outcome = Outcome(False, None, "channel disabled" + (f": {reason}" if reason else ""))
-    else:
+    outcome = refusal(channel)
+    if outcome is None:
+        assert channel is not None
         ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
-        outcome = channel_send(channel, ctx, msg_id, settings, config, client)
+        outcome = channel_send(channel, ctx, msg_id, settings, config, client, test=test)
     duration_ms = (time.perf_counter() - started) * 1000
-    return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
+    return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test=test)
 
 
 def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
@@ -155,6 +190,7 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
         claimed = s.execute(
             update(models.Delivery)
             .where(models.Delivery.channel_id == channel_id, models.Delivery.status == "pending",
+                   ~models.Delivery.alert_id.startswith(TEST_PREFIX),
                    or_(models.Delivery.next_attempt_at.is_(None), models.Delivery.next_attempt_at <= now))
             .values(status="sending", attempts=models.Delivery.attempts + 1,
                     next_attempt_at=now + timedelta(seconds=config.lease_s))
@@ -171,9 +207,9 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
         if channel is not None:
             s.expunge(channel)
     started = time.perf_counter()
-    if channel is None or not channel.enabled:
-        reason = channel.disabled_reason if channel is not None else None
-        outcome = Outcome(False, None, "channel disabled" + (f": {reason}" if reason else ""))
+    refused = refusal(channel)
+    if refused is not None:
+        outcome = refused
     elif len(alerts) == 1:
         ctx = alert_context(alerts[0], settings.public_url, settings.bar_seconds)
         outcome = channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings, config, client)
@@ -209,7 +245,7 @@ def digest_send(channel: models.Channel, ctxs: list[dict[str, Any]], msg_id: str
 
 
 def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
-            duration_ms: float, settings: Settings, config: NotifyConfig) -> DeliveryResult:
+            duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False) -> DeliveryResult:
     """Record the outcome of a send that has happened. The database being away now must not
     turn into a second copy of the message (the lease would re-send it): keep trying for up to
     half the lease, then give up and let the lease take over (at-least-once)."""
@@ -219,7 +255,7 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
     backoff = Backoff(first_s=0.25, max_s=2.0)
     while True:
         try:
-            return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config)
+            return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test)
         except (OperationalError, InterfaceError) as exc:
             delay = backoff.failed()
             if time.monotonic() + delay > deadline:
@@ -227,10 +263,37 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
             log.warning("delivery %s: sent, but recording it failed (%s); retrying in %.1f s",
                         delivery_id, type(exc).__name__, delay, extra={"delivery_id": delivery_id})
             time.sleep(delay)
+        except Exception as exc:  # noqa: BLE001 - a bug or bad data in the bookkeeping
+            # Raising here would leave the row 'sending': the lease hands it back, the message goes
+            # out again and fails the same way, for ever. The attempt happened: record it plainly.
+            log.exception("delivery %s: recording the attempt failed; recorded without its side effects",
+                          delivery_id, extra={"delivery_id": delivery_id})
+            return _record_plain(sessions, delivery_id, attempts, outcome, duration_ms,
+                                 f"{type(exc).__name__}: {exc}")
+
+
+def _record_plain(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
+                  duration_ms: float, problem: str) -> DeliveryResult:
+    """The attempt and a final status, nothing else (no retry, no channel bookkeeping)."""
+    now = utcnow()
+    error = outcome.error or ""
+    note = f"recording failed ({problem})"[:300]
+    with sessions() as s:
+        d = s.get(models.Delivery, delivery_id)
+        assert d is not None
+        d.status = "delivered" if outcome.ok else "failed"
+        d.delivered_at = now if outcome.ok else None
+        d.next_attempt_at = None
+        d.last_status_code = outcome.status_code
+        d.last_error = f"{error}; {note}" if error else note
+        s.add(models.DeliveryAttempt(delivery_id=d.id, number=attempts, at=now, status_code=outcome.status_code,
+                                     error=d.last_error, duration_ms=duration_ms))
+        s.commit()
+        return DeliveryResult(d.status)
 
 
 def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
-                 duration_ms: float, settings: Settings, config: NotifyConfig) -> DeliveryResult:
+                 duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False) -> DeliveryResult:
     now = utcnow()
     with sessions() as s:
         d = s.get(models.Delivery, delivery_id)
@@ -248,14 +311,15 @@ def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: in
                 channel.failing_since = None
             result = DeliveryResult("delivered")
         else:
-            delay = next_delay_s(attempts, config, outcome.retry_after_s) if outcome.retryable else None
+            delay = next_delay_s(attempts, config, outcome.retry_after_s) if outcome.retryable and not test else None
             if delay is not None:
                 d.status, d.next_attempt_at = "pending", now + timedelta(seconds=delay)
                 result = DeliveryResult("retry", delay)
             else:
-                d.status, d.next_attempt_at = ("dead" if outcome.retryable else "failed"), None
+                d.status, d.next_attempt_at = ("dead" if outcome.retryable and not test else "failed"), None
                 result = DeliveryResult(d.status)
-            if channel is not None and channel.enabled and outcome.error and not outcome.error.startswith("channel disabled"):
+            if (channel is not None and channel.enabled and not test and outcome.error
+                    and not outcome.error.startswith(_NOT_THE_RECEIVERS_FAULT)):
                 _note_failure(s, channel, outcome, now, settings, config)
         s.commit()
     log.info("delivery %s: %s (attempt %d, %s)", delivery_id, result.status, attempts, outcome.error or outcome.status_code,
@@ -280,22 +344,41 @@ def _note_failure(s: Session, channel: models.Channel, outcome: Outcome, now: da
 
 
 def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Settings, config: NotifyConfig) -> None:
-    """Email the channel's owner that it was disabled (best effort: a failure is logged)."""
-    from email.message import EmailMessage
-
+    """Email the channel's owner that it was disabled (best effort: any failure is logged, never raised,
+    because this runs inside the recording of an attempt)."""
     user = s.get(models.User, channel.user_id)
     log.warning("channel %s (%s) disabled: %s", channel.id, channel.kind, reason)
     if user is None or not user.email:
         return
-    msg = EmailMessage()
-    msg["Subject"] = f"[Tickerbell] Notification channel '{channel.name}' was disabled"
-    msg["From"] = settings.mail_from
-    msg["To"] = user.email
-    msg.set_content(f"Your {channel.kind} channel '{channel.name}' was disabled: {reason}.\n"
-                    f"Fix it and re-enable it at {settings.public_url}/channels\n")
-    outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    try:
+        msg = messages.channel_disabled_email(channel.name, channel.kind, reason, settings.mail_from, user.email,
+                                              settings.public_url)
+        outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - telling the user is secondary to recording the attempt
+        outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}")
     if not outcome.ok:
         log.warning("could not tell user %s that channel %s was disabled: %s", user.id, channel.id, outcome.error)
+
+
+def send_confirmation(sessions: sessionmaker[Session], channel_id: int, settings: Settings,
+                      config: NotifyConfig) -> str:
+    """Mail the link that confirms an email channel's address: ``sent``, ``skipped`` (no such
+    unconfirmed email channel) or ``failed`` (logged; the owner can ask again)."""
+    from alerts.confirmation import MAX_AGE_S, confirmation_token, confirmation_url
+
+    with sessions() as s:
+        channel = s.get(models.Channel, channel_id)
+        if channel is None or channel.kind != "email" or channel.confirmed_at is not None:
+            return "skipped"
+        token = confirmation_token(settings.secret_key.get(), channel.id, channel.target)
+        msg = messages.confirmation_email(channel.name, channel.target, confirmation_url(settings.public_url, token),
+                                          settings.mail_from, MAX_AGE_S // 3600)
+    outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    if not outcome.ok:
+        log.warning("channel %s: the confirmation mail was not sent: %s", channel_id, outcome.error)
+        return "failed"
+    log.info("channel %s: confirmation mail sent", channel_id)
+    return "sent"
 
 
 def sweep(sessions: sessionmaker[Session], config: NotifyConfig, limit: int = 1000) -> list[int]:

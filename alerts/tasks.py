@@ -1,4 +1,5 @@
-"""Celery tasks: deliver one delivery id; sweep due deliveries (beat)."""
+"""Celery tasks: deliver one delivery id (alerts and test messages alike); mail an address its
+confirmation link; sweep due deliveries (beat)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ def deliver(delivery_id: int) -> str:
     if result.status == "retry" and result.retry_in_s is not None and result.retry_in_s <= rt.config.countdown_max_s:
         deliver.apply_async((delivery_id,), countdown=result.retry_in_s, queue=rt.config.queue)
     return result.status
+
+
+@app.task(name="alerts.confirm_channel", ignore_result=True)
+def confirm_channel(channel_id: int) -> str:
+    """Mail an unconfirmed email channel its confirmation link (at most once per request for one)."""
+    rt = runtime()
+    return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config)
 
 
 @app.task(name="alerts.sweep", ignore_result=True)

@@ -104,6 +104,31 @@ def channels():
                            kinds=ch_store.KINDS)
 
 
+@bp.route("/channels/confirm/<token>", methods=["GET", "POST"])
+def confirm_channel(token: str):
+    """The link in a confirmation mail. Whoever holds the link may confirm, logged in or not: the
+    point is that someone reading that mailbox agrees to receive alerts, and that may be a shared
+    inbox whose readers have no Tickerbell account. GET only shows a button: mail scanners that
+    fetch every link in a message must not confirm on the reader's behalf; the POST does."""
+    from web.errors import ApiError
+
+    settings = current_app.extensions["tickerbell_settings"]
+    session = get_db()
+    try:
+        if request.method == "POST":
+            ch = ch_store.confirm(session, settings, token)
+            return render_template("channel_confirm.html", state="confirmed", address=ch.target)
+        from alerts.confirmation import ConfirmationInvalid, read_confirmation_token
+
+        try:
+            address = read_confirmation_token(settings.secret_key.get(), token).address
+        except ConfirmationInvalid as exc:
+            raise ApiError(400, str(exc)) from None
+        return render_template("channel_confirm.html", state="ask", address=address, token=token)
+    except ApiError as exc:
+        return render_template("channel_confirm.html", state="invalid", message=exc.message), exc.status
+
+
 @bp.get("/alerts")
 @login_required
 def alerts():

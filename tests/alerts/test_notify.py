@@ -44,8 +44,10 @@ def make_user(sessions: sessionmaker[Session], email: str = "owner@example.com")
 
 
 def make_channel(sessions: sessionmaker[Session], user_id: int, kind: str, target: str, **kw: object) -> int:
+    kw.setdefault("name", kind)
+    kw.setdefault("confirmed_at", datetime.now(timezone.utc))
     with sessions() as s:
-        ch = models.Channel(user_id=user_id, kind=kind, name=kind, target=target, enabled=True, **kw)
+        ch = models.Channel(user_id=user_id, kind=kind, target=target, enabled=True, **kw)
         s.add(ch)
         s.commit()
         return ch.id
@@ -131,6 +133,24 @@ def test_other_4xx_fail_at_once_and_410_disables_the_channel_and_tells_the_user(
     # later alerts for the disabled channel are logged as failed without a request
     [later] = fire(sessions, user, [gone], n=2)
     assert notify.deliver(sessions, later, settings, FAST).status == "failed"
+    assert len(receiver.got("/gone")) == 1
+
+
+def test_a_control_character_in_a_channel_name_is_an_outcome_not_a_retry_loop(
+        sessions, settings, receiver: Receiver, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    # a row saved before names were checked: its name goes into the "was disabled" mail's subject,
+    # which smtplib's header check refused inside the recording of the attempt (issue 11, finding 7)
+    user = make_user(sessions)
+    gone = make_channel(sessions, user, "webhook", receiver.url("/gone"), name="Desk\r\nBcc: victim@example.com")
+    receiver.script["/gone"] = [(410, {})]
+    [did] = fire(sessions, user, [gone])
+    assert notify.deliver(sessions, did, settings, FAST).status == "failed"
+    d = delivery(sessions, did)
+    assert (d.status, d.next_attempt_at, [a.status_code for a in d.attempt_log]) == ("failed", None, [410])
+    assert notify.sweep(sessions, FAST) == []  # nothing left 'sending' for a lease to hand back
+    [mail] = smtp_server.messages
+    assert mail["Subject"] == "[Tickerbell] Notification channel 'Desk  Bcc: victim@example.com' was disabled"
+    assert mail["Bcc"] is None and mail["To"] == "owner@example.com"
     assert len(receiver.got("/gone")) == 1
 
 
@@ -288,3 +308,71 @@ def test_a_send_is_recorded_once_the_database_is_back_not_sent_again(
         assert d is not None
         assert (d.status, d.attempts) == ("delivered", 1)
         assert len(d.attempt_log) == 1
+
+
+# --- email confirmation and test deliveries (issue 11, finding 6) ---------------------------------
+
+
+def test_an_unconfirmed_email_channel_receives_nothing_and_is_not_counted_as_failing(
+        sessions, settings, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "someone@example.com", confirmed_at=None)
+    [did] = fire(sessions, user, [ch])
+    assert notify.deliver(sessions, did, settings, FAST).status == "failed"
+    d = delivery(sessions, did)
+    assert d.last_error == notify.UNCONFIRMED and [a.error for a in d.attempt_log] == [notify.UNCONFIRMED]
+    assert smtp_server.messages == []
+    with sessions() as s:
+        channel = s.get(models.Channel, ch)
+        assert channel.enabled and channel.failing_since is None  # the receiver did nothing wrong
+        assert notify.test_send(s, ch, settings)["error"] == notify.UNCONFIRMED
+    assert smtp_server.messages == []
+
+
+def test_the_confirmation_mail_carries_a_signed_link_for_that_address(
+        sessions, settings, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    from alerts.confirmation import ConfirmationInvalid, read_confirmation_token
+
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "desk@example.com", name="Desk\nx", confirmed_at=None)
+    assert notify.send_confirmation(sessions, ch, settings, FAST) == "sent"
+    [mail] = smtp_server.messages
+    assert mail["To"] == "desk@example.com"
+    text = mail.get_body(("plain",)).get_content()
+    token = text.split("http://tb.test/channels/confirm/", 1)[1].split()[0]
+    confirmed = read_confirmation_token(settings.secret_key.get(), token)
+    assert (confirmed.channel_id, confirmed.address) == (ch, "desk@example.com")
+    with pytest.raises(ConfirmationInvalid, match="not valid"):
+        read_confirmation_token("another key", token)
+    with pytest.raises(ConfirmationInvalid, match="expired"):
+        read_confirmation_token(settings.secret_key.get(), token, max_age_s=-1)
+    # a confirmed channel, or a webhook, gets no such mail
+    hook = make_channel(sessions, user, "webhook", "http://127.0.0.1:9/h")
+    assert notify.send_confirmation(sessions, hook, settings, FAST) == "skipped"
+    with sessions() as s:
+        s.get(models.Channel, ch).confirmed_at = datetime.now(timezone.utc)
+        s.commit()
+    assert notify.send_confirmation(sessions, ch, settings, FAST) == "skipped"
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_test_delivery_is_tried_once_and_leaves_the_channel_alone(
+        sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "webhook", receiver.url("/t"), secret=SECRET)
+    receiver.script["/t"] = [(503, {}), (410, {})]
+    with sessions() as s:
+        did = notify.create_test_delivery(s, s.get(models.Channel, ch))
+        s.commit()
+    assert notify.deliver(sessions, did, settings, FAST).status == "failed"  # 503: no retry for a test
+    assert notify.deliver(sessions, did, settings, FAST).status == "skipped"
+    with sessions() as s:
+        did2 = notify.create_test_delivery(s, s.get(models.Channel, ch))
+        s.commit()
+    assert notify.deliver(sessions, did2, settings, replace(FAST, digest=True)).status == "failed"  # 410
+    with sessions() as s:
+        channel = s.get(models.Channel, ch)
+        assert channel.enabled and channel.failing_since is None
+    [first, second] = receiver.got("/t")
+    assert Webhook(SECRET).verify(first.body, first.headers)["type"] == "alert.test"
+    assert notify.sweep(sessions, FAST) == []

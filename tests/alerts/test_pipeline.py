@@ -80,7 +80,8 @@ def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Setting
         user = models.User(email="owner@example.com", password_hash="x")
         s.add(user)
         s.flush()
-        mail = models.Channel(user_id=user.id, kind="email", name="mail", target="trader@example.com")
+        mail = models.Channel(user_id=user.id, kind="email", name="mail", target="trader@example.com",
+                              confirmed_at=models.utcnow())
         hook = models.Channel(user_id=user.id, kind="webhook", name="hook", target=receiver.url("/hook"), secret=SECRET,
                               body_template='{"text": "{{ticker}} {{value}}", "id": "{{alert_id}}"}')
         flaky = models.Channel(user_id=user.id, kind="webhook", name="flaky", target=receiver.url("/flaky"),

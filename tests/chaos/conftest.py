@@ -113,7 +113,8 @@ class Chaos:
             user = models.User(email="chaos@example.com", password_hash="x")
             s.add(user)
             s.flush()
-            mail = models.Channel(user_id=user.id, kind="email", name="mail", target="trader@example.com")
+            mail = models.Channel(user_id=user.id, kind="email", name="mail", target="trader@example.com",
+                                  confirmed_at=models.utcnow())
             hook = models.Channel(user_id=user.id, kind="webhook", name="hook",
                                   target=f"http://127.0.0.1:{self.receivers.http_port}/hook",
                                   secret="whsec_" + "Y2hhb3MtY2hhb3MtY2hhb3MtY2hhb3MtMTIzNDU2Nzg=",

@@ -19,7 +19,9 @@ from web import create_app
 def make_app(settings: Settings, **config: Any) -> Flask:
     return create_app({
         "SETTINGS": settings, "REDIS_PREFIX": f"tbtest:{uuid.uuid4().hex[:10]}:",
-        "SOCKETIO_CHANNEL": f"tbtest-{uuid.uuid4().hex[:10]}", **config,
+        "SOCKETIO_CHANNEL": f"tbtest-{uuid.uuid4().hex[:10]}",
+        # tasks the app enqueues (test sends, confirmation mails) go to a queue no worker of another test reads
+        "ALERTS_QUEUE": f"tbtest-{uuid.uuid4().hex[:10]}", **config,
     })
 
 

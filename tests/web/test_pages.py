@@ -107,6 +107,18 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+def work(settings: Settings, delivery_id: int) -> str:
+    """What a notification worker does with the enqueued id."""
+    from sqlalchemy.orm import sessionmaker
+
+    from alerts import notify
+    from alerts.retry import NotifyConfig
+    from events.db import make_engine
+
+    return notify.deliver(sessionmaker(make_engine(settings.database_url), expire_on_commit=False), delivery_id,
+                          settings, NotifyConfig()).status
+
+
 def test_webhook_test_send_reaches_a_real_endpoint(sqlite_app: Flask) -> None:
     settings = replace(sqlite_app.extensions["tickerbell_settings"], allow_private_webhooks=True)
     app = make_app(settings)
@@ -118,13 +130,17 @@ def test_webhook_test_send_reaches_a_real_endpoint(sqlite_app: Flask) -> None:
         api.register("hooks@example.com")
         ch = api.post("/api/channels", {"kind": "webhook", "name": "Local", "target": f"http://127.0.0.1:{server.server_port}/hook"})
         assert ch.status_code == 201, ch.get_json()
-        result = api.post(f"/api/channels/{ch.get_json()['id']}/test").get_json()
-        assert result == {"ok": True, "status_code": 204, "error": None}
+        queued = api.post(f"/api/channels/{ch.get_json()['id']}/test")
+        assert queued.status_code == 202, queued.get_json()  # a worker sends it; here the test plays the worker
+        assert work(settings, queued.get_json()["delivery_id"]) == "delivered"
+        result = api.get(queued.get_json()["poll"]).get_json()
+        assert (result["status"], result["last_status_code"]) == ("delivered", 204)
         sent = _Hook.received[-1]
         assert {k.lower() for k in sent["headers"]} >= {"webhook-id", "webhook-signature", "webhook-timestamp"}
         server_down = api.post("/api/channels", {"kind": "webhook", "name": "Gone", "target": "http://127.0.0.1:9/x"}).get_json()
         failed = api.post(f"/api/channels/{server_down['id']}/test").get_json()
-        assert failed["ok"] is False and failed["error"]
+        assert work(settings, failed["delivery_id"]) == "failed"  # a test is tried once
+        assert api.get(failed["poll"]).get_json()["last_error"]
     finally:
         server.shutdown()
         thread.join(5)

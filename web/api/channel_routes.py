@@ -1,15 +1,30 @@
-"""Notification channels: CRUD, secret rotation, test send, delivery log."""
+"""Notification channels: CRUD, secret rotation, confirmation, test send (queued), delivery log."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
+from events import models
 from web.api import body, bp, settings
 from web.auth import test_send_limited, uid
 from web.db import get_db
+from web.errors import not_found
 from web.filters import parse_range
 from web.store import channels as ch_store
 from web.store import history
+
+
+def enqueue(name: str, args: list) -> None:  # type: ignore[type-arg]
+    """Hand a task to the notification workers (``ALERTS_QUEUE`` in the app's config, else the
+    workers' own setting); the Celery client is made once per app."""
+    sender = current_app.extensions.get("tickerbell_alerts_sender")
+    if sender is None:
+        from alerts.enqueue import task_sender
+        from alerts.retry import load_notify_config
+
+        queue = current_app.config.get("ALERTS_QUEUE") or load_notify_config().queue
+        sender = current_app.extensions["tickerbell_alerts_sender"] = task_sender(settings().redis_url, queue)
+    sender(name, args)
 
 
 @bp.get("/channels")
@@ -19,7 +34,7 @@ def list_channels():
 
 @bp.post("/channels")
 def create_channel():
-    ch = ch_store.create_channel(get_db(), settings(), uid(), body())
+    ch = ch_store.create_channel(get_db(), settings(), uid(), body(), enqueue)
     return jsonify(ch_store.channel_json(ch, reveal_secret=True)), 201
 
 
@@ -30,7 +45,8 @@ def get_channel(channel_id: int):
 
 @bp.patch("/channels/<int:channel_id>")
 def update_channel(channel_id: int):
-    return jsonify(ch_store.channel_json(ch_store.update_channel(get_db(), settings(), uid(), channel_id, body())))
+    return jsonify(ch_store.channel_json(ch_store.update_channel(get_db(), settings(), uid(), channel_id, body(),
+                                                                 enqueue)))
 
 
 @bp.delete("/channels/<int:channel_id>")
@@ -48,7 +64,25 @@ def rotate_secret(channel_id: int):
 @bp.post("/channels/<int:channel_id>/test")
 @test_send_limited
 def test_channel(channel_id: int):
-    return jsonify(ch_store.test_send(get_db(), settings(), uid(), channel_id))
+    """202: a worker sends the test message; poll ``poll`` (the delivery and its attempt log)."""
+    return jsonify(ch_store.test_send(get_db(), settings(), uid(), channel_id, enqueue)), 202
+
+
+@bp.post("/channels/<int:channel_id>/confirmation")
+def resend_confirmation(channel_id: int):
+    """Mail an unconfirmed address its confirmation link again."""
+    ch = ch_store.resend_confirmation(get_db(), uid(), channel_id, enqueue)
+    return jsonify(ch_store.channel_json(ch)), 202
+
+
+@bp.get("/channels/<int:channel_id>/deliveries/<int:delivery_id>")
+def channel_delivery(channel_id: int, delivery_id: int):
+    session = get_db()
+    ch = ch_store.get_channel(session, uid(), channel_id)
+    d = session.get(models.Delivery, delivery_id)
+    if d is None or d.channel_id != ch.id:
+        raise not_found("delivery")
+    return jsonify(history.delivery_json(d, ch))
 
 
 @bp.get("/channels/<int:channel_id>/deliveries")

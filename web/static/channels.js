@@ -1,4 +1,4 @@
-/* Channels: add (webhook secret shown once), test send with its result, rotate secret, delivery log. */
+/* Channels: add (webhook secret shown once; email confirmed by mail), queued test send, rotate secret, delivery log. */
 (function () {
   "use strict";
   const { api, fmt, el, showErrors } = TB;
@@ -35,10 +35,21 @@
     const row = b.closest("tr"), id = row.dataset.channel, result = row.querySelector(".result");
     try {
       if (b.dataset.act === "test") {
-        b.disabled = true; result.textContent = "Sending…"; result.className = "small result muted";
-        const r = await api("POST", `/api/channels/${id}/test`);
-        result.textContent = r.ok ? `✓ Delivered${r.status_code ? " (HTTP " + r.status_code + ")" : ""}` : `✗ Failed${r.status_code ? " (HTTP " + r.status_code + ")" : ""}: ${r.error || "unknown error"}`;
-        result.className = "small result " + (r.ok ? "up" : "down"); b.disabled = false;
+        // the worker sends it: poll its delivery until it has an outcome
+        b.disabled = true; result.textContent = "Queued…"; result.className = "small result muted";
+        const q = await api("POST", `/api/channels/${id}/test`);
+        let d = { status: "pending" };
+        for (let i = 0; i < 60 && (d.status === "pending" || d.status === "sending"); i++) {
+          await new Promise((ok) => setTimeout(ok, 500));
+          d = await api("GET", q.poll);
+        }
+        const ok = d.status === "delivered", code = d.last_status_code ? " (" + d.last_status_code + ")" : "";
+        result.textContent = ok ? `✓ Delivered${code}` : d.status === "pending" || d.status === "sending"
+          ? "Still queued: see Deliveries later" : `✗ Failed${code}: ${d.last_error || "unknown error"}`;
+        result.className = "small result " + (ok ? "up" : "down"); b.disabled = false;
+      } else if (b.dataset.act === "confirm") {
+        await api("POST", `/api/channels/${id}/confirmation`);
+        result.textContent = "Confirmation mail sent again."; result.className = "small result muted";
       } else if (b.dataset.act === "rotate") {
         if (!confirm("Rotate the signing secret? Your endpoint must switch to the new one.")) return;
         const ch = await api("POST", `/api/channels/${id}/rotate-secret`);

@@ -1,11 +1,20 @@
-"""Notification channels: email, Slack incoming webhook, generic (signed) webhook."""
+"""Notification channels: email, Slack incoming webhook, generic (signed) webhook.
+
+An email channel starts unconfirmed and receives nothing but one confirmation mail
+until someone who reads the address follows its signed link (:mod:`alerts.confirmation`);
+changing its address starts over. Webhook and Slack channels are confirmed when
+created (their URL's owner already chose to receive them). Test messages and
+confirmation mails are sent by the workers: the functions here write what to send
+and hand ids to an ``enqueue(task_name, args)`` the caller supplies.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
 import secrets
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -15,9 +24,12 @@ from events import models
 from events.outbox import save_rule
 from events.settings import Settings
 from web.errors import ApiError, ValidationFailed, not_found
+from web.store.names import NO_CONTROL, has_control
 from web.store.users import EMAIL
 
 log = logging.getLogger(__name__)
+Enqueue = Callable[[str, list[Any]], None]
+MAX_UNCONFIRMED = 3  # email channels waiting for confirmation per user: each one mailed an address
 KINDS = {
     "email": "an email address; alerts arrive as HTML and plain text",
     "slack": "a Slack incoming-webhook URL (https://hooks.slack.com/services/...)",
@@ -36,6 +48,8 @@ def channel_json(ch: models.Channel, *, reveal_secret: bool = False) -> dict[str
         "body_template": ch.body_template, "disabled_reason": ch.disabled_reason,
         "failing_since": ch.failing_since.isoformat() if ch.failing_since else None,
         "created_at": ch.created_at.isoformat(),
+        "confirmed": ch.confirmed_at is not None,
+        "confirmed_at": ch.confirmed_at.isoformat() if ch.confirmed_at else None,
         "secret_hint": f"whsec_…{ch.secret[-4:]}" if ch.secret else None,
     }
     if reveal_secret and ch.secret:
@@ -84,6 +98,8 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
         name = str(data.get("name") or "").strip()
         if not 1 <= len(name) <= 100:
             errors["name"] = "give the channel a name (1-100 characters)"
+        elif has_control(name):
+            errors["name"] = NO_CONTROL
         clean["name"] = name
     if "target" in data:
         target = str(data.get("target") or "").strip()
@@ -112,7 +128,23 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
     return clean
 
 
-def create_channel(session: Session, settings: Settings, user_id: int, data: Any) -> models.Channel:
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ask_confirmation(ch: models.Channel, enqueue: Enqueue | None) -> None:
+    """Queue the confirmation mail; a broker outage is logged (the owner can ask again)."""
+    if enqueue is None:
+        return
+    try:
+        enqueue("alerts.confirm_channel", [ch.id])
+    except Exception as exc:  # noqa: BLE001 - the channel is saved; the mail can be asked for again
+        log.warning("channel %s: could not queue its confirmation mail: %s", ch.id, exc)
+
+
+def create_channel(session: Session, settings: Settings, user_id: int, data: Any,
+                   enqueue: Enqueue | None = None) -> models.Channel:
+    """Save a channel; a new email address is mailed its confirmation link (through ``enqueue``)."""
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "send a JSON object"})
     kind = data.get("kind")
@@ -120,25 +152,76 @@ def create_channel(session: Session, settings: Settings, user_id: int, data: Any
     if missing and kind in KINDS:
         raise ValidationFailed(missing)
     clean = _validate(settings, kind, {"enabled": True, **data})
-    ch = models.Channel(user_id=user_id, kind=kind, secret=new_secret() if kind == "webhook" else None, **clean)
+    if kind == "email" and _unconfirmed(session, user_id) >= MAX_UNCONFIRMED:
+        raise ApiError(409, f"you have {MAX_UNCONFIRMED} email channels waiting for confirmation: confirm or "
+                            "delete one first", {"target": "too many unconfirmed addresses"})
+    ch = models.Channel(user_id=user_id, kind=kind, secret=new_secret() if kind == "webhook" else None,
+                        confirmed_at=None if kind == "email" else _now(), **clean)
     session.add(ch)
     session.commit()
+    if kind == "email":
+        _ask_confirmation(ch, enqueue)
     return ch
 
 
-def update_channel(session: Session, settings: Settings, user_id: int, channel_id: int, data: Any) -> models.Channel:
+def _unconfirmed(session: Session, user_id: int) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(models.Channel).where(
+        models.Channel.user_id == user_id, models.Channel.kind == "email",
+        models.Channel.confirmed_at.is_(None))) or 0
+
+
+def update_channel(session: Session, settings: Settings, user_id: int, channel_id: int, data: Any,
+                   enqueue: Enqueue | None = None) -> models.Channel:
     ch = get_channel(session, user_id, channel_id)
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "send a JSON object"})
     if "kind" in data and data["kind"] != ch.kind:
         raise ValidationFailed({"kind": "cannot change; create a new channel instead"})
     clean = _validate(settings, ch.kind, {k: v for k, v in data.items() if k != "kind"})
+    readdressed = ch.kind == "email" and "target" in clean and clean["target"] != ch.target
     for name, value in clean.items():
         setattr(ch, name, value)
     if clean.get("enabled"):
         ch.disabled_reason = None
         ch.failing_since = None
+    if readdressed:  # a new address proves itself like a new channel
+        ch.confirmed_at = None
     session.commit()
+    if readdressed:
+        _ask_confirmation(ch, enqueue)
+    return ch
+
+
+def resend_confirmation(session: Session, user_id: int, channel_id: int, enqueue: Enqueue) -> models.Channel:
+    ch = get_channel(session, user_id, channel_id)
+    if ch.kind != "email":
+        raise ApiError(409, "only email channels are confirmed by mail")
+    if ch.confirmed_at is not None:
+        raise ApiError(409, "this address is already confirmed")
+    try:
+        enqueue("alerts.confirm_channel", [ch.id])
+    except Exception:  # noqa: BLE001
+        log.exception("channel %s: could not queue its confirmation mail", ch.id)
+        raise ApiError(503, "the notification workers cannot be reached right now; try again shortly") from None
+    return ch
+
+
+def confirm(session: Session, settings: Settings, token: str) -> models.Channel:
+    """Confirm the channel a link names, for whoever holds the link (see :func:`confirm_page`'s note)."""
+    from alerts.confirmation import ConfirmationInvalid, read_confirmation_token
+
+    try:
+        confirmation = read_confirmation_token(settings.secret_key.get(), token)
+    except ConfirmationInvalid as exc:
+        raise ApiError(400, str(exc)) from None
+    ch = session.get(models.Channel, confirmation.channel_id)
+    if ch is None or ch.kind != "email" or ch.target != confirmation.address:
+        raise ApiError(400, "this confirmation link is for an address that is no longer in use")
+    if ch.confirmed_at is None:
+        ch.confirmed_at = _now()
+        session.commit()
     return ch
 
 
@@ -164,11 +247,23 @@ def delete_channel(session: Session, settings: Settings, user_id: int, channel_i
     session.commit()
 
 
-def test_send(session: Session, settings: Settings, user_id: int, channel_id: int) -> dict[str, Any]:
+def test_send(session: Session, settings: Settings, user_id: int, channel_id: int,
+              enqueue: Enqueue) -> dict[str, Any]:
+    """Queue a test message on the channel: a delivery row a worker sends once (no retries), whose
+    status and attempt log the caller polls. Refused (409) while the channel may not receive."""
+    from alerts.notify import create_test_delivery, refusal
+
     ch = get_channel(session, user_id, channel_id)
+    refused = refusal(ch)
+    if refused is not None:
+        raise ApiError(409, refused.error or "this channel may not receive messages now")
+    delivery_id = create_test_delivery(session, ch)
+    session.commit()
+    queued = True
     try:
-        from alerts.notify import test_send as notify_test_send
-    except ImportError:
-        raise ApiError(503, "test sends are not available: the alerts package does not provide alerts.notify yet") from None
-    result = notify_test_send(session, ch.id, settings)
-    return {"ok": bool(result.get("ok")), "status_code": result.get("status_code"), "error": result.get("error")}
+        enqueue("alerts.deliver", [delivery_id])
+    except Exception as exc:  # noqa: BLE001 - the row waits; the workers' sweep sends it when they are back
+        log.warning("test delivery %s: could not queue it (%s); the sweep will", delivery_id, exc)
+        queued = False
+    return {"delivery_id": delivery_id, "channel_id": ch.id, "status": "pending", "queued": queued,
+            "poll": f"/api/channels/{ch.id}/deliveries/{delivery_id}"}

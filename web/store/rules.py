@@ -16,6 +16,7 @@ from events.outbox import rule_event, rule_symbols, save_rule
 from events.settings import Settings
 from web.errors import ApiError, ValidationFailed, not_found
 from web.store.conditions import FREQUENCIES, describe, validate_condition
+from web.store.names import NO_CONTROL, has_control
 from web.store.watchlists import get_watchlist, normalise_symbol
 
 EDITABLE = ("name", "symbol", "watchlist_id", "condition", "frequency", "cooldown_s", "pending_s", "recovery",
@@ -127,6 +128,8 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
     name = str(merged.get("name") or "").strip()
     if len(name) > 200:
         errors["name"] = "at most 200 characters"
+    elif has_control(name):
+        errors["name"] = NO_CONTROL
     clean["name"] = name
 
     symbol = merged.get("symbol") or None

@@ -12,6 +12,7 @@ from events import contract, models
 from events.outbox import republish_watchlist_rules
 from events.settings import Settings
 from web.errors import ApiError, ValidationFailed, not_found
+from web.store.names import NO_CONTROL, has_control
 
 _SYMBOL_TYPE = contract.Symbol  # type: ignore[attr-defined]
 
@@ -45,6 +46,8 @@ def _name(raw: Any) -> str:
     name = str(raw or "").strip()
     if not 1 <= len(name) <= 100:
         raise ValidationFailed({"name": "give the list a name (1-100 characters)"})
+    if has_control(name):
+        raise ValidationFailed({"name": NO_CONTROL})
     return name
 
 
