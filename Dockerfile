@@ -28,7 +28,7 @@ COPY alerts alerts
 COPY web web
 RUN pip install --no-cache-dir . && pip install --no-cache-dir -e . --no-deps
 COPY migrations migrations
-COPY alembic.ini Procfile ./
+COPY alembic.ini Procfile gunicorn.conf.py ./
 COPY --from=jars /build/jars var/jars
 COPY --from=assets /build/web/node_modules web/node_modules
 RUN mkdir -p var && chown -R tickerbell:tickerbell var

@@ -8,6 +8,7 @@ variable, so the process fails at start instead of at first use.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -167,6 +168,52 @@ def weak_secret_key(key: str) -> str | None:
     return None
 
 
+def refuse_weak_secret_key(key: str, where: str) -> None:
+    """Raise :class:`SettingsError` when ``key`` cannot sign the sessions of ``where``."""
+    reason = "it is not set" if not key else weak_secret_key(key)
+    if reason:
+        raise SettingsError(
+            f"SECRET_KEY cannot sign sessions of {where}: {reason}; set it to a long random value, e.g. the "
+            "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+
+
+def refuse_weak_key_on_open_binds(settings: Settings, binds: list[str]) -> None:
+    """Raise :class:`SettingsError` when a web server about to listen on an address others can reach
+    (``0.0.0.0:5000``, ``[::]:80``; not loopback, not ``unix:`` sockets) has a weak key, whatever
+    PUBLIC_URL says (`make run` on a laptop listens on every interface)."""
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        host = bind.rsplit(":", 1)[0] if bind.count(":") == 1 or bind.startswith("[") else bind
+        host = host.strip("[]")
+        if host not in LOOPBACK_HOSTS:
+            refuse_weak_secret_key(settings.secret_key.get(), f"a server listening on {bind}")
+
+
+def local_secret_key(var_dir: Path) -> str:
+    """The key of a loopback development setup without SECRET_KEY: random, made once and kept in
+    ``var/secret_key``, so the processes of one local stack share it and, unlike a key written in
+    the code, nobody else knows it (the development key only when var/ cannot be written)."""
+    path = var_dir / "secret_key"
+    try:
+        if not path.exists():
+            var_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".secret_key.{os.getpid()}")
+            tmp.write_text(secrets.token_urlsafe(48) + "\n")
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)  # atomic: of processes starting together, one writes the key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        key = path.read_text().strip()
+    except OSError:
+        return DEV_SECRET_KEY
+    return key if weak_secret_key(key) is None else DEV_SECRET_KEY
+
+
 def serves_only_loopback(env: Mapping[str, str], public_url: str) -> bool:
     """Whether this is a development setup that only this machine can reach.
 
@@ -197,14 +244,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = normalise_database_url(env.get("DATABASE_URL") or d.database_url)
     if not database_url.startswith(("sqlite", "postgresql")):
         raise SettingsError("DATABASE_URL must be a sqlite:// or postgres(ql):// URL")
-    secret_key = env.get("SECRET_KEY") or d.secret_key.get()
-    public_url = _url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/")
-    if not serves_only_loopback(env, public_url) and (reason := weak_secret_key(secret_key)):
-        raise SettingsError(
-            f"SECRET_KEY cannot sign sessions of a deployment others can reach: {reason}; set it to a long "
-            "random value, e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-        )
     var_dir = Path(env.get("TICKERBELL_VAR") or d.var_dir)
+    public_url = _url(env, "PUBLIC_URL", d.public_url, ("http", "https")).rstrip("/")
+    secret_key = env.get("SECRET_KEY", "")
+    if not serves_only_loopback(env, public_url):
+        refuse_weak_secret_key(secret_key, "a deployment others can reach")
+    elif not secret_key:
+        secret_key = local_secret_key(var_dir)
     return Settings(
         kafka_bootstrap_servers=bootstrap,
         kafka_security_protocol=protocol,

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         from web import create_app
         from web.extensions import socketio
 
+        from events.settings import refuse_weak_key_on_open_binds
+
+        try:
+            refuse_weak_key_on_open_binds(settings, [f"{args.host}:{settings.port}"])
+        except SettingsError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
         app = create_app({"SETTINGS": settings})
         print(f"Tickerbell web on http://{args.host}:{settings.port}/", flush=True)
         socketio.run(app, host=args.host, port=settings.port, allow_unsafe_werkzeug=True)

@@ -59,6 +59,7 @@ def test_dockerfile_runs_as_non_root_with_a_jre() -> None:
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     assert "openjdk-17-jre-headless" in text
     assert "spark-sql-kafka-0-10_2.13" in text  # the connector jars come from Maven in a build stage
+    assert re.search(r"^COPY .*gunicorn\.conf\.py", text, re.M)  # its bind check runs in the image too
 
 
 def test_compose_requires_a_secret_key() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from events.settings import (Secret, SettingsError, load_settings, normalise_database_url, redact_url,
-                             weak_secret_key)
+                             refuse_weak_key_on_open_binds, weak_secret_key)
 
 
 def test_embedded_defaults() -> None:
@@ -62,9 +64,33 @@ def test_a_reachable_deployment_refuses_a_weak_secret_key(env: dict[str, str], k
 
 
 @pytest.mark.parametrize("public_url", ["http://127.0.0.1:5000", "http://localhost:8000", "http://[::1]:5000"])
-def test_loopback_development_keeps_the_development_key(public_url: str) -> None:
-    assert load_settings({"PUBLIC_URL": public_url}).secret_key.get() == "dev-only-insecure-secret-key"
+def test_loopback_development_gets_a_random_key_kept_in_var(public_url: str, tmp_path: Path) -> None:
+    """No key written in the code signs anyone's sessions: an unset SECRET_KEY on loopback is a random
+    key made once under TICKERBELL_VAR (every process of the local stack reads the same one)."""
+    env = {"PUBLIC_URL": public_url, "TICKERBELL_VAR": str(tmp_path / "a")}
+    key = load_settings(env).secret_key.get()
+    assert weak_secret_key(key) is None and key != "dev-only-insecure-secret-key"
+    assert load_settings(env).secret_key.get() == key
+    assert (tmp_path / "a" / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert load_settings({**env, "TICKERBELL_VAR": str(tmp_path / "b")}).secret_key.get() != key
+    # an explicit key is used as it is on loopback (a weak one is refused on open binds, below)
+    assert load_settings({**env, "SECRET_KEY": "secret"}).secret_key.get() == "secret"
     assert weak_secret_key("dev-only-insecure-secret-key") and weak_secret_key(STRONG) is None
+
+
+@pytest.mark.parametrize("binds, refused", [
+    (["0.0.0.0:5000"], True), (["[::]:8000"], True), (["192.168.1.20:5000"], True),
+    (["127.0.0.1:5000", "0.0.0.0:5001"], True), (["127.0.0.1:5000"], False), (["localhost:5000"], False),
+    (["[::1]:5000"], False), (["unix:/tmp/tickerbell.sock"], False),
+])
+def test_a_server_on_an_open_address_refuses_a_weak_key(binds: list[str], refused: bool) -> None:
+    weak = load_settings({"SECRET_KEY": "change-me-in-production"})
+    if refused:
+        with pytest.raises(SettingsError, match="SECRET_KEY cannot sign sessions of a server listening on"):
+            refuse_weak_key_on_open_binds(weak, binds)
+    else:
+        refuse_weak_key_on_open_binds(weak, binds)
+    refuse_weak_key_on_open_binds(load_settings({"SECRET_KEY": STRONG}), binds)
 
 
 def test_trust_proxy_hops() -> None:
