@@ -225,7 +225,7 @@ def _preamble(command: str, source: str, series: Sequence[Any], config: Any, arg
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from predict.registry import Registry
+    from predict.registry import Registry, model_bar_seconds
 
     registry = Registry(registry_root(settings))
     promoted = registry.promoted_version()
@@ -234,11 +234,14 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no models in {registry.root}")
         return 0
     print(f"models in {registry.root}:")
-    print(f"  {'version':<9} {'created (UTC)':<17} {'skill':>8} {'coverage':>8}  {'status':<13} {'code':<19} source / reason")
+    print(f"  {'version':<9} {'created (UTC)':<17} {'bar s':>6} {'skill':>8} {'coverage':>8}  {'status':<13} "
+          f"{'code':<19} source / reason")
     for m in versions:
         mark = "*" if m["version"] == promoted else " "
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m["created_at_ms"] / 1000))
-        print(f"{mark} {m['version']:<9} {created:<17} {m['skill']:>+8.4f} {m.get('coverage', float('nan')):>8.3f}  "
+        bs = model_bar_seconds(m)
+        print(f"{mark} {m['version']:<9} {created:<17} {bs if bs else '?':>6} {m['skill']:>+8.4f} "
+              f"{m.get('coverage', float('nan')):>8.3f}  "
               f"{m['status']:<13} {m.get('code_version', '?'):<19} {m.get('source', '')}"
               + (f" — {m['status_reason']}" if m.get("status_reason") else ""))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,12 @@ def test_cli_list_and_promote(trained: Trained, registry: Registry, monkeypatch:
     monkeypatch.setenv("MODEL_REGISTRY", str(registry.root))
     assert main(["list"]) == 0
     assert "no models" in capsys.readouterr().out
-    register(trained, registry.root, skill=0.3)
+    register(trained, registry.root, skill=0.3, bar_seconds=60)
     register(trained, registry.root, skill=0.1)
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "* v0001" in out and "  v0002" in out and "not_promoted" in out and "+0.1000" in out
+    assert re.search(r"\* v0001 +\S+ \S+ +60 +\+0\.3000", out) and re.search(r"  v0002 +\S+ \S+ +\? +\+0\.1000", out)
     assert main(["promote", "v0002"]) == 1
     assert "not promoted v0002" in capsys.readouterr().out
     assert main(["promote", "v0002", "--force"]) == 0
@@ -94,6 +96,15 @@ def test_train_and_register_stores_everything(trained: Trained, registry: Regist
         assert (path / name).exists(), name
     assert meta["features"] == list(TINY.features) and meta["code_version"]
     assert set(meta["data"]) == {"AAA", "BBB"} and meta["training_range"]["holdout_from"]
+    # what every served Prediction repeats: bar size, source, training and holdout range, n, DM p
+    on, split = meta["trained_on"], meta["split"]
+    assert on["bar_seconds"] == 60 and on["data_source"] == "synthetic" and on["skill"] == meta["skill"]
+    assert on["trained_from_ms"] == min(int(s.start_ms[0]) for s in trained.series)
+    assert (on["trained_to_ms"], on["holdout_from_ms"], on["holdout_to_ms"]) == \
+        (split["val_to_ms"], split["test_from_ms"], split["test_to_ms"])
+    assert on["trained_to_ms"] < on["holdout_from_ms"] and on["holdout_n"] == split["n_test"]
+    assert on["skill_p"] < 0.05  # an AR(1) is predictable: the skill is no chance
+    assert any("DM p" in line and "60 s bars from synthetic" in line for line in lines)
     assert "persistence" in (path / "evaluation.md").read_text()
 
 
