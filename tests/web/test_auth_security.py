@@ -259,21 +259,27 @@ def closed_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def test_test_sends_are_limited_per_user(base_settings: Settings, db_url: str) -> None:
-    # mail goes to a closed port on loopback: the sends fail, the count is what is tested
+def test_test_sends_and_confirmation_mails_are_limited_per_user(base_settings: Settings, db_url: str) -> None:
+    # mail goes to a closed port on loopback, tasks to a queue no worker reads: the count is what is tested
     settings = replace(base_settings, database_url=db_url, trust_proxy_hops=1,
                        smtp_url=type(base_settings.smtp_url)(f"smtp://127.0.0.1:{closed_loopback_port()}"))
-    app = make_app(settings)
+    queue = f"tbtest-unread-{uuid.uuid4().hex[:10]}"
+    app = make_app(settings, ALERTS_QUEUE=queue)
     alice = registered(app, "alice@example.com")
     channel = alice.post("/api/channels", {"kind": "email", "name": "Me", "target": "alice@example.com"})
     assert channel.status_code == 201, channel.get_json()
-    url = f"/api/channels/{channel.get_json()['id']}/test"
-    codes = [alice.post(url).status_code for _ in range(6)]
-    assert 429 not in codes[:5] and codes[5] == 429, codes
+    test_url = f"/api/channels/{channel.get_json()['id']}/test"
+    confirm_url = f"/api/channels/{channel.get_json()['id']}/confirmation"
+    codes = [alice.post(test_url).status_code for _ in range(3)] + [alice.post(confirm_url).status_code
+                                                                     for _ in range(2)]
+    assert 429 not in codes, codes
+    assert alice.post(test_url).status_code == 429
+    assert alice.post(confirm_url).status_code == 429
     # per user: another user from the same address still may
     bob = registered(app, "bob@example.com")
     other = bob.post("/api/channels", {"kind": "email", "name": "Me", "target": "bob@example.com"}).get_json()
     assert bob.post(f"/api/channels/{other['id']}/test").status_code != 429
+    redis.Redis.from_url(base_settings.redis_url).delete(queue)
 
 
 # --- enumeration -----------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def test_channel(channel_id: int):
 
 
 @bp.post("/channels/<int:channel_id>/confirmation")
+@test_send_limited  # mail on demand, like a test-send: one count for both
 def resend_confirmation(channel_id: int):
     """Mail an unconfirmed address its confirmation link again."""
     ch = ch_store.resend_confirmation(get_db(), uid(), channel_id, enqueue)
