@@ -295,3 +295,48 @@ def test_a_prediction_with_provenance_round_trips_and_an_old_one_decodes() -> No
         decode(json.dumps({**base, "skill_p": 1.5}).encode(), Prediction)
     with pytest.raises(InvalidEvent, match="trained_bar_seconds"):
         decode(json.dumps({**base, "trained_bar_seconds": 0}).encode(), Prediction)
+
+
+def test_serve_history_then_live_through_the_broker(trained: Trained, kafka_settings: Settings,
+                                                    tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    register(trained, registry.root, skill=0.05, bar_seconds=60)
+    a, b = trained.series
+    need = min_history(trained.config.window)
+    producer = EventProducer(kafka_settings)
+    for bar in as_history(bars_of(a, 0, need + 20)) + bars_of(a, need + 20, need + 21) + as_history(bars_of(b, 0, 80)):
+        producer.produce(bar)
+    producer.flush()
+    flag = ShutdownFlag()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        stats=serve(kafka_settings, registry, group_id="predict-history", reload_every_s=0.2, shutdown=flag)))
+    thread.start()
+    try:
+        preds = read_events(kafka_settings, "predictions", Prediction, expect=1, timeout_s=60)
+        assert [(p.symbol, p.base_start_ms) for p in preds] == [("AAA", int(a.start_ms[need + 20]))]
+        assert preds[0].trained_bar_seconds == 60 and preds[0].data_source == "synthetic"
+        # BBB's history alone (old bars, no live one yet) is forecast nowhere: nothing else comes
+        producer.produce(bars_of(a, need + 21, need + 22)[0])
+        producer.flush()
+        preds = read_events(kafka_settings, "predictions", Prediction, expect=2, timeout_s=60)
+        assert [p.symbol for p in preds] == ["AAA", "AAA"]
+        _wait_for(lambda: _caught_up(kafka_settings, kafka_settings.topic("predict-history"),
+                                     kafka_settings.topic("metrics")))  # every bar was read: BBB's too
+    finally:
+        flag.set()
+        thread.join(30)
+    assert not thread.is_alive() and result["stats"].produced == 2
+
+
+def _caught_up(settings: Settings, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed every message of ``topic`` (the stage has seen them all)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**settings.kafka_common(), "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
+        committed = c.committed(tps, timeout=10)
+        return all(c.get_watermark_offsets(tp, timeout=10)[1] <= max(0, done.offset) for tp, done in zip(tps, committed))
+    finally:
+        c.close()
