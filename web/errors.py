@@ -62,7 +62,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         _rollback()
-        name = {404: "not_found", 422: "validation", 409: "conflict", 429: "rate_limited",
+        name = {400: "bad_request", 404: "not_found", 413: "too_large", 422: "validation", 409: "conflict", 429: "rate_limited",
                 401: "unauthorized", 403: "forbidden", 503: "unavailable"}.get(exc.status, "error")
         resp = _respond(exc.status, name, exc.message, exc.fields, **exc.extra)
         if exc.status == 429 and "retry_after_s" in exc.extra:

@@ -10,6 +10,7 @@ from typing import Mapping
 from web.errors import ValidationFailed
 
 DAY_MS = 86_400_000
+MAX_MS = 253_402_300_799_999
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class Range:
 
 def _parse_time(raw: str, name: str, end_of_day: bool) -> int:
     raw = raw.strip()
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():  # epoch ms, bounded: a 25-digit number overflows the database's integer
+        if len(raw) > 15 or int(raw) > MAX_MS:
+            raise ValidationFailed({name: f"epoch ms must be at most {MAX_MS} (9999-12-31), got {raw[:30]}"})
         return int(raw)
     try:
         if len(raw) == 10:

@@ -1,13 +1,25 @@
-"""The OpenAPI 3.1 document, built from the app's ``/api`` routes plus the schemas below."""
+"""The OpenAPI 3.1 document, built from the app's ``/api`` routes plus the schemas below.
+
+The same schemas are the API's first check of a body (:func:`type_errors`): every
+field of the wrong JSON type, or an integer out of its range, is refused by name
+before a store sees it; the stores then check meaning (a known series, a time zone).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from flask import Flask
 
+from web.limits import type_name
 from web.store.conditions import FREQUENCIES, OPERATORS, SERIES
+
+DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # a 32-bit signed primary key
+EPOCH_MS = {"minimum": 0, "maximum": 4_102_444_800_000}  # up to 2100-01-01
+# JavaScript's safe integers: the bound of an integer field that names none (no SQL column overflows)
+SAFE_INT = 2**53 - 1
 
 _CONDITION = {
     "type": "object", "required": ["series", "op"],
@@ -15,7 +27,7 @@ _CONDITION = {
         "series": {"type": "string", "enum": list(SERIES)}, "op": {"type": "string", "enum": list(OPERATORS)},
         "value": {"type": ["number", "null"]}, "other": {"type": ["string", "null"], "enum": [*SERIES, None]},
         "lower": {"type": ["number", "null"]}, "upper": {"type": ["number", "null"]},
-        "window_bars": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+        "window_bars": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000},
         "window_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 2678400},
         "also": {"oneOf": [{"$ref": "#/components/schemas/Condition"}, {"type": "null"}]},
     },
@@ -24,19 +36,28 @@ _RULE = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "maxLength": 200}, "symbol": {"type": ["string", "null"]},
-        "watchlist_id": {"type": ["integer", "null"]}, "condition": {"$ref": "#/components/schemas/Condition"},
-        "frequency": {"type": "string", "enum": list(FREQUENCIES)}, "cooldown_s": {"type": "integer", "minimum": 0},
-        "pending_s": {"type": "integer", "minimum": 0}, "recovery": {"type": ["number", "null"]},
-        "expires_ms": {"type": ["integer", "null"]}, "enabled": {"type": "boolean"},
-        "snoozed_until_ms": {"type": ["integer", "null"]},
-        "active_from_min": {"type": ["integer", "null"]}, "active_to_min": {"type": ["integer", "null"]},
-        "timezone": {"type": "string"}, "channel_ids": {"type": "array", "items": {"type": "integer"}},
+        "watchlist_id": {**DB_ID, "type": ["integer", "null"]}, "condition": {"$ref": "#/components/schemas/Condition"},
+        "frequency": {"type": "string", "enum": list(FREQUENCIES)},
+        "cooldown_s": {"type": "integer", "minimum": 0, "maximum": 365 * 86_400},
+        "pending_s": {"type": "integer", "minimum": 0, "maximum": 86_400}, "recovery": {"type": ["number", "null"]},
+        "expires_ms": {"type": ["integer", "null"], **EPOCH_MS}, "enabled": {"type": "boolean"},
+        "snoozed_until_ms": {"type": ["integer", "null"], **EPOCH_MS},
+        "active_from_min": {"type": ["integer", "null"], "minimum": 0, "maximum": 1440},
+        "active_to_min": {"type": ["integer", "null"], "minimum": 0, "maximum": 1440},
+        "timezone": {"type": "string", "maxLength": 100},
+        "channel_ids": {"type": "array", "items": DB_ID, "maxItems": 100},
         "message": {"type": "string", "maxLength": 4000},
     },
 }
+_PREVIEW = {"type": "object", "properties": {
+    **_RULE["properties"],
+    "days": {"type": "integer", "minimum": 1, "maximum": 365, "description": "how far back to evaluate"},
+    "id": {**DB_ID, "type": ["integer", "null"], "description": "the rule being edited, if any"},
+}}
 SCHEMAS: dict[str, Any] = {
     "Condition": _CONDITION,
     "Rule": _RULE,
+    "Preview": _PREVIEW,
     "Error": {"type": "object", "required": ["error", "message"], "properties": {
         "error": {"type": "string"}, "message": {"type": "string"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
@@ -49,15 +70,90 @@ SCHEMAS: dict[str, Any] = {
     "Channel": {"type": "object", "properties": {
         "kind": {"type": "string", "enum": ["email", "slack", "webhook"]}, "name": {"type": "string"},
         "target": {"type": "string"}, "enabled": {"type": "boolean"}, "body_template": {"type": ["string", "null"]}}},
-    "Snooze": {"type": "object", "required": ["minutes"], "properties": {"minutes": {"type": "integer"}}},
+    "Snooze": {"type": "object", "required": ["minutes"], "properties": {
+        "minutes": {"type": "integer", "minimum": 0, "maximum": 30 * 24 * 60}}},
     "Token": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
 }
 BODIES = {
     "api.register": "Credentials", "api.login": "Credentials", "api.issue_token": "Credentials",
     "api.create_watchlist": "Watchlist", "api.rename_watchlist": "Watchlist", "api.add_symbol": "Symbol",
-    "api.create_rule": "Rule", "api.update_rule": "Rule", "api.preview_rule": "Rule", "api.snooze_rule": "Snooze",
+    "api.create_rule": "Rule", "api.update_rule": "Rule", "api.preview_rule": "Preview", "api.snooze_rule": "Snooze",
     "api.create_channel": "Channel", "api.update_channel": "Channel", "api.create_token": "Token",
 }
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return SCHEMAS[ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if kind == "number":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and math.isfinite(value))
+    return isinstance(value, {"string": str, "array": list, "object": dict}[kind])
+
+
+def _kinds(schema: dict[str, Any]) -> list[str]:
+    schema = _resolve(schema)
+    if "oneOf" in schema:
+        return [k for branch in schema["oneOf"] for k in _kinds(branch)]
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def type_errors(value: Any, schema: dict[str, Any], path: str = "") -> dict[str, str]:
+    """Fields of ``value`` whose JSON type or range the schema refuses: ``{"condition.value": "must be ..."}``.
+
+    Only what the schemas use: ``type``, ``properties``, ``items``, ``oneOf``,
+    ``$ref``, ``minimum``/``maximum``, ``maxLength``, ``maxItems``. Fields the
+    schema does not name, ``required`` and ``enum`` are the store's to judge (its
+    messages say what is allowed).
+    """
+    schema = _resolve(schema)
+    name = path or "body"
+    kinds = _kinds(schema)
+    matching = [k for k in kinds if _is(value, k)]
+    if kinds and not matching:
+        wanted = " or ".join(dict.fromkeys("null" if k == "null" else ("an " if k[0] in "aeiou" else "a ") + k
+                                           for k in kinds))
+        return {name: f"must be {wanted}, got {type_name(value)}"}
+    if "oneOf" in schema:
+        for branch in schema["oneOf"]:
+            if any(_is(value, k) for k in _kinds(branch)):
+                return type_errors(value, branch, path)
+        return {}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = schema.get("minimum", -SAFE_INT), schema.get("maximum", SAFE_INT)
+        if not lo <= value <= hi:
+            return {name: f"must be between {lo} and {hi}"}
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        return {name: f"at most {schema['maxLength']} characters"}
+    errors: dict[str, str] = {}
+    if isinstance(value, list) and "items" in schema:
+        if len(value) > schema.get("maxItems", len(value)):
+            return {name: f"at most {schema['maxItems']} items"}
+        for i, item in enumerate(value):
+            errors.update(type_errors(item, schema["items"], f"{path}[{i}]"))
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                errors.update(type_errors(value[key], sub, f"{path}.{key}" if path else key))
+    return errors
+
+
+def body_errors(endpoint: str | None, data: dict[str, Any]) -> dict[str, str]:
+    """:func:`type_errors` of a request body against its endpoint's documented schema (none: no check)."""
+    name = BODIES.get(endpoint or "")
+    return type_errors(data, SCHEMAS[name]) if name else {}
+
+
 HISTORY_PARAMS = [
     {"name": "symbol", "in": "query", "schema": {"type": "string"}, "description": "comma-separated symbols"},
     {"name": "from", "in": "query", "schema": {"type": "string"}, "description": "date, ISO time or epoch ms"},

@@ -154,6 +154,10 @@ def overview():
 @bp.get("/status")
 @login_required
 def status():
+    from web.status import may_view
+
+    if not may_view(current_user):
+        abort(403)
     return render_template("status.html")
 
 

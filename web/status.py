@@ -27,6 +27,15 @@ SAMPLE_S = 1.0
 HEARTBEAT_TTL_S = 120
 
 
+def may_view(user: Any) -> bool:
+    """Who may see the numbers (page and ``/api/status``): administrators only.
+
+    A view names every consumer group and topic of the deployment and costs
+    Kafka admin calls over all of them: nothing for an ordinary account to see or to repeat.
+    """
+    return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False))
+
+
 def heartbeat(client: redis.Redis, prefix: str, process: str, stats: dict[str, Any]) -> None:
     """Record a process's counters (called by projector and bridge after each batch).
 

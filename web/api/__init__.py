@@ -12,9 +12,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from web.errors import ApiError, ValidationFailed
 from web.extensions import csrf
+from web.limits import api_limits, json_depth
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # checked below, only for cookie sessions
@@ -26,6 +28,7 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 
 @bp.before_request
 def _authenticate() -> None:
+    _bound_body()
     authenticated = current_user.is_authenticated  # runs the session, then the bearer loader
     if request.method not in SAFE and not g.get("token_auth") and request.endpoint not in NO_CSRF:
         csrf.protect()
@@ -33,12 +36,38 @@ def _authenticate() -> None:
         raise ApiError(401, "authentication required: log in or send `Authorization: Bearer <token>`")
 
 
+def _bound_body() -> None:
+    """Refuse a body too large (413) or nested too deeply (400) before anything parses it.
+
+    Python's JSON parser recurses per bracket: 100 000 of them are a RecursionError
+    (a 500), and a merely deep body makes every later walk over it deep too.
+    """
+    limits = api_limits()
+    request.max_content_length = limits.body_bytes  # werkzeug answers 413 when the body is read
+    if request.method in SAFE or not request.is_json:
+        return
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise ApiError(413, f"the body is larger than {limits.body_bytes} bytes (body_bytes)",
+                       {"body": f"at most {limits.body_bytes} bytes"}) from None
+    if json_depth(raw, limits.json_depth + 1) > limits.json_depth:
+        raise ApiError(400, f"the JSON body nests deeper than {limits.json_depth} levels (json_depth)",
+                       {"body": f"at most {limits.json_depth} levels of nesting"})
+
+
 def body() -> dict[str, Any]:
+    """The request's JSON object, each field of a documented type (else 422 naming the field)."""
+    from web.openapi import body_errors
+
     data = request.get_json(silent=True)
     if data is None:
         raise ValidationFailed({"body": "send a JSON object with Content-Type: application/json"})
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "send a JSON object"})
+    errors = body_errors(request.endpoint, data)
+    if errors:
+        raise ValidationFailed(errors)
     return data
 
 

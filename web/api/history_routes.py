@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Response, jsonify, request, stream_with_context
@@ -11,7 +12,8 @@ from web.api import bp
 from web.auth import uid
 from web.db import get_db
 from web.errors import ValidationFailed
-from web.filters import parse_range
+from web.filters import Range, parse_range
+from web.limits import api_limits
 from web.store import history
 from web.store.watchlists import normalise_symbol, user_symbols
 
@@ -39,13 +41,21 @@ def quotes():
     return jsonify(list(history.quotes(get_db(), symbols).values()))
 
 
+def _rule_id(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 2**31 - 1:
+        raise ValidationFailed({"rule_id": f"must be a rule id (1 to {2**31 - 1})"})
+    return int(raw)
+
+
 @bp.get("/alerts")
 def list_alerts():
     rng = parse_range(request.args, default_days=30, default_limit=200)
     state = request.args.get("state") or None
     if state not in (None, "firing", "resolved"):
         raise ValidationFailed({"state": "firing or resolved"})
-    rule_id = request.args.get("rule_id", type=int)
+    rule_id = _rule_id(request.args.get("rule_id"))
     session = get_db()
     names = history.rule_names(session, uid())
     return jsonify([history.alert_json(a, names) for a in history.alerts(session, uid(), rng, rule_id, state)])
@@ -94,23 +104,39 @@ def _csv(name: str, header: list[str], rows: Any) -> Response:
     return resp
 
 
+def _export_range(args: Any) -> Range:
+    """The range of an export; ``limit`` (rows of the whole file) at most the ``export_rows`` cap."""
+    cap = api_limits().export_rows
+    try:
+        return parse_range(args, default_days=30, default_limit=min(100_000, cap), max_limit=cap)
+    except ValidationFailed as exc:
+        if "limit" not in exc.fields:
+            raise
+        raise ValidationFailed({"limit": f"an export holds 1 to {cap} rows (export_rows); "
+                                         "for more, export shorter ranges with from/to"}) from None
+
+
 @bp.get("/export/bars.csv")
 def export_bars():
-    rng = parse_range(request.args, default_days=30, default_limit=100_000, max_limit=1_000_000)
+    rng = _export_range(request.args)
     symbols = _overview_symbols(rng.symbols)
     session = get_db()
 
     def rows():
+        left = rng.limit  # of the whole file, not per symbol
         for symbol in symbols:
-            for b in history.bars(session, symbol, rng):
+            for b in history.bars(session, symbol, replace(rng, limit=left)):
                 yield [b.symbol, b.bar_seconds] + [getattr(b, c) for c in history.BAR_COLUMNS]
+                left -= 1
+            if left <= 0:
+                return
 
     return _csv("bars", ["symbol", "bar_seconds", *history.BAR_COLUMNS], rows())
 
 
 @bp.get("/export/alerts.csv")
 def export_alerts():
-    rng = parse_range(request.args, default_days=30, default_limit=100_000, max_limit=1_000_000)
+    rng = _export_range(request.args)
     session = get_db()
     names = history.rule_names(session, uid())
     cols = ["id", "ts_ms", "symbol", "rule_id", "rule_name", "state", "series", "op", "value", "threshold", "message"]
@@ -120,7 +146,7 @@ def export_alerts():
 
 @bp.get("/export/deliveries.csv")
 def export_deliveries():
-    rng = parse_range(request.args, default_days=30, default_limit=100_000, max_limit=1_000_000)
+    rng = _export_range(request.args)
     cols = ["id", "alert_id", "channel_id", "channel_name", "channel_kind", "status", "attempts",
             "last_status_code", "last_error", "created_at", "delivered_at"]
     rows = ([history.delivery_json(d, c, with_attempts=False)[k] for k in cols]

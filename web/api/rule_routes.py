@@ -8,6 +8,7 @@ from web.api import body, bp, settings
 from web.auth import uid
 from web.db import get_db
 from web.filters import parse_range
+from web.limits import api_limits
 from web.store import conditions, history
 from web.store import rules as rules_store
 
@@ -32,7 +33,7 @@ def list_rules():
 
 @bp.post("/rules")
 def create_rule():
-    rule = rules_store.create_rule(get_db(), settings(), uid(), body())
+    rule = rules_store.create_rule(get_db(), settings(), uid(), body(), api_limits())
     return jsonify(_one(rule)), 201
 
 
@@ -41,7 +42,8 @@ def preview_rule():
     data = body()
     days = data.pop("days", 30)
     rule_id = data.pop("id", None)
-    return jsonify(rules_store.preview(get_db(), uid(), data, days=days, rule_id=rule_id if isinstance(rule_id, int) else None))
+    return jsonify(rules_store.preview(get_db(), uid(), data, days=days, rule_id=rule_id if isinstance(rule_id, int) else None,
+                                       limits=api_limits(), bar_seconds=settings().bar_seconds))
 
 
 @bp.get("/rules/<int:rule_id>")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify
+from flask_login import current_user
 
 from web import status
 from web.api import bp, settings
 from web.auth import redis_client
+from web.errors import ApiError
 
 
 @bp.get("/status")
 def status_json():
+    if not status.may_view(current_user):
+        raise ApiError(403, "the status numbers are for administrators")
     return jsonify(status.collect(settings(), redis_client(), current_app.config["REDIS_PREFIX"]))
 
 

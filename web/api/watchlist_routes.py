@@ -7,6 +7,7 @@ from flask import jsonify
 from web.api import body, bp, settings
 from web.auth import uid
 from web.db import get_db
+from web.limits import api_limits
 from web.store import watchlists as wls
 
 
@@ -18,7 +19,7 @@ def list_watchlists():
 @bp.post("/watchlists")
 def create_watchlist():
     data = body()
-    wl = wls.create_watchlist(get_db(), uid(), data.get("name"), data.get("symbols"))
+    wl = wls.create_watchlist(get_db(), uid(), data.get("name"), data.get("symbols"), api_limits())
     return jsonify(wls.watchlist_json(wl)), 201
 
 
@@ -41,7 +42,7 @@ def delete_watchlist(watchlist_id: int):
 
 @bp.post("/watchlists/<int:watchlist_id>/symbols")
 def add_symbol(watchlist_id: int):
-    wl = wls.add_symbol(get_db(), settings(), uid(), watchlist_id, body().get("symbol"))
+    wl = wls.add_symbol(get_db(), settings(), uid(), watchlist_id, body().get("symbol"), api_limits())
     return jsonify(wls.watchlist_json(wl)), 201
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from events import contract, models
@@ -15,6 +15,7 @@ from events.outbox import delete_rule as outbox_delete_rule
 from events.outbox import rule_event, rule_symbols, save_rule
 from events.settings import Settings
 from web.errors import ApiError, ValidationFailed, not_found
+from web.limits import ApiLimits, cap_reached
 from web.store.conditions import FREQUENCIES, describe, validate_condition
 from web.store.names import NO_CONTROL, has_control
 from web.store.watchlists import get_watchlist, normalise_symbol
@@ -234,7 +235,11 @@ def _apply(rule: models.Rule, clean: dict[str, Any]) -> None:
         rule.channels = clean["channels"]
 
 
-def create_rule(session: Session, settings: Settings, user_id: int, data: Any) -> models.Rule:
+def create_rule(session: Session, settings: Settings, user_id: int, data: Any,
+                limits: ApiLimits = ApiLimits()) -> models.Rule:
+    count = session.scalar(select(func.count()).select_from(models.Rule).where(models.Rule.user_id == user_id))
+    if (count or 0) >= limits.rules_per_user:
+        raise cap_reached("rules_per_user", limits.rules_per_user, "rules per account")
     clean = validate_rule(session, user_id, data)
     rule = models.Rule(user_id=user_id, version=1, channels=[])
     _apply(rule, clean)
@@ -277,8 +282,18 @@ def delete_rule(session: Session, settings: Settings, user_id: int, rule_id: int
     session.commit()
 
 
-def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: int | None = None) -> dict[str, Any]:
-    """Where the rule would have fired over the stored history (nothing is saved)."""
+def preview_bars(days: int, bar_seconds: int, symbols: int) -> int:
+    """Bars a preview of ``days`` over ``symbols`` symbols evaluates at most (what it holds in memory)."""
+    return days * (86_400 // max(1, min(bar_seconds, 86_400))) * symbols
+
+
+def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: int | None = None,
+            limits: ApiLimits = ApiLimits(), bar_seconds: int = 60) -> dict[str, Any]:
+    """Where the rule would have fired over the stored history (nothing is saved).
+
+    Refused (422, naming ``preview_bars``) when ``days`` x bars per day x the
+    rule's symbols passes the cap: the preview holds all those bars at once.
+    """
     try:
         days = int(days)
         if not 1 <= days <= 365:
@@ -291,6 +306,13 @@ def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: 
     _apply(draft, clean)
     draft.updated_at = datetime.now(timezone.utc)
     event = rule_event(session, draft)  # the draft is never added to the session
+    needed = preview_bars(days, bar_seconds, len(event.symbols))
+    if needed > limits.preview_bars:
+        session.rollback()
+        most = max(1, limits.preview_bars // max(1, preview_bars(1, bar_seconds, len(event.symbols))))
+        raise ValidationFailed({"days": f"a preview reads at most {limits.preview_bars} bars (preview_bars); "
+                                        f"{days} days of {len(event.symbols)} symbol(s) are {needed}: "
+                                        f"look back at most {most} days"})
     try:
         from alerts.preview import preview_rule
     except ImportError:

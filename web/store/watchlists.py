@@ -12,6 +12,7 @@ from events import contract, models
 from events.outbox import republish_watchlist_rules
 from events.settings import Settings
 from web.errors import ApiError, ValidationFailed, not_found
+from web.limits import ApiLimits, cap_reached
 from web.store.names import NO_CONTROL, has_control
 
 _SYMBOL_TYPE = contract.Symbol  # type: ignore[attr-defined]
@@ -58,15 +59,21 @@ def _check_unique(session: Session, user_id: int, name: str, except_id: int | No
         raise ApiError(409, f"you already have a watchlist named {name!r}", {"name": "already used"})
 
 
-def create_watchlist(session: Session, user_id: int, name: Any, symbols: Any = None) -> models.Watchlist:
+def create_watchlist(session: Session, user_id: int, name: Any, symbols: Any = None,
+                     limits: ApiLimits = ApiLimits()) -> models.Watchlist:
     name = _name(name)
     if symbols is not None and not isinstance(symbols, list):
         raise ValidationFailed({"symbols": "must be a list of ticker symbols"})
+    if symbols is not None and len(symbols) > limits.symbols_per_watchlist:
+        raise cap_reached("symbols_per_watchlist", limits.symbols_per_watchlist, "symbols in one watchlist")
     clean = []
     for i, raw in enumerate(symbols or []):
         sym = normalise_symbol(raw, f"symbols[{i}]")
         if sym not in clean:
             clean.append(sym)
+    count = session.scalar(select(func.count()).select_from(models.Watchlist).where(models.Watchlist.user_id == user_id))
+    if (count or 0) >= limits.watchlists_per_user:
+        raise cap_reached("watchlists_per_user", limits.watchlists_per_user, "watchlists per account")
     _check_unique(session, user_id, name)
     wl = models.Watchlist(user_id=user_id, name=name)
     wl.symbols = [models.WatchlistSymbol(symbol=s, position=i) for i, s in enumerate(clean)]
@@ -98,11 +105,14 @@ def delete_watchlist(session: Session, user_id: int, watchlist_id: int) -> None:
     session.commit()
 
 
-def add_symbol(session: Session, settings: Settings, user_id: int, watchlist_id: int, raw: Any) -> models.Watchlist:
+def add_symbol(session: Session, settings: Settings, user_id: int, watchlist_id: int, raw: Any,
+               limits: ApiLimits = ApiLimits()) -> models.Watchlist:
     wl = get_watchlist(session, user_id, watchlist_id)
     symbol = normalise_symbol(raw)
     if any(s.symbol == symbol for s in wl.symbols):
         raise ApiError(409, f"{symbol} is already in {wl.name}", {"symbol": "already in the list"})
+    if len(wl.symbols) >= limits.symbols_per_watchlist:
+        raise cap_reached("symbols_per_watchlist", limits.symbols_per_watchlist, f"symbols in {wl.name}")
     position = 1 + max((s.position for s in wl.symbols), default=-1)
     wl.symbols.append(models.WatchlistSymbol(symbol=symbol, position=position))
     session.flush()
