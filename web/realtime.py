@@ -3,34 +3,161 @@
 On connect the socket joins its own user room (alerts); ``join``/``leave``
 add or drop symbol rooms (market data, the same for everyone). No event lets
 a socket into another user's room: an unauthenticated connection is refused.
+
+A socket outlives the request that opened it, so its credential is checked
+again while it is open: each process keeps what its sockets connected with
+(the API token's id, or the session's login nonce) and, every
+``SOCKET_RECHECK_S`` seconds, disconnects those whose token was revoked, whose
+nonce was rotated (logout, password change) or whose account was disabled.
+A logout disconnects the user's session sockets in this process at once.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from flask import Flask, current_app, request
 from flask import session as flask_session
-from flask_login import current_user
+from flask_login import current_user, user_logged_out
 from flask_socketio import SocketIO, join_room, leave_room, rooms
+from sqlalchemy import select
 
-from events import contract
-from web.auth import user_for_token
+from events import contract, models
+from web.auth import hash_token, user_for_token
 from web.db import get_db
 from web.rooms import symbol_room, user_room
 
+log = logging.getLogger(__name__)
+
 MAX_SYMBOL_ROOMS = 200
+RECHECK_S = 5.0  # how long a revoked credential may keep an open socket at most (config SOCKET_RECHECK_S)
 
 
-def _user_id(auth: Any) -> int | None:
+@dataclass(frozen=True)
+class SocketAuth:
+    """What a socket connected with: a user and either an API token's id or a session's login nonce."""
+
+    user_id: int
+    token_id: int | None = None
+    nonce: str | None = None
+
+
+def _authenticate(auth: Any) -> SocketAuth | None:
     if current_user.is_authenticated:
-        return int(current_user.id)
+        login_id = getattr(current_user, "login_id", None)
+        return SocketAuth(int(current_user.id), nonce=getattr(login_id, "nonce", None) or "")
     token = auth.get("token") if isinstance(auth, dict) else None
     if isinstance(token, str) and token:
         user = user_for_token(get_db(), token)
         if user is not None:
-            return user.id
+            token_id = get_db().scalar(select(models.ApiToken.id).where(models.ApiToken.token_hash == hash_token(token)))
+            if token_id is not None:
+                return SocketAuth(user.id, token_id=token_id)
     return None
+
+
+def stale(sockets: dict[str, SocketAuth], tokens: set[int], users: dict[int, tuple[bool, str]]) -> list[str]:
+    """The sids whose credential no longer holds (pure).
+
+    ``tokens``: ids of the API tokens that still exist; ``users``: user id ->
+    (is active, current auth nonce) for the users that still exist.
+    """
+    out = []
+    for sid, auth in sockets.items():
+        active, nonce = users.get(auth.user_id, (False, ""))
+        if not active:
+            out.append(sid)
+        elif auth.token_id is not None:
+            if auth.token_id not in tokens:
+                out.append(sid)
+        elif auth.nonce != (nonce or ""):
+            out.append(sid)
+    return out
+
+
+class OpenSockets:
+    """This process's open sockets of one app, and the thread that re-checks them while any is open."""
+
+    def __init__(self, app: Flask, socketio: SocketIO) -> None:
+        self.app = app
+        self.socketio = socketio
+        self.by_sid: dict[str, SocketAuth] = {}
+        self.lock = threading.Lock()
+        self.checking = False
+
+    def add(self, sid: str, auth: SocketAuth) -> None:
+        with self.lock:
+            self.by_sid[sid] = auth
+            if self.checking:
+                return
+            self.checking = True
+        self.socketio.start_background_task(self._recheck_while_open)
+
+    def remove(self, sid: str) -> None:
+        with self.lock:
+            self.by_sid.pop(sid, None)
+
+    def drop(self, sids: list[str]) -> None:
+        for sid in sids:
+            self.remove(sid)
+            try:
+                self.socketio.server.disconnect(sid, namespace="/")
+            except Exception:  # noqa: BLE001 - already gone: nothing left to cut
+                log.debug("socket %s already gone", sid, exc_info=True)
+
+    def drop_sessions_of(self, user_id: int) -> None:
+        with self.lock:
+            sids = [sid for sid, a in self.by_sid.items() if a.user_id == user_id and a.token_id is None]
+        self.drop(sids)
+
+    def recheck(self) -> list[str]:
+        """Disconnect the sockets whose credential was revoked; return their sids."""
+        with self.lock:
+            sockets = dict(self.by_sid)
+        if not sockets:
+            return []
+        user_ids = {a.user_id for a in sockets.values()}
+        token_ids = {a.token_id for a in sockets.values() if a.token_id is not None}
+        with self.app.extensions["tickerbell_sessions"]() as s:
+            users = {uid: (bool(active), nonce or "") for uid, active, nonce in s.execute(
+                select(models.User.id, models.User.is_active, models.User.auth_nonce).where(models.User.id.in_(user_ids)))}
+            tokens = set(s.scalars(select(models.ApiToken.id).where(models.ApiToken.id.in_(token_ids)))) if token_ids else set()
+        gone = stale(sockets, tokens, users)
+        self.drop(gone)
+        return gone
+
+    def _recheck_while_open(self) -> None:
+        interval_s = float(self.app.config.get("SOCKET_RECHECK_S", RECHECK_S))
+        while True:
+            self.socketio.sleep(interval_s)
+            with self.lock:
+                if not self.by_sid:
+                    self.checking = False
+                    return
+            try:
+                self.recheck()
+            except Exception:  # noqa: BLE001 - a database blip: try again next round, keep the thread
+                log.warning("re-checking open sockets failed", exc_info=True)
+
+
+def open_sockets(app: Flask | None = None) -> OpenSockets:
+    """The app's :class:`OpenSockets` (made on first use: ``create_app`` knows nothing of it)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    found = app.extensions.get("tickerbell_open_sockets")
+    if found is None:
+        found = app.extensions.setdefault("tickerbell_open_sockets", OpenSockets(app, app.extensions["socketio"]))
+    return found
+
+
+@user_logged_out.connect
+def _on_logout(app: Flask, user: Any = None, **_: Any) -> None:
+    """Logging out rotates the user's nonce (every session ends): their session sockets end with it."""
+    if user is not None and getattr(user, "id", None) is not None and "tickerbell_open_sockets" in app.extensions:
+        open_sockets(app).drop_sessions_of(int(user.id))
 
 
 def _symbol(data: Any) -> str | None:
@@ -44,11 +171,16 @@ def _symbol(data: Any) -> str | None:
 def register(socketio: SocketIO) -> None:
     @socketio.on("connect")
     def on_connect(auth: Any = None) -> None:
-        user_id = _user_id(auth)
-        if user_id is None:
+        found = _authenticate(auth)
+        if found is None:
             raise ConnectionRefusedError("authentication required")
-        flask_session["sio_user_id"] = user_id
-        join_room(user_room(user_id))
+        flask_session["sio_user_id"] = found.user_id
+        join_room(user_room(found.user_id))
+        open_sockets().add(request.sid, found)  # type: ignore[attr-defined]
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_reason: Any) -> None:
+        open_sockets().remove(request.sid)  # type: ignore[attr-defined]
 
     @socketio.on("join")
     def on_join(data: Any) -> dict[str, Any]:

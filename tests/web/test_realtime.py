@@ -127,3 +127,58 @@ def test_live_updates_through_kafka_bridge_and_redis(kafka_settings: Settings, t
     finally:
         alice.disconnect()
         bob.disconnect()
+
+
+def test_sockets_end_when_their_credential_is_revoked(base_settings: Settings, tmp_path, live_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A revoked token's socket, a logged-out session's socket: disconnected, and they receive nothing more."""
+    from web.bridge import redis_emitter
+    from web.rooms import user_room
+
+    url = f"sqlite:///{tmp_path / 'revoke.db'}"
+    upgrade(url)
+    settings = replace(base_settings, database_url=url)
+    app = make_app(settings, SOCKET_RECHECK_S=0.2)
+    server = live_server_factory(app)
+    emit, manager = redis_emitter(settings, app.config["SOCKETIO_CHANNEL"])  # what the bridge emits through
+
+    alice_http = register(server.url, "alice@example.com")
+    alice_id = alice_http.get(f"{server.url}/api/me").json()["id"]
+    revoked = alice_http.post(f"{server.url}/api/tokens", json={"name": "revoked"}).json()
+    kept = alice_http.post(f"{server.url}/api/tokens", json={"name": "kept"}).json()
+
+    clients: dict[str, socketio.Client] = {}
+    inboxes: dict[str, Inbox] = {}
+    for name, kw in (("session", {"headers": {"Cookie": f"session={alice_http.cookies['session']}"}}),
+                     ("revoked", {"auth": {"token": revoked["token"]}}), ("kept", {"auth": {"token": kept["token"]}})):
+        client = socketio.Client(reconnection=False)
+        inboxes[name] = Inbox(client)
+        client.connect(server.url, transports=["polling"], wait_timeout=10, **kw)
+        clients[name] = client
+    try:
+        now_ms = int(time.time() * 1000)
+        emit("alert", {"rule_id": 1, "ts_ms": now_ms}, user_room(alice_id))
+        wait_for(lambda: all(inboxes[n].of("alert") for n in clients), what="the first alert on every socket")
+
+        assert alice_http.delete(f"{server.url}/api/tokens/{revoked['id']}").status_code == 204
+        wait_for(lambda: not clients["revoked"].connected, timeout_s=10, what="the revoked token's socket to close")
+        assert clients["session"].connected and clients["kept"].connected
+
+        assert alice_http.post(f"{server.url}/api/auth/logout").status_code == 200
+        wait_for(lambda: not clients["session"].connected, timeout_s=10, what="the logged-out session's socket to close")
+        assert clients["kept"].connected
+
+        emit("alert", {"rule_id": 2, "ts_ms": now_ms}, user_room(alice_id))
+        wait_for(lambda: len(inboxes["kept"].of("alert")) == 2, what="the second alert on the kept socket")
+        assert [a["rule_id"] for a in inboxes["revoked"].of("alert")] == [1]
+        assert [a["rule_id"] for a in inboxes["session"].of("alert")] == [1]
+
+        again = socketio.Client(reconnection=False)  # and neither credential opens a new one
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            again.connect(server.url, transports=["polling"], auth={"token": revoked["token"]}, wait_timeout=10)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            again.connect(server.url, transports=["polling"], wait_timeout=10,
+                          headers={"Cookie": f"session={alice_http.cookies.get('session', 'gone')}"})
+    finally:
+        for client in clients.values():
+            client.disconnect()
+        del manager
