@@ -166,7 +166,7 @@ def history_reason(h: Column, value: Column) -> Column:
         .when(h["id"].isNull(), F.lit("invalid history_bar: `id` missing"))
         .when(h["symbol"].isNull() | ~h["symbol"].rlike(SYMBOL_PATTERN), F.lit("invalid history_bar: `symbol`"))
         .when(h["bar_seconds"].isNull() | (h["bar_seconds"] <= 0) | (h["bar_seconds"] > 31 * 86_400),
-              F.lit("invalid history_bar: `bar_seconds` must be > 0"))
+              F.lit("invalid history_bar: `bar_seconds` must be 1 .. 2678400 (31 days)"))
         .when(h["start_ms"].isNull() | (h["start_ms"] < MIN_TS_MS) | (h["start_ms"] > MAX_TS_MS),
               F.lit("invalid history_bar: `start_ms` missing or not epoch ms in 2000..2100"))
         .when(F.pmod(h["start_ms"], h["bar_seconds"] * 1000) != 0,
