@@ -45,6 +45,12 @@ def app(base_settings: Settings, db_url: str) -> Flask:
     return proxied_app(base_settings, db_url)
 
 
+@pytest.fixture
+def any_db_app(base_settings: Settings, database_url: str) -> Flask:
+    """On SQLite and on PostgreSQL (the nonce column of both)."""
+    return proxied_app(base_settings, database_url)
+
+
 class Client(Api):
     """An API client at one address, as the proxy reports it."""
 
@@ -102,7 +108,8 @@ def test_remember_cookie_is_flagged_short_and_new_at_every_login(base_settings: 
     assert cookies[0] != cookies[1]
 
 
-def test_logout_ends_every_session_and_remember_cookie(app: Flask) -> None:
+def test_logout_ends_every_session_and_remember_cookie(any_db_app: Flask) -> None:
+    app = any_db_app
     with sessions(app)() as s:
         users.register(s, "dan@example.com", PASSWORD)
     laptop, phone = app.test_client(), app.test_client()
@@ -140,7 +147,8 @@ def test_page_logout_rotates_the_nonce_too(app: Flask) -> None:
     assert replay.get("/api/me").status_code == 401
 
 
-def test_password_change_ends_other_sessions_and_keeps_this_one(app: Flask) -> None:
+def test_password_change_ends_other_sessions_and_keeps_this_one(any_db_app: Flask) -> None:
+    app = any_db_app
     me = registered(app, "erin@example.com")
     other = Client(app, "10.0.0.8")
     assert other.login("erin@example.com") == 200
