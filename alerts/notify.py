@@ -208,8 +208,8 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
             s.expunge(channel)
     started = time.perf_counter()
     refused = refusal(channel)
-    if refused is not None:
-        outcome = refused
+    if refused is not None or channel is None:
+        outcome = refused or Outcome(False, None, "channel disabled")
     elif len(alerts) == 1:
         ctx = alert_context(alerts[0], settings.public_url, settings.bar_seconds)
         outcome = channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings, config, client)

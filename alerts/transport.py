@@ -199,7 +199,7 @@ def smtp_connect(smtp_url: str, timeout_s: float,
         port = parts.port or (587 if scheme == "smtp+starttls" else 25)
     if on_connection is not None:
         on_connection(conn)
-    conn._host = host  # what the constructor would have set: STARTTLS and SMTPS check the certificate against it
+    conn._host = host  # type: ignore[attr-defined]  # what the constructor would have set: STARTTLS and SMTPS check the certificate against it
     conn.connect(host, port)
     if scheme == "smtp+starttls":
         conn.starttls(context=ssl.create_default_context())

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from events.settings import Settings
+from events.settings import Settings, weak_secret_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "PUBLIC_URL": settings.public_url,
         "ALLOW_PRIVATE_WEBHOOKS": "true" if settings.allow_private_webhooks else "false",
         "TICKERBELL_VAR": str(settings.var_dir),
+        # a PUBLIC_URL off loopback (tb.test) makes every process refuse a weak key
+        "SECRET_KEY": key if not weak_secret_key(key := settings.secret_key.get()) else "tests-only-" + "k" * 40,
         "LOG_LEVEL": "INFO",
     })
     env.update(extra)

@@ -209,7 +209,7 @@ def resend_confirmation(session: Session, user_id: int, channel_id: int, enqueue
 
 
 def confirm(session: Session, settings: Settings, token: str) -> models.Channel:
-    """Confirm the channel a link names, for whoever holds the link (see :func:`confirm_page`'s note)."""
+    """Confirm the channel a link names, for whoever holds the link (see web.pages.confirm_channel for why)."""
     from alerts.confirmation import ConfirmationInvalid, read_confirmation_token
 
     try:
