@@ -100,8 +100,11 @@ def test_rule_cli_create_list_preview_delete(database_url: str, monkeypatch: pyt
     assert "no channel 99" in capsys.readouterr().err
     assert main(["rules", "delete", "1"]) == 0
     with sessions() as s:
-        outbox = s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id)).all()
+        every = s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id)).all()
+        outbox = [o for o in every if o.topic == "rules"]
         assert [o.key for o in outbox] == [b"1", b"2", b"1"]
+        # the CLI's rules make AAPL watched, through the same outbox (events.demand), once
+        assert [(o.topic, o.key) for o in every if o.topic != "rules"] == [("watched", b"AAPL")]
         assert outbox[2].value is None  # the tombstone
         first = contract.decode(outbox[0].value, contract.Rule)
         assert first.channel_ids == [4] and first.symbols == ["AAPL"]
