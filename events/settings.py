@@ -90,6 +90,10 @@ class Settings:
     #: reverse proxies in front of the web app whose X-Forwarded-* headers are trusted (Heroku: 1)
     trust_proxy_hops: int = 0
     bar_seconds: int = 60
+    #: symbols ingest always publishes, whoever watches them (the operator's floor)
+    ingest_symbols: tuple[str, ...] = ()
+    #: closed bars of history backfilled for a newly watched symbol (0: none)
+    ingest_history_bars: int = 300
     allow_private_webhooks: bool = False
     log_level: str = "INFO"
     metrics_port: int = 0
@@ -144,6 +148,16 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     if scheme not in schemes:
         raise SettingsError(f"{name} must be a URL with scheme {'/'.join(schemes)}, got scheme {scheme!r}")
     return raw
+
+
+def _symbols(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    from events.contract import SYMBOL_RE
+
+    raw = [s.strip().upper() for s in env.get(name, "").split(",") if s.strip()]
+    bad = [s for s in raw if not SYMBOL_RE.match(s)]
+    if bad:
+        raise SettingsError(f"{name} must be comma-separated ticker symbols, got {bad[0]!r}")
+    return tuple(dict.fromkeys(raw))
 
 
 MIN_SECRET_KEY_CHARS = 32
@@ -269,6 +283,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=env_int(env, "PORT", d.port, 1, 65535),
         trust_proxy_hops=env_int(env, "TRUST_PROXY_HOPS", d.trust_proxy_hops, 0, 5),
         bar_seconds=env_int(env, "BAR_SECONDS", d.bar_seconds, 1, 86_400),
+        ingest_symbols=_symbols(env, "INGEST_SYMBOLS"),
+        ingest_history_bars=env_int(env, "INGEST_HISTORY_BARS", d.ingest_history_bars, 0, 20_000),
         allow_private_webhooks=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", d.allow_private_webhooks),
         log_level=env.get("LOG_LEVEL", d.log_level).upper(),
         metrics_port=env_int(env, "METRICS_PORT", d.metrics_port, 0, 65535),
