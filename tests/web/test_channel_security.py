@@ -161,3 +161,21 @@ def test_a_test_send_answers_at_once_and_a_dripping_receiver_is_cut_at_the_deadl
         stop.set()
         thread.join(5)
         server.close()
+
+
+def test_the_demo_account_s_email_channel_is_confirmed(base_settings: Settings, tmp_path: Path) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import sessionmaker
+
+    from events import models
+    from events.db import make_engine
+    from web.admin import seed_demo
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    upgrade(url)
+    settings = replace(base_settings, database_url=url)
+    sessions = sessionmaker(make_engine(url), expire_on_commit=False)
+    seed_demo(settings, sessions)
+    with sessions() as s:
+        [channel] = s.scalars(select(models.Channel)).all()
+        assert channel.kind == "email" and channel.confirmed_at is not None
