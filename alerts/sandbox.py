@@ -254,6 +254,7 @@ def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
 
 def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
     _width(linecount, "a batch size")
+    value = _check_weight(list(value), "batches of that much")
     if fill_with is not None and weight(fill_with) * max(1, linecount) > MAX_VALUE:
         raise _refuse("batches filled with that much")
     return jfilters.do_batch(value, linecount, fill_with)
@@ -261,6 +262,7 @@ def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
 
 def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
     _width(slices, "a number of slices")
+    value = _check_weight(list(value), "slices of that much")
     if fill_with is not None and weight(fill_with) * max(1, slices) > MAX_VALUE:
         raise _refuse("slices filled with that much")
     return jfilters.sync_do_slice(value, slices, fill_with)
@@ -397,6 +399,18 @@ def _emit(_ctx: Any, value: Any) -> Any:
     return value
 
 
+def _timed(f: Any) -> Any:
+    """``f`` checking the render's clock first: a chain of filters (``x|list|batch(1)|list...``) runs no
+    loop step, yet may run long."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        _current().check_time()
+        return f(*args, **kwargs)
+
+    if hasattr(f, "jinja_pass_arg"):
+        timed.jinja_pass_arg = f.jinja_pass_arg  # type: ignore[attr-defined]
+    return timed
+
+
 _HOOKS = {"tb_step": _step, "tb_value": _value, "tb_concat": _concat, "tb_emit": _emit}
 
 
@@ -413,6 +427,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.globals["dict"] = _dict
         self.filters.pop("urlize", None)
         self.filters.update(_CHECKED_FILTERS)
+        self.filters = {name: _timed(f) for name, f in self.filters.items()}
         self.filters.update(_HOOKS)
 
     # --- compile: parse, then rewrite the tree ---

@@ -39,6 +39,8 @@ HOSTILE = [
     "{{ ('a\n' * 30000)|indent(1000) }}", "{{ [1]|batch(10**9, 'x')|list }}", "{{ [1]|slice(10**9)|list }}",
     "{{ 'x'|truncate(5, end='e' * 10**6) }}", "{{ 'a b'|wordwrap(1, wrapstring='w' * 60000) }}",
     "{{ [[1] * 60000] * 60000|sum(start=[]) }}",
+    "{{ ('a' * 60000)|list|batch(1)|list|batch(1)|list|batch(1)|list|batch(1)|list|batch(1)|list|length }}",
+    "{% set x = 'a' * 60000 %}{{ x|list|list|list|list|list|list|list|list|list|list|list|list|list|list|length }}",
 ]
 
 
