@@ -73,12 +73,15 @@ SCHEMAS: dict[str, Any] = {
     "Snooze": {"type": "object", "required": ["minutes"], "properties": {
         "minutes": {"type": "integer", "minimum": 0, "maximum": 30 * 24 * 60}}},
     "Token": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+    "PasswordChange": {"type": "object", "required": ["current_password", "new_password"], "properties": {
+        "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 8}}},
 }
 BODIES = {
     "api.register": "Credentials", "api.login": "Credentials", "api.issue_token": "Credentials",
     "api.create_watchlist": "Watchlist", "api.rename_watchlist": "Watchlist", "api.add_symbol": "Symbol",
     "api.create_rule": "Rule", "api.update_rule": "Rule", "api.preview_rule": "Preview", "api.snooze_rule": "Snooze",
     "api.create_channel": "Channel", "api.update_channel": "Channel", "api.create_token": "Token",
+    "api.change_password": "PasswordChange",
 }
 
 
