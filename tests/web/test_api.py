@@ -21,8 +21,10 @@ def sessions(app: Flask):  # type: ignore[no-untyped-def]
 
 
 def outbox(app: Flask) -> list[models.OutboxEvent]:
+    """The queued ``rules`` events (demand changes share the outbox: tests/events/test_demand.py)."""
+    topic = app.extensions["tickerbell_settings"].topic("rules")
     with sessions(app)() as s:
-        return list(s.query(models.OutboxEvent).order_by(models.OutboxEvent.id))
+        return list(s.query(models.OutboxEvent).filter(models.OutboxEvent.topic == topic).order_by(models.OutboxEvent.id))
 
 
 def test_register_login_logout_and_their_validation(app: Flask) -> None:
