@@ -258,7 +258,7 @@ def test_channels(alice: Api, app: Flask) -> None:
     assert alice.get(f"/api/rules/{rule['id']}").get_json()["channel_ids"] == [email.get_json()["id"]]
 
     test = alice.post(f"/api/channels/{email.get_json()['id']}/test")
-    assert test.status_code == 409 and "not confirmed" in test.get_json()["message"]  # nothing until confirmed
+    assert test.status_code == 409 and "disabled" in test.get_json()["message"]  # (and unconfirmed: it gets nothing)
 
 
 def _seed_history(app: Flask, user_id: int, channel_id: int) -> str:
