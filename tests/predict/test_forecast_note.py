@@ -60,6 +60,24 @@ def test_the_note_says_bar_size_source_and_ranges() -> None:
     daily = note(with_(**{**TRAINED, "trained_bar_seconds": 86_400, "data_source": "offline"}))
     assert "Trained on 1-day bars of offline" in daily and "(not the 1-minute bars shown here)" in daily
     assert "Trained on" not in note(BASE)  # an event from before the model said so: nothing invented
+
+
+def test_a_reloaded_prediction_keeps_what_a_live_one_of_its_model_said() -> None:
+    """The REST history (the projection) has no provenance columns: after a live prediction of the same
+    model the note still says what it was trained on; another model's record is not borrowed."""
+    live = msgspec.to_builtins(with_(skill_p=0.2, **TRAINED))
+    stored = {k: v for k, v in live.items() if k not in TRAINED and k != "skill_p"}
+    other = {**stored, "model_version": "v0004"}
+    script = (f"const f = require({json.dumps(str(FORECAST_JS))}); const t = (ms) => 't' + ms;"
+              f"const out = [f.note({json.dumps(stored)}, t), f.note({json.dumps(live)}, t),"
+              f" f.note({json.dumps(stored)}, t), f.note({json.dumps(other)}, t)];"
+              "process.stdout.write(JSON.stringify(out));")
+    assert NODE is not None
+    before, with_live, after, other_model = json.loads(subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, check=True, timeout=30).stdout)
+    assert "Trained on" not in before and "Trained on 1-minute bars of sim-history" in with_live
+    assert after == with_live and "p = 0.200" in after
+    assert "Trained on" not in other_model and other_model.startswith("Forecast by model v0004")
     assert note(None).startswith("No forecast yet")
 
 

@@ -28,9 +28,17 @@
     return text + ".";
   }
 
+  // What a model was trained on, by version, from the predictions that said so: the live ones (over
+  // Socket.IO) carry it, the projection's (the REST history a reload reads) do not store it yet
+  const PROVENANCE = ["trained_bar_seconds", "data_source", "trained_from_ms", "trained_to_ms", "holdout_from_ms",
+    "holdout_to_ms", "holdout_n", "skill_p"];
+  const known = {};
+
   /** The note for the latest prediction ``p`` (or none); ``time`` formats epoch ms. */
   function note(p, time) {
     if (!p) return "No forecast yet: the model needs about 40 bars of this symbol (backfilled history counts), then forecasts each new bar.";
+    if (p.trained_bar_seconds) known[p.model_version] = Object.fromEntries(PROVENANCE.map((k) => [k, p[k]]));
+    else if (known[p.model_version]) p = { ...p, ...known[p.model_version] };
     const pct = Math.round((p.interval_level || 0.8) * 100);
     return `Forecast by model ${p.model_version}: next close ${p.predicted_close.toFixed(2)}, ` +
       `${pct} % interval ${p.lower.toFixed(2)} to ${p.upper.toFixed(2)}; ${verdict(p)}.` + trainedOn(p, time);
