@@ -32,7 +32,7 @@ _CONDITION = {
         "also": {"oneOf": [{"$ref": "#/components/schemas/Condition"}, {"type": "null"}]},
     },
 }
-_RULE = {
+_RULE: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "maxLength": 200}, "symbol": {"type": ["string", "null"]},

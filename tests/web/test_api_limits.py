@@ -16,6 +16,7 @@ from flask import Flask
 from events import models
 from tests.web.conftest import Api, make_app
 from web.limits import ApiLimits, json_depth
+from web.openapi import SCHEMAS, type_errors
 
 RULE = {"symbol": "AAPL", "condition": {"series": "price", "op": "greater_than", "value": 100.0}}
 
@@ -72,6 +73,24 @@ def test_deep_body_under_the_size_cap_is_refused_before_parsing(fuzz: Api) -> No
     # a legitimate body (a condition with its extra condition) is far from the bound
     ok = {**RULE, "condition": {**RULE["condition"], "also": {"series": "rsi_14", "op": "less_than", "value": 30.0}}}
     assert fuzz.post("/api/rules", ok).status_code == 201
+
+
+def test_type_errors_follow_the_documented_schemas() -> None:
+    rule = SCHEMAS["Rule"]
+    assert type_errors({**RULE, "frequency": "once", "watchlist_id": None, "recovery": 5, "expires_ms": 5.0}, rule) == {}
+    assert type_errors({"frequency": [None, None]}, rule) == {"frequency": "must be a string, got an array"}
+    assert type_errors({"symbol": {}}, rule) == {"symbol": "must be a string or null, got an object"}
+    assert type_errors({"enabled": 1, "cooldown_s": False}, rule) == {
+        "enabled": "must be a boolean, got an integer", "cooldown_s": "must be an integer, got a boolean"}
+    assert type_errors({"expires_ms": 10**25}, rule) == {"expires_ms": "must be between 0 and 4102444800000"}
+    assert type_errors({"condition": {"series": "price", "op": "less_than", "value": 10**400}}, rule) \
+        == {"condition.value": f"must be between {-(2**53 - 1)} and {2**53 - 1}"}
+    assert type_errors({"condition": {"also": {"window_s": "60"}}}, rule) == {
+        "condition.also.window_s": "must be an integer or null, got a string"}
+    assert type_errors({"channel_ids": [1, "2", True]}, rule) == {
+        "channel_ids[1]": "must be an integer, got a string", "channel_ids[2]": "must be an integer, got a boolean"}
+    assert type_errors({"unknown": {}}, rule) == {}  # the store names unknown fields
+    assert type_errors([], rule) == {"body": "must be an object, got an array"}
 
 
 # --- query values -----------------------------------------------------------------------

@@ -129,6 +129,16 @@ def test_live_updates_through_kafka_bridge_and_redis(kafka_settings: Settings, t
         bob.disconnect()
 
 
+def test_stale_sockets_are_those_whose_credential_changed() -> None:
+    from web.realtime import SocketAuth, stale
+
+    sockets = {"token-kept": SocketAuth(1, token_id=10), "token-gone": SocketAuth(1, token_id=11),
+               "session-now": SocketAuth(1, nonce="n2"), "session-before": SocketAuth(1, nonce="n1"),
+               "disabled": SocketAuth(2, token_id=20), "deleted": SocketAuth(3, nonce="x")}
+    users = {1: (True, "n2"), 2: (False, "y")}
+    assert sorted(stale(sockets, {10, 20}, users)) == ["deleted", "disabled", "session-before", "token-gone"]
+
+
 def test_sockets_end_when_their_credential_is_revoked(base_settings: Settings, tmp_path, live_server_factory) -> None:  # type: ignore[no-untyped-def]
     """A revoked token's socket, a logged-out session's socket: disconnected, and they receive nothing more."""
     from web.bridge import redis_emitter
