@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import msgspec
@@ -361,15 +361,20 @@ def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Setti
 
 
 def send_confirmation(sessions: sessionmaker[Session], channel_id: int, settings: Settings,
-                      config: NotifyConfig) -> str:
+                      config: NotifyConfig, first_in_window: Callable[[str], bool] | None = None) -> str:
     """Mail the link that confirms an email channel's address: ``sent``, ``skipped`` (no such
-    unconfirmed email channel) or ``failed`` (logged; the owner can ask again)."""
+    unconfirmed email channel), ``throttled`` (``first_in_window(address)`` says this address was
+    mailed a link lately, by any account: creating, deleting and re-creating channels, or asking
+    again, must not turn Tickerbell into a mail cannon) or ``failed`` (logged; ask again later)."""
     from alerts.confirmation import MAX_AGE_S, confirmation_token, confirmation_url
 
     with sessions() as s:
         channel = s.get(models.Channel, channel_id)
         if channel is None or channel.kind != "email" or channel.confirmed_at is not None:
             return "skipped"
+        if first_in_window is not None and not first_in_window(channel.target):
+            log.info("channel %s: a confirmation mail went to this address lately; not another", channel_id)
+            return "throttled"
         token = confirmation_token(settings.secret_key.get(), channel.id, channel.target)
         msg = messages.confirmation_email(channel.name, channel.target, confirmation_url(settings.public_url, token),
                                           settings.mail_from, MAX_AGE_S // 3600)

@@ -21,11 +21,31 @@ def deliver(delivery_id: int) -> str:
     return result.status
 
 
+CONFIRMATION_WINDOW_S = 600  # one confirmation mail per address per 10 minutes, whoever asks
+
+
+def first_in_window(redis_url: str, prefix: str, window_s: int = CONFIRMATION_WINDOW_S):  # type: ignore[no-untyped-def]
+    """``check(address)``: True for the first call per address in ``window_s`` (a Redis SET NX EX, so
+    across workers); the key holds a hash, not the address."""
+    import hashlib
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+
+    def check(address: str) -> bool:
+        digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()
+        return bool(client.set(f"tickerbell:{prefix}confirm-mail:{digest}", b"1", nx=True, ex=window_s))
+
+    return check
+
+
 @app.task(name="alerts.confirm_channel", ignore_result=True)
 def confirm_channel(channel_id: int) -> str:
-    """Mail an unconfirmed email channel its confirmation link (at most once per request for one)."""
+    """Mail an unconfirmed email channel its confirmation link (throttled per address)."""
     rt = runtime()
-    return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config)
+    throttle = first_in_window(rt.settings.redis_url, rt.settings.kafka_topic_prefix)
+    return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config, throttle)
 
 
 @app.task(name="alerts.sweep", ignore_result=True)

@@ -31,12 +31,13 @@ def stack(base_settings: Settings, smtp_server: SmtpServer, tmp_path: Path,  # n
     url = f"sqlite:///{tmp_path / 'web.db'}"
     upgrade(url)
     settings = replace(base_settings, database_url=url, smtp_url=Secret(smtp_server.url), public_url="http://tb.test",
-                       allow_private_webhooks=True, var_dir=tmp_path,
+                       allow_private_webhooks=True, var_dir=tmp_path, kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
                        secret_key=Secret(f"test-only-{uuid.uuid4().hex}{uuid.uuid4().hex}"))
     app = make_app(settings, ALERTS_QUEUE=queue)
     env = process_env(settings, ALERTS_QUEUE=queue, ALERTS_HTTP_TIMEOUT_S="2", ALERTS_SWEEP_INTERVAL_S="0.5",
                       SECRET_KEY=settings.secret_key.get())
-    worker = Proc(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
+    # one process: tasks run in the order they were queued (the throttle test relies on it)
+    worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
     yield app, settings, worker
     worker.stop()
 
@@ -103,6 +104,23 @@ def test_an_email_channel_receives_nothing_until_its_address_is_confirmed(
     assert reader.post(path, data={"csrf_token": csrf}).status_code == 400
     assert alice.get(f"/api/channels/{channel}").get_json()["confirmed"] is False
     assert link.startswith("http://tb.test/channels/confirm/")
+
+
+def test_an_address_gets_one_confirmation_mail_however_often_it_is_asked_for(
+        stack, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    app, _, worker = stack
+    mallory = Api(app.test_client())
+    mallory.register("mallory@example.com")
+    # the review's attack: many mails to someone else's address, here by re-creating and re-asking
+    for _ in range(4):
+        ch = mallory.post("/api/channels", {"kind": "email", "name": "x", "target": "victim@example.com"}).get_json()
+        assert mallory.post(f"/api/channels/{ch['id']}/confirmation").status_code in (202, 429)
+        assert mallory.delete(f"/api/channels/{ch['id']}").status_code == 204
+    # a last, different address goes through the same queue after them all (one worker process)
+    mallory.post("/api/channels", {"kind": "email", "name": "y", "target": "sentinel@example.com"})
+    wait_for(lambda: mails_to(smtp_server, "sentinel@example.com"), timeout_s=45,
+             what=f"the last confirmation mail (worker log: {worker.output()})")
+    assert len(mails_to(smtp_server, "victim@example.com")) <= 1
 
 
 def test_unconfirmed_addresses_per_user_are_capped(stack) -> None:  # type: ignore[no-untyped-def]
