@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask import session as flask_session
 from flask_login import current_user, user_logged_out
 from flask_socketio import SocketIO, join_room, leave_room, rooms
@@ -46,12 +46,21 @@ class SocketAuth:
     nonce: str | None = None
 
 
-def _authenticate(auth: Any) -> SocketAuth | None:
-    if current_user.is_authenticated:
-        login_id = getattr(current_user, "login_id", None)
-        return SocketAuth(int(current_user.id), nonce=getattr(login_id, "nonce", None) or "")
+def _token(auth: Any) -> str | None:
+    """An API token from the handshake: ``auth={"token": ...}`` or an ``Authorization: Bearer`` header."""
     token = auth.get("token") if isinstance(auth, dict) else None
     if isinstance(token, str) and token:
+        return token
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() or None if header.lower().startswith("bearer ") else None
+
+
+def _authenticate(auth: Any) -> SocketAuth | None:
+    if current_user.is_authenticated and not g.get("token_auth"):  # a session (cookie), not a bearer header
+        login_id = getattr(current_user, "login_id", None)
+        return SocketAuth(int(current_user.id), nonce=getattr(login_id, "nonce", None) or "")
+    token = _token(auth)
+    if token:
         user = user_for_token(get_db(), token)
         if user is not None:
             token_id = get_db().scalar(select(models.ApiToken.id).where(models.ApiToken.token_hash == hash_token(token)))

@@ -159,7 +159,8 @@ def test_sockets_end_when_their_credential_is_revoked(base_settings: Settings, t
     clients: dict[str, socketio.Client] = {}
     inboxes: dict[str, Inbox] = {}
     for name, kw in (("session", {"headers": {"Cookie": f"session={alice_http.cookies['session']}"}}),
-                     ("revoked", {"auth": {"token": revoked["token"]}}), ("kept", {"auth": {"token": kept["token"]}})):
+                     ("revoked", {"headers": {"Authorization": f"Bearer {revoked['token']}"}}),  # a header, or:
+                     ("kept", {"auth": {"token": kept["token"]}})):
         client = socketio.Client(reconnection=False)
         inboxes[name] = Inbox(client)
         client.connect(server.url, transports=["polling"], wait_timeout=10, **kw)
