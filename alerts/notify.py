@@ -120,6 +120,17 @@ def test_send(session: Session, channel_id: int, settings: Settings, config: Not
     return {"ok": outcome.ok, "status_code": outcome.status_code, "error": outcome.error}
 
 
+def guarded(send: Callable[[], Outcome]) -> Outcome:
+    """``send()``, or a final failure naming what raised: a message that cannot even be built (say, a
+    header from a row saved before names were checked) would otherwise crash the task, leave the row
+    'sending', and come back with the lease to crash again, for ever."""
+    try:
+        return send()
+    except Exception as exc:  # noqa: BLE001 - turned into an outcome the log shows
+        log.exception("building or sending a message raised")
+        return Outcome(False, None, f"not sent: {type(exc).__name__}: {exc}"[:500], retryable=False)
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     status: str                     # skipped | delivered | retry | failed | dead
@@ -170,7 +181,7 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
     if outcome is None:
         assert channel is not None
         ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
-        outcome = channel_send(channel, ctx, msg_id, settings, config, client, test=test)
+        outcome = guarded(lambda: channel_send(channel, ctx, msg_id, settings, config, client, test=test))
     duration_ms = (time.perf_counter() - started) * 1000
     return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test=test)
 
@@ -212,11 +223,12 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
         outcome = refused or Outcome(False, None, "channel disabled")
     elif len(alerts) == 1:
         ctx = alert_context(alerts[0], settings.public_url, settings.bar_seconds)
-        outcome = channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings, config, client)
+        outcome = guarded(lambda: channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings,
+                                               config, client))
     else:
         ctxs = [alert_context(a, settings.public_url, settings.bar_seconds) for a in alerts]
-        outcome = digest_send(channel, ctxs, messages.digest_id([a.id for a in alerts], channel_id), settings,
-                              config, client)
+        outcome = guarded(lambda: digest_send(channel, ctxs, messages.digest_id([a.id for a in alerts], channel_id),
+                                              settings, config, client))
     duration_ms = (time.perf_counter() - started) * 1000
     attempts = dict(claimed)
     results = [_record(sessions, d.id, attempts[d.id], outcome, duration_ms, settings, config) for d in rows]

@@ -376,3 +376,15 @@ def test_a_test_delivery_is_tried_once_and_leaves_the_channel_alone(
     [first, second] = receiver.got("/t")
     assert Webhook(SECRET).verify(first.body, first.headers)["type"] == "alert.test"
     assert notify.sweep(sessions, FAST) == []
+
+
+def test_a_message_that_cannot_be_built_is_a_final_outcome_not_a_crash(
+        sessions, settings, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
+    # a row saved before addresses were checked: the To header itself is refused by the email package
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "a@example.com\r\nBcc: victim@example.com")
+    [did] = fire(sessions, user, [ch])
+    assert notify.deliver(sessions, did, settings, FAST).status == "failed"
+    d = delivery(sessions, did)
+    assert d.status == "failed" and (d.last_error or "").startswith("not sent: ValueError")
+    assert notify.sweep(sessions, FAST) == [] and smtp_server.messages == []
