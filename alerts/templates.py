@@ -16,13 +16,15 @@ and falls back (the engine renders every user's messages in one process).
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError, Undefined
 
-from alerts.sandbox import BoundedEnvironment, budget
+from alerts.sandbox import BoundedEnvironment, TemplateBudgetExceeded, budget
 from events.contract import Alert
 
 __all__ = ["alert_context", "condition_text", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
@@ -47,12 +49,47 @@ def _compiled(source: str):  # type: ignore[no-untyped-def]
     return _env.compile_bounded(source)
 
 
-def validate_template(source: str) -> None:
-    """Raise :class:`TemplateProblem` if ``source`` is not a valid template."""
+def validate_template(source: str, context: dict[str, Any] | None = None) -> None:
+    """Raise :class:`TemplateProblem` if ``source`` is not a valid template, or (given a sample
+    ``context``) if rendering it with that context does more work than a template may."""
     try:
         _env.instrumented(source)
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}") from None
+    if context is not None:
+        try:
+            render_bounded(source, context)
+        except TemplateBudgetExceeded as exc:
+            raise TemplateProblem(f"the template does too much: {exc}") from None
+        except Exception:  # noqa: BLE001 - other errors depend on the alert's values; they fall back then
+            pass
+
+
+# Templates that went over budget once fall back at once after that: a hostile rule that fires on
+# every bar of many symbols costs one budget per process, not one per alert.
+_over_budget: OrderedDict[str, None] = OrderedDict()
+_over_budget_lock = threading.Lock()
+_OVER_BUDGET_KEPT = 1024
+
+
+def _note_over_budget(source: str) -> None:
+    with _over_budget_lock:
+        _over_budget[source] = None
+        _over_budget.move_to_end(source)
+        while len(_over_budget) > _OVER_BUDGET_KEPT:
+            _over_budget.popitem(last=False)
+
+
+def _render_or_none(source: str, context: dict[str, Any], max_chars: int) -> str | None:
+    if source in _over_budget:
+        return None
+    try:
+        return render_bounded(source, context, max_chars)
+    except TemplateBudgetExceeded:
+        _note_over_budget(source)
+        return None
+    except Exception:  # noqa: BLE001 - any failure of a user's template falls back, never loses the alert
+        return None
 
 
 def fmt_number(value: float | None) -> str:
@@ -118,10 +155,18 @@ def render(source: str, context: dict[str, Any], fallback: str = "") -> str:
     """Render ``source`` in the sandbox; on any template error or exceeded budget return ``fallback``."""
     if not source:
         return fallback
-    try:
-        return render_bounded(source, context)
-    except Exception:  # noqa: BLE001 - any failure of a user's template falls back, never loses the alert
-        return fallback
+    out = _render_or_none(source, context, MAX_OUTPUT)
+    return fallback if out is None else out
+
+
+def sample_context() -> dict[str, Any]:
+    """The placeholders of a made-up alert, to try a template on when it is saved."""
+    alert = Alert(id="alert:sample", ts=1_795_000_000_000, rule_id=1, rule_version=1, user_id=1, state="firing",
+                  symbol="AAPL", trigger_event_id="sample", series="price", op="greater_than", value=151.0,
+                  threshold=150.0, rule_name="Sample", message="AAPL: price above 150",
+                  evidence={"price": 151.0, "close": 151.0, "open": 149.0, "high": 152.0, "low": 148.5,
+                            "volume": 1000.0})
+    return alert_context(alert, "https://tickerbell.example")
 
 
 def default_message(context: dict[str, Any]) -> str:
@@ -132,8 +177,7 @@ def default_message(context: dict[str, Any]) -> str:
 def render_json_body(source: str | None, context: dict[str, Any], default: dict[str, Any]) -> bytes:
     """A webhook body: the user's template (any text, usually JSON) or the default JSON document."""
     if source:
-        try:
-            return render_bounded(source, context, MAX_OUTPUT * 4).encode()[:MAX_OUTPUT * 4]
-        except Exception:  # noqa: BLE001
-            pass
+        out = _render_or_none(source, context, MAX_OUTPUT * 4)
+        if out is not None:
+            return out.encode()[:MAX_OUTPUT * 4]
     return json.dumps(default, separators=(",", ":")).encode()

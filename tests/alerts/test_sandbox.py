@@ -97,3 +97,22 @@ def test_ordinary_templates_still_work() -> None:
     long = render("{% for i in range(1000) %}{{ ticker }}{% endfor %}", CTX)
     assert long == "AAPL" * 1000
     assert len(render("{% for i in range(1999) %}{{ 'x' * 50 }}{% endfor %}", CTX)) == 16_000  # cut, not refused
+
+
+def test_a_template_over_budget_once_falls_back_at_once_afterwards() -> None:
+    source = "{% for a in range(9999) %}{% for b in range(9999) %}{% endfor %}{% endfor %}over budget"
+    assert render(source, CTX, "fallback") == "fallback"
+    started = time.perf_counter()
+    for _ in range(100):  # an engine rendering it for every alert of a busy rule
+        assert render(source, CTX, "fallback") == "fallback"
+    assert time.perf_counter() - started < 0.05
+
+
+def test_a_template_that_does_too_much_is_refused_when_saved() -> None:
+    from alerts.templates import TemplateProblem, sample_context, validate_template
+
+    with pytest.raises(TemplateProblem, match="does too much"):
+        validate_template("{{ 'a' * 10**9 }}", sample_context())
+    with pytest.raises(TemplateProblem, match="template error"):
+        validate_template("{% for %}", sample_context())
+    validate_template('{"text": "{{ ticker }} {{ value }}"}', sample_context())

@@ -197,3 +197,14 @@ def test_the_demo_account_s_email_channel_is_confirmed(base_settings: Settings, 
     with sessions() as s:
         [channel] = s.scalars(select(models.Channel)).all()
         assert channel.kind == "email" and channel.confirmed_at is not None
+
+
+def test_a_webhook_body_template_that_does_too_much_is_refused_on_save(sqlite_app: Flask) -> None:
+    api = Api(sqlite_app.test_client())
+    api.register("tpl@example.com")
+    hostile = {"kind": "webhook", "name": "h", "target": "https://93.184.215.14/hook",
+               "body_template": "{% for a in range(9999) %}{% for b in range(9999) %}{{ a }}{% endfor %}{% endfor %}"}
+    resp = api.post("/api/channels", hostile)
+    assert resp.status_code == 422 and "does too much" in resp.get_json()["fields"]["body_template"]
+    fine = api.post("/api/channels", {**hostile, "body_template": '{"text": "{{ ticker }} {{ value }}"}'})
+    assert fine.status_code == 201, fine.get_json()

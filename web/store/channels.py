@@ -122,6 +122,13 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
         tpl = data.get("body_template") or None
         if tpl is not None and (not isinstance(tpl, str) or len(tpl) > 20_000):
             errors["body_template"] = "a text template of at most 20000 characters"
+        elif tpl is not None:
+            from alerts.templates import TemplateProblem, sample_context, validate_template
+
+            try:
+                validate_template(tpl, sample_context())
+            except TemplateProblem as exc:
+                errors["body_template"] = str(exc)
         clean["body_template"] = tpl
     if errors:
         raise ValidationFailed(errors)
