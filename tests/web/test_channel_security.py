@@ -208,3 +208,14 @@ def test_a_webhook_body_template_that_does_too_much_is_refused_on_save(sqlite_ap
     assert resp.status_code == 422 and "does too much" in resp.get_json()["fields"]["body_template"]
     fine = api.post("/api/channels", {**hostile, "body_template": '{"text": "{{ ticker }} {{ value }}"}'})
     assert fine.status_code == 201, fine.get_json()
+
+
+def test_a_rule_message_that_does_too_much_or_does_not_parse_is_refused_on_save(sqlite_app: Flask) -> None:
+    api = Api(sqlite_app.test_client())
+    api.register("rules@example.com")
+    rule = {"symbol": "AAPL", "condition": {"series": "price", "op": "greater_than", "value": 1}}
+    for message, why in [("{{ ''|center(10**9) }}", "does too much"), ("{{ ticker ", "template error")]:
+        resp = api.post("/api/rules", {**rule, "message": message})
+        assert resp.status_code == 422 and why in resp.get_json()["fields"]["message"], resp.get_json()
+    ok = api.post("/api/rules", {**rule, "message": "{{ ticker }} crossed {{ threshold }}"})
+    assert ok.status_code == 201, ok.get_json()

@@ -203,6 +203,13 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
     message = str(merged.get("message") or "")
     if len(message) > 4000:
         errors["message"] = "at most 4000 characters"
+    elif message:
+        from alerts.templates import TemplateProblem, sample_context, validate_template
+
+        try:
+            validate_template(message, sample_context())
+        except TemplateProblem as exc:
+            errors["message"] = str(exc)
     clean["message"] = message
 
     channel_ids = merged.get("channel_ids") or []
