@@ -40,7 +40,7 @@ def create_rule():
 @bp.post("/rules/preview")
 def preview_rule():
     data = body()
-    days = data.pop("days", 30)
+    days = data.pop("days", None)  # None: 30 days, or as far back as the preview cap allows
     rule_id = data.pop("id", None)
     return jsonify(rules_store.preview(get_db(), uid(), data, days=days, rule_id=rule_id if isinstance(rule_id, int) else None,
                                        limits=api_limits(), bar_seconds=settings().bar_seconds))

@@ -294,15 +294,20 @@ def preview_bars(days: int, bar_seconds: int, symbols: int) -> int:
     return days * (86_400 // max(1, min(bar_seconds, 86_400))) * symbols
 
 
-def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: int | None = None,
+DEFAULT_PREVIEW_DAYS = 30
+
+
+def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id: int | None = None,
             limits: ApiLimits = ApiLimits(), bar_seconds: int = 60) -> dict[str, Any]:
     """Where the rule would have fired over the stored history (nothing is saved).
 
     Refused (422, naming ``preview_bars``) when ``days`` x bars per day x the
     rule's symbols passes the cap: the preview holds all those bars at once.
+    Without ``days`` it looks back 30 days, or as far as the cap allows (short bars).
     """
+    asked = days is not None
     try:
-        days = int(days)
+        days = int(days) if asked else DEFAULT_PREVIEW_DAYS
         if not 1 <= days <= 365:
             raise ValueError
     except (TypeError, ValueError):
@@ -313,6 +318,9 @@ def preview(session: Session, user_id: int, data: Any, days: Any = 30, rule_id: 
     _apply(draft, clean)
     draft.updated_at = datetime.now(timezone.utc)
     event = rule_event(session, draft)  # the draft is never added to the session
+    if not asked:
+        per_day = max(1, preview_bars(1, bar_seconds, len(event.symbols)))
+        days = max(1, min(days, limits.preview_bars // per_day))
     needed = preview_bars(days, bar_seconds, len(event.symbols))
     if needed > limits.preview_bars:
         session.rollback()
