@@ -279,6 +279,7 @@ class BarRecord(Base):
     rsi_14: Mapped[Optional[float]] = mapped_column(Float)
     volume_avg_20: Mapped[Optional[float]] = mapped_column(Float)
     volume_ratio: Mapped[Optional[float]] = mapped_column(Float)
+    history: Mapped[bool] = mapped_column(Boolean, default=False)  # folded from backfilled history
 
 
 class FeedStatusRecord(Base):
@@ -292,6 +293,11 @@ class FeedStatusRecord(Base):
     detail: Mapped[str] = mapped_column(String(300), default="")
     last_tick_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+#: what a prediction says about its model's training and evaluation (events.contract.Prediction)
+PREDICTION_RECORD_FIELDS = ("trained_bar_seconds", "data_source", "trained_from_ms", "trained_to_ms",
+                            "holdout_from_ms", "holdout_to_ms", "holdout_n", "skill_p")
 
 
 class PredictionRecord(Base):
@@ -313,3 +319,12 @@ class PredictionRecord(Base):
     interval_level: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(64))
     skill: Mapped[Optional[float]] = mapped_column(Float)
+    # what the model was trained and evaluated on (None for predictions older than the fields)
+    trained_bar_seconds: Mapped[Optional[int]] = mapped_column(Integer)
+    data_source: Mapped[Optional[str]] = mapped_column(String(64))
+    trained_from_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    trained_to_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    holdout_from_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    holdout_to_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    holdout_n: Mapped[Optional[int]] = mapped_column(Integer)
+    skill_p: Mapped[Optional[float]] = mapped_column(Float)

@@ -26,6 +26,7 @@ def bar_row(b: Bar) -> dict[str, Any]:
     row = {c: getattr(b, c) for c in ("symbol", "bar_seconds", "start_ms", "open", "high", "low", "close", "volume",
                                       "count", "vwap")}
     row.update({c: getattr(b, c) for c in contract.BAR_FLOAT_FIELDS if c not in row})
+    row["history"] = b.history
     return row
 
 
@@ -33,7 +34,8 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
     return {"id": p.id, "symbol": p.symbol, "ts_ms": p.ts, "base_start_ms": p.base_start_ms,
             "bar_seconds": p.bar_seconds, "horizon_bars": p.horizon_bars, "base_close": p.base_close,
             "predicted_close": p.predicted_close, "lower": p.lower, "upper": p.upper,
-            "interval_level": p.interval_level, "model_version": p.model_version, "skill": p.skill}
+            "interval_level": p.interval_level, "model_version": p.model_version, "skill": p.skill,
+            **{f: getattr(p, f) for f in models.PREDICTION_RECORD_FIELDS}}
 
 
 def alert_row(a: Alert) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from events import models
 from events.db import session_factory
 from events.kafka import EventProducer
 from events.settings import Settings
-from tests.web.events_factory import bar
+from tests.web.events_factory import bar, prediction
 from tests.web.test_projector import _run_until
 from web.bridge import Coalescer
+from web.store import history
 
 T0 = (int(time.time() * 1000) // 60_000 - 500) * 60_000
 
@@ -49,5 +50,25 @@ def test_the_projector_stores_history_bars_like_live_ones(kafka_settings: Settin
     with sessions() as s:
         rows = s.scalars(select(models.BarRecord).where(models.BarRecord.symbol == "AMD")
                          .order_by(models.BarRecord.start_ms)).all()
-        got = [(r.start_ms, r.close, r.sma_5, r.count) for r in rows]
-    assert got == [(e.start_ms, e.close, e.sma_5, e.count) for e in events]
+        got = [(r.start_ms, r.close, r.sma_5, r.count, r.history) for r in rows]
+        assert [history.bar_json(r)["history"] for r in rows] == [True] * 30 + [False]
+    assert got == [(e.start_ms, e.close, e.sma_5, e.count, e.history) for e in events]
+
+
+def test_a_projected_prediction_keeps_what_its_model_was_trained_on(kafka_settings: Settings,
+                                                                    database_url: str) -> None:
+    settings = replace(kafka_settings, database_url=database_url)
+    sessions = session_factory(settings)
+    record = {"trained_bar_seconds": 60, "data_source": "sim-history", "trained_from_ms": T0,
+              "trained_to_ms": T0 + 800 * 60_000, "holdout_from_ms": T0 + 800 * 60_000,
+              "holdout_to_ms": T0 + 999 * 60_000, "holdout_n": 1440, "skill_p": 0.031}
+    p = msgspec.structs.replace(prediction("AMD", T0, 100.0, 100.5), **record)
+    producer = EventProducer(settings)
+    producer.produce(p)
+    producer.produce(prediction("OLD", T0, 50.0, 50.1))  # an event from before the fields: all None
+    producer.flush()
+    assert _run_until(settings, sessions, f"projector-{uuid.uuid4().hex[:8]}", 2) == 2
+    with sessions() as s:
+        rows = {r.symbol: history.prediction_json(r) for r in s.scalars(select(models.PredictionRecord))}
+    assert {k: rows["AMD"][k] for k in record} == record
+    assert all(rows["OLD"][k] is None for k in record)

@@ -24,7 +24,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def bar_json(b: models.BarRecord) -> dict[str, Any]:
-    return {"symbol": b.symbol, "bar_seconds": b.bar_seconds, **{c: getattr(b, c) for c in BAR_COLUMNS}}
+    return {"symbol": b.symbol, "bar_seconds": b.bar_seconds, **{c: getattr(b, c) for c in BAR_COLUMNS},
+            "history": bool(b.history)}
 
 
 def bars(session: Session, symbol: str, rng: Range, bar_seconds: int | None = None) -> list[models.BarRecord]:
@@ -46,6 +47,7 @@ def prediction_json(p: models.PredictionRecord) -> dict[str, Any]:
         "bar_seconds": p.bar_seconds, "horizon_bars": p.horizon_bars, "base_close": p.base_close,
         "predicted_close": p.predicted_close, "lower": p.lower, "upper": p.upper,
         "interval_level": p.interval_level, "model_version": p.model_version, "skill": p.skill,
+        **{f: getattr(p, f) for f in models.PREDICTION_RECORD_FIELDS},
     }
 
 
