@@ -1,15 +1,22 @@
-"""``python -m ingest``: publish ticks from a source to the ``ticks`` topic."""
+"""``python -m ingest``: publish ticks from a source to the ``ticks`` topic.
+
+By default the symbols follow demand (the ``watched`` topic) plus the floor (``--symbols``,
+``--num-symbols`` or ``INGEST_SYMBOLS``), and each newly watched symbol is backfilled with
+``INGEST_HISTORY_BARS`` closed bars at ``BAR_SECONDS`` (simulated for ``sim``, Yahoo's
+history for the Yahoo sources). ``--fixed`` publishes the floor alone, as a benchmark wants.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from events.contract import HistoryBar
 from events.kafka import EventProducer, ShutdownFlag
 from events.observability import serve_metrics, setup_logging
-from events.settings import SettingsError, load_settings
+from events.settings import Settings, SettingsError, load_settings
 from ingest.base import Source
-from ingest.runner import run_ingest
+from ingest.runner import HistoryFn, run_ingest
 
 
 def build_source(args: argparse.Namespace) -> Source:
@@ -39,6 +46,31 @@ def build_source(args: argparse.Namespace) -> Source:
     raise SystemExit(f"unknown source {args.source}")
 
 
+def history_for(args: argparse.Namespace, settings: Settings, source: Source) -> HistoryFn | None:
+    """The backfill for newly watched symbols, or None."""
+    kind = args.history
+    if kind == "auto":
+        kind = "sim" if args.source == "sim" else "yfinance"
+    n_bars, bar_s = settings.ingest_history_bars, settings.bar_seconds
+    if kind == "none" or n_bars == 0:
+        return None
+    if kind == "sim":
+        from ingest.history import simulated_history
+
+        def sim_history(symbol: str, end_ms: int) -> list[HistoryBar]:
+            # as many trades per bar as the live path will give this symbol at this rate, so the
+            # volume (and volume ratio) of history and live bars are alike
+            sharing = len(getattr(source, "symbols", ())) + 1
+            trades = args.rate * bar_s / sharing if args.rate > 0 else None
+            return simulated_history(symbol, bar_seconds=bar_s, end_ms=end_ms, n_bars=n_bars, seed=args.seed,
+                                     time_scale=args.time_scale, trades_per_bar=trades)
+
+        return sim_history
+    from ingest.history import yahoo_history
+
+    return lambda symbol, end_ms: yahoo_history(symbol, bar_seconds=bar_s, end_ms=end_ms, n_bars=n_bars)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
     p.add_argument("--source", choices=["sim", "csv", "yfinance", "yfstream"], default="sim",
@@ -55,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-url", help="yfstream: the streamer's WebSocket URL (default: Yahoo's, as yfinance has it)")
     p.add_argument("--stream-silence", type=float, default=60.0,
                    help="yfstream: reconnect after this many seconds without a message in market hours")
+    p.add_argument("--fixed", action="store_true",
+                   help="publish only --symbols/--num-symbols/INGEST_SYMBOLS; do not follow the watched topic")
+    p.add_argument("--history", choices=["auto", "sim", "yfinance", "none"], default="auto",
+                   help="backfill for newly watched symbols (auto: sim for sim, yfinance for the Yahoo sources)")
     p.add_argument("--count", type=int, help="stop after this many ticks")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     args = p.parse_args(argv)
@@ -66,9 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging("ingest", settings.log_level)
     serve_metrics(settings.metrics_port)
+    if not args.symbols and not args.num_symbols and settings.ingest_symbols:
+        args.symbols = ",".join(settings.ingest_symbols)
     source = build_source(args)
+    demand = history = None
+    if not args.fixed and args.source != "csv":
+        from ingest.demand import DemandFollower
+
+        floor = source.symbols if (args.symbols or args.num_symbols) else []  # type: ignore[attr-defined]
+        demand = DemandFollower(settings, floor)
+        history = history_for(args, settings, source)
     report = run_ingest(source, EventProducer(settings), shutdown, rate=args.rate,
-                        max_ticks=args.count, duration_s=args.duration)
+                        max_ticks=args.count, duration_s=args.duration, demand=demand, history=history)
     print(f"ingest: {report.produced} ticks in {report.elapsed_s:.3f} s ({report.rate:,.0f}/s), "
           f"{report.duplicates} duplicates dropped, {report.out_of_order} out of order", file=sys.stderr)
     return 0

@@ -26,6 +26,9 @@ __all__ = ["SymbolParams", "frame_to_history", "history_window", "simulated_hist
 MS_PER_TRADING_YEAR = 252 * 6.5 * 3600 * 1000
 #: sub-steps simulated inside one history bar (open, high, low and close come from them)
 _STEPS_PER_BAR = 12
+_MAX_TRADES_PER_BAR = 5_000
+#: the simulator's intraday U curve, 1 + 1.5 (2f - 1)^2 over the session, averages 1.5
+_INTRADAY_SHAPE_MEAN = 1.5
 
 
 class SymbolParams(NamedTuple):
@@ -53,13 +56,16 @@ def history_window(end_ms: int, bar_seconds: int, n_bars: int) -> tuple[int, int
 
 
 def simulated_history(symbol: str, *, bar_seconds: int, end_ms: int, n_bars: int, seed: int = 7,
-                      time_scale: float = 60.0, source: str = "sim-history") -> list[HistoryBar]:
+                      time_scale: float = 60.0, source: str = "sim-history",
+                      trades_per_bar: float | None = None) -> list[HistoryBar]:
     """``n_bars`` closed bars ending before ``end_ms`` (seeded by symbol and ``seed``), oldest first.
 
     Market time runs ``time_scale`` times the clock, as in :class:`ingest.sim.SimSource`, so one
     history bar moves like a live bar of the same length. The path ends at the symbol's
     starting price (:func:`symbol_params`) walked backwards: the same symbol always gets the
-    same history for the same window, and its volume follows a log-normal round-lot size.
+    same history for the same window. A bar's volume is the sum of ``trades_per_bar`` trades of
+    the simulator's log-normal round-lot sizes (default: one per sub-step), so a backfill made
+    for a live path of a given rate has that path's volume per bar.
     """
     if n_bars <= 0:
         return []
@@ -77,7 +83,9 @@ def simulated_history(symbol: str, *, bar_seconds: int, end_ms: int, n_bars: int
     closes = prices[:, -1]
     highs = np.maximum(prices.max(axis=1), opens)
     lows = np.minimum(prices.min(axis=1), opens)
-    volumes = np.floor(np.maximum(1.0, np.round(rng.lognormal(0.0, 1.0, n_bars) * 100)) * _STEPS_PER_BAR)
+    trades = int(min(max(round(trades_per_bar or _STEPS_PER_BAR), 1), _MAX_TRADES_PER_BAR))
+    sizes = np.maximum(1.0, np.round(rng.lognormal(0.0, 1.0, (n_bars, trades)) * 100))
+    volumes = np.floor(sizes.sum(axis=1) * _INTRADAY_SHAPE_MEAN)
     out = []
     for i in range(n_bars):
         start = first_start + i * bar_ms

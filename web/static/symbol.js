@@ -60,6 +60,10 @@
   if (sock) sock.joinSymbol(symbol);
   on("update", (u) => {
     if (u.symbol !== symbol) return;
+    if (u.history_ms && !(state.bars.length && state.bars[0].start_ms <= u.history_ms)) {
+      // a backfill landed: the bars come from the projection, which commits a moment after the bridge
+      clearTimeout(state.reload); state.reload = setTimeout(load, 1000);
+    }
     (u.bars || []).forEach((b) => TBChart.upsertBar(state.bars, b));
     if (u.prediction) { TBChart.upsertPrediction(state.predictions, u.prediction); forecastNote(); }
     if (u.price != null) state.price = u.price;
