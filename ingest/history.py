@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from events.contract import HistoryBar, history_bar_id
+from ingest.yahoo import frame_to_bars
 
 __all__ = ["SymbolParams", "frame_to_history", "history_window", "simulated_history", "symbol_params", "yahoo_history"]
 
@@ -107,19 +108,10 @@ def frame_to_history(frame: Any, symbol: str, *, bar_seconds: int, source: str,
     at or after ``before_ms`` (the forming one) are left out, and rows with a missing or
     non-positive price are skipped.
     """
-    if frame is None or len(frame) == 0:
-        return []
-    missing = {"Open", "High", "Low", "Close", "Volume"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"history frame lacks columns {sorted(missing)}")
-    frame = frame.dropna(subset=["Open", "High", "Low", "Close"])
-    index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
     bar_ms = bar_seconds * 1000
     bars: dict[int, list[float]] = {}
-    for start, row in sorted(zip((int(t.value // 1_000_000) for t in index), frame.itertuples(index=False)),
-                             key=lambda pair: pair[0]):
-        o, h, low, c, v = (float(row.Open), float(row.High), float(row.Low), float(row.Close),
-                           float(row.Volume) if row.Volume == row.Volume else 0.0)
+    for start, o, h, low, c, v in frame_to_bars(frame):
+        v = v if v == v else 0.0  # NaN volume (indices): none traded
         if min(o, h, low, c) <= 0:
             continue
         bucket = start // bar_ms * bar_ms
