@@ -14,9 +14,7 @@ import os
 import math
 import random
 import re
-import threading
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,8 +27,7 @@ from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
 from tests.web.conftest import make_app
 from tests.web.events_factory import alert, bar, prediction, tick
-from web.bridge import run_bridge
-from web.projector import run_projector
+from tests.web.read_side import start_read_side
 
 # UPDATE_SCREENSHOTS=1 refreshes the README's pictures; otherwise they go to var/ so a test run
 # leaves the working tree clean
@@ -82,16 +79,7 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
     producer.flush()
 
     shutdown = ShutdownFlag()
-    prefix = app.config["REDIS_PREFIX"]
-    threads = [
-        threading.Thread(target=run_projector, args=(settings, session_factory(settings), shutdown),
-                         kwargs={"group_id": f"proj-{uuid.uuid4().hex[:8]}", "redis_prefix": prefix}, daemon=True),
-        threading.Thread(target=run_bridge, args=(settings, shutdown),
-                         kwargs={"channel": app.config["SOCKETIO_CHANNEL"], "group_id": f"bridge-{uuid.uuid4().hex[:8]}",
-                                 "offset_reset": "earliest", "redis_prefix": prefix}, daemon=True),
-    ]
-    for t in threads:
-        t.start()
+    threads = start_read_side(app, settings, shutdown)
     projected = session_factory(settings)
     deadline = time.monotonic() + 60
     while True:  # the history must be in the projections before the pages read it

@@ -14,20 +14,18 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from events.db import session_factory, upgrade
+from events.db import upgrade
 from events.kafka import ShutdownFlag
 from events.settings import Settings
 from tests.e2e.stack import Stack
 from tests.web.conftest import make_app
 from tests.web.test_browser import CHROMIUM_ARGS, SHOTS
-from web.bridge import run_bridge
-from web.projector import run_projector
+from tests.web.read_side import start_read_side
 
 BAR_SECONDS = 2
 HISTORY_BARS = 150
@@ -63,22 +61,14 @@ def test_a_new_symbol_streams_with_history_indicators_forecast_and_preview(
     app = make_app(settings)
     server = live_server_factory(app)
     shutdown = ShutdownFlag()
-    prefix = app.config["REDIS_PREFIX"]
-    threads = [
-        threading.Thread(target=run_projector, args=(settings, session_factory(settings), shutdown),
-                         kwargs={"group_id": f"proj-{uuid.uuid4().hex[:8]}", "redis_prefix": prefix}, daemon=True),
-        threading.Thread(target=run_bridge, args=(settings, shutdown),
-                         kwargs={"channel": app.config["SOCKETIO_CHANNEL"], "group_id": f"bridge-{uuid.uuid4().hex[:8]}",
-                                 "offset_reset": "latest", "redis_prefix": prefix}, daemon=True),
-    ]
+    threads: list[threading.Thread] = []
     try:
         for name in ("stream", "relay", "ingest"):
             stack.start(name, **({"INGEST_RATE": "40"} if name == "ingest" else {}))
         trained = stack.run("python -m predict ensure-model", timeout_s=600)  # while Spark starts
         assert trained.returncode == 0, trained.stdout + trained.stderr
         stack.start("predict")
-        for t in threads:
-            t.start()
+        threads = start_read_side(app, settings, shutdown, bridge_offset_reset="latest")
         SHOTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
