@@ -16,7 +16,7 @@ import numpy as np
 
 from predict.data import BarSeries
 from predict.dataset import Samples, build_samples, time_quantile
-from predict.metrics import Forecast, add_skill, diebold_mariano, drift, linear_ar, persistence, score
+from predict.metrics import Forecast, add_skill, dm_test, drift, linear_ar, persistence, pooled_differential, score
 from predict.model import Forecaster, ModelConfig, fit
 
 MODEL = "lstm"
@@ -34,7 +34,12 @@ class Evaluation:
     folds: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """``{symbol: {method: figures}}`` plus ``ALL`` (every symbol pooled)."""
+        """``{symbol: {method: figures}}`` plus ``ALL`` (every symbol pooled).
+
+        The DM test of a symbol runs on its differentials in time order; the pooled
+        (``ALL``) test on the per-date mean over symbols (``pooled_differential``), so
+        symbols that move together on a date are not counted as independent evidence.
+        """
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for sym in [*sorted(set(self.test.symbol.tolist())), ALL]:
             mask = np.ones(len(self.test), bool) if sym == ALL else self.test.symbol == sym
@@ -42,9 +47,16 @@ class Evaluation:
             rows = {m: score(test, fc.subset(mask), self.level) for m, fc in self.forecasts.items()}
             add_skill(rows)
             pers_err = self.forecasts["persistence"].r_hat[mask] - test.actual_return
+            order = np.argsort(test.target_start_ms, kind="stable")
             for m, fc in self.forecasts.items():
-                stat, p = diebold_mariano(fc.r_hat[mask] - test.actual_return, pers_err)
-                rows[m]["dm_stat_vs_persistence"], rows[m]["dm_p_vs_persistence"] = stat, p
+                d = (fc.r_hat[mask] - test.actual_return) ** 2 - pers_err ** 2
+                if sym == ALL:
+                    _, d = pooled_differential(d, test.target_start_ms)
+                else:
+                    d = d[order]
+                r = dm_test(d)
+                rows[m].update({"dm_stat_vs_persistence": r.stat, "dm_p_vs_persistence": r.p,
+                                "dm_n": r.n, "dm_lag": r.lag})
             out[sym] = rows
         return out
 

@@ -29,12 +29,19 @@ def date_of(ms: int | None, bar_seconds: int = 86_400) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(fmt)
 
 
-def verdict(skill: float, margin: float = 0.005) -> str:
-    if skill > margin:
+def verdict(skill: float, p: float | None = None, alpha: float = 0.05) -> str:
+    """What the skill lets one say: better or worse only where the DM test rejects equality at ``alpha``.
+
+    Without a p-value nothing is claimed beyond the sign of the sample skill.
+    """
+    if p is None:
+        return ("has a positive sample skill, untested for significance" if skill > 0 else
+                "does not beat persistence (no better than a zero-return forecast)")
+    if skill > 0 and p < alpha:
         return "beats persistence"
-    if skill < -margin:
+    if skill < 0 and p < alpha:
         return "is worse than persistence"
-    return "does not beat persistence (no better than a zero-return forecast)"
+    return f"does not differ significantly from persistence (p = {p:.2f}: no better than a zero-return forecast)"
 
 
 def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) -> list[str]:
@@ -42,17 +49,22 @@ def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) ->
     pooled = table[ALL][MODEL]
     pers = table[ALL]["persistence"]
     syms = [s for s in table if s != ALL]
-    beats = [s for s in syms if table[s][MODEL]["skill"] > 0.005 and table[s][MODEL]["dm_p_vs_persistence"] < 0.05]
+    beats = [s for s in syms if table[s][MODEL]["skill"] > 0 and table[s][MODEL]["dm_p_vs_persistence"] < 0.05]
+    below_up = [s for s in syms if table[s][MODEL]["direction_accuracy"] is not None
+                and table[s][MODEL]["direction_always_up"] is not None
+                and table[s][MODEL]["direction_accuracy"] <= table[s][MODEL]["direction_always_up"]]
     coin = [s for s in syms if table[s][MODEL]["direction_ci95"] and table[s][MODEL]["direction_ci95"][0] <= 0.5]
     lines = [
         f"- Pooled skill {pooled['skill']:+.4f} (DM p = {pooled['dm_p_vs_persistence']:.2f}): "
-        + ("the LSTM's next-bar forecasts are better than persistence." if pooled["skill"] > 0.005
+        + ("the LSTM's next-bar forecasts are better than persistence." if pooled["skill"] > 0
            and pooled["dm_p_vs_persistence"] < 0.05 else
            "the LSTM's point forecasts are **not** better than \"tomorrow's close = today's\"; "
            "treat the output as a range around the last close, not as a trading signal."),
         f"- Symbols where the LSTM beats persistence with p < 0.05: {', '.join(beats) if beats else 'none'}.",
         f"- Directional accuracy: the 95 % interval includes 50 % (a coin flip) for "
-        f"{len(coin)} of {len(syms)} symbols" + (f" ({', '.join(coin)})." if coin else "."),
+        f"{len(coin)} of {len(syms)} symbols" + (f" ({', '.join(coin)})." if coin else ".")
+        + f" \"Always up\" does as well or better on the same bars for {len(below_up)} of {len(syms)}"
+        + (f" ({', '.join(below_up)})." if below_up else "."),
         f"- Interval: pooled coverage {pooled['coverage']:.3f} against the nominal {level:.2f}, mean width "
         f"{pooled['mean_interval_width_return']:.4f} in log return; persistence with a volatility-scaled residual "
         f"band covers {pers['coverage']:.3f} at width {pers['mean_interval_width_return']:.4f}. "
@@ -68,12 +80,14 @@ def interpretation(table: dict[str, dict[str, dict[str, Any]]], level: float) ->
 
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     head = ("| method | n | skill (return MSE) | DM p | skill (price MSE) | RMSE return | MAE return | RMSE price | "
-            "MAE price | MAPE % | direction (95 % CI) | coverage (nominal) |")
-    lines = [head, "|" + "---|" * 12]
+            "MAE price | MAPE % | direction (95 % CI) | always up / last move | coverage (nominal) |")
+    lines = [head, "|" + "---|" * 13]
     for method, r in rows.items():
         ci = r["direction_ci95"]
         direction = "—" if r["direction_accuracy"] is None else (
             f"{r['direction_accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (n={r['direction_n']})")
+        baselines = (f"{_f(r.get('direction_always_up'), '.3f')} / {_f(r.get('direction_last_move'), '.3f')}"
+                     if r["direction_accuracy"] is not None else "—")
         if method == "persistence":
             direction = "— (predicts no move)"
         lines.append(
@@ -81,7 +95,7 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
             f"{'—' if method == 'persistence' else _f(r.get('dm_p_vs_persistence'), '.3f')} | "
             f"{_f(r['skill_price'], '+.4f')} | "
             f"{_f(r['rmse_return'], '.5f')} | {_f(r['mae_return'], '.5f')} | {_f(r['rmse_price'], '.3f')} | "
-            f"{_f(r['mae_price'], '.3f')} | {_f(r['mape_pct'], '.3f')} | {direction} | "
+            f"{_f(r['mae_price'], '.3f')} | {_f(r['mape_pct'], '.3f')} | {direction} | {baselines} | "
             f"{_f(r['coverage'], '.3f')} ({r['nominal_coverage']:.2f}) |")
     return "\n".join(lines)
 
@@ -111,14 +125,24 @@ def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]],
     if preamble:
         out += [preamble.rstrip(), ""]
     out += ["## Headline: skill against persistence", "",
-            "| symbol | LSTM skill | DM p-value vs persistence | linear AR skill | drift skill | verdict |",
+            "| symbol | LSTM skill | DM p-value vs persistence (n, HAC lag) | linear AR skill (p) | drift skill | "
+            "verdict |",
             "|---|---|---|---|---|---|"]
     for sym, rows in table.items():
-        out.append(f"| {sym} | {rows[MODEL]['skill']:+.4f} | {rows[MODEL]['dm_p_vs_persistence']:.3f} | "
-                   f"{rows['linear_ar']['skill']:+.4f} | "
-                   f"{rows['drift']['skill']:+.4f} | the LSTM {verdict(rows[MODEL]['skill'])} |")
+        m = rows[MODEL]
+        dates = " dates" if sym == ALL else ""
+        out.append(f"| {sym} | {m['skill']:+.4f} | {m['dm_p_vs_persistence']:.3f} ({m.get('dm_n')}{dates}, "
+                   f"lag {m.get('dm_lag')}) | "
+                   f"{rows['linear_ar']['skill']:+.4f} ({rows['linear_ar']['dm_p_vs_persistence']:.3f}) | "
+                   f"{rows['drift']['skill']:+.4f} | the LSTM {verdict(m['skill'], m['dm_p_vs_persistence'])} |")
     out += ["", "DM p-value: Diebold–Mariano test of equal squared return error against persistence "
-            "(small = the difference is unlikely to be chance)."]
+            "(small = the difference is unlikely to be chance), two-sided, with a Newey–West (Bartlett) "
+            "long-run variance at lag floor(4 (n/100)^(2/9)), the Harvey–Leybourne–Newbold small-sample "
+            "factor and Student t with n − 1 degrees of freedom. The pooled row tests one series: the "
+            "per-date loss differential averaged across symbols (symbols on one date are not independent), "
+            "so its n counts dates. The verdict says \"beats\" or \"is worse\" only at p < 0.05. "
+            "Direction: hit rate on bars where both forecast and outcome moved, beside \"always up\" and "
+            "\"always the last move\" on the same bars."]
     out += ["", "## What this means", "", *interpretation(table, ev.level)]
     out += ["", "## The model `make run` serves", "", SERVED_MODEL]
     out += ["", "## Folds (expanding origin)", "",
