@@ -12,7 +12,7 @@ from events.settings import Settings
 from tests.deploy.test_procfile import healthy
 from tests.e2e.stack import Stack, free_port, procfile, wait_for
 
-SECRET_KEY = "sentinel-secret-key-3f9a"
+SECRET_KEY = "sentinel-secret-key-3f9a-c71e-52d8-b9a4-e06f"  # long enough for a reachable bind
 SMTP_PASSWORD = "sentinel-smtp-pw-7c21"
 USER_PASSWORD = "sentinel-user-password-51d0"
 
