@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from predict.dataset import Samples
 from predict.features import FEATURES
+
+if TYPE_CHECKING:  # the web app reads the DM test without pandas
+    from predict.dataset import Samples
 
 QUANTILES = (0.1, 0.5, 0.9)
 
