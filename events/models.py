@@ -328,3 +328,27 @@ class PredictionRecord(Base):
     holdout_to_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
     holdout_n: Mapped[Optional[int]] = mapped_column(Integer)
     skill_p: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class ForecastScoreRecord(Base):
+    """Projection of ``predictions`` joined with ``metrics``: one served prediction scored against the
+    bar it forecast (``predict.scoreboard.Score``), written when the later of the two arrives."""
+
+    __tablename__ = "forecast_scores"
+    __table_args__ = (Index("ix_forecast_scores_symbol_model_target", "symbol", "model_version", "target_start_ms"),)
+
+    prediction_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16))
+    bar_seconds: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str] = mapped_column(String(64))
+    base_start_ms: Mapped[int] = mapped_column(BigInteger)
+    target_start_ms: Mapped[int] = mapped_column(BigInteger)
+    interval_level: Mapped[float] = mapped_column(Float)
+    actual_close: Mapped[float] = mapped_column(Float)
+    error: Mapped[float] = mapped_column(Float)
+    error_return: Mapped[float] = mapped_column(Float)
+    persistence_error_return: Mapped[float] = mapped_column(Float)
+    covered: Mapped[bool] = mapped_column(Boolean)
+    direction_hit: Mapped[Optional[bool]] = mapped_column(Boolean)
+    up_hit: Mapped[Optional[bool]] = mapped_column(Boolean)
+    last_move_hit: Mapped[Optional[bool]] = mapped_column(Boolean)

@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from events import models
 from events.settings import Settings, SettingsError, load_settings
 
-PROJECTIONS = (models.BarRecord, models.PredictionRecord, models.AlertRecord, models.FeedStatusRecord)
+PROJECTIONS = (models.BarRecord, models.PredictionRecord, models.AlertRecord, models.FeedStatusRecord,
+               models.ForecastScoreRecord)
 DEMO_EMAIL = "demo@tickerbell.local"
 DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA", "GOOG", "AMZN")
 

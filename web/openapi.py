@@ -165,6 +165,34 @@ HISTORY_PARAMS = [
 ]
 
 
+_RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+SCOREBOARD_PARAMS = [{"name": "window", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+                      "description": "the newest scored forecasts of each model the live figures cover (500)"}]
+SCOREBOARD = {
+    "type": "object", "required": ["symbol", "window", "min_n", "alpha", "models"],
+    "properties": {
+        "symbol": {"type": "string"}, "window": {"type": "integer"},
+        "min_n": {"type": "integer", "description": "fewer scores than this are too few to claim skill"},
+        "alpha": {"type": "number", "description": "the significance level of every claim (0.05)"},
+        "models": {"type": "array", "description": "per model version that forecast the symbol, newest first",
+                   "items": {"type": "object", "properties": {
+                       "model_version": {"type": "string"}, "bar_seconds": {"type": ["integer", "null"]},
+                       "better_than_no_change": {"type": "boolean", "description":
+                                                 "live or holdout skill > 0 at p < alpha on at least min_n samples"},
+                       "live": {"type": "object", "properties": {
+                           "n": {"type": "integer"}, "skill": {"type": ["number", "null"]},
+                           "dm_p": {**_RATE, "description": "Diebold-Mariano p, Newey-West variance"},
+                           "dm_lag": {"type": ["integer", "null"]}, "coverage": _RATE, "nominal_coverage": _RATE,
+                           "direction": {"type": "object", "properties": {
+                               "n": {"type": "integer"}, "accuracy": _RATE, "always_up": _RATE, "last_move": _RATE}},
+                           "verdict": {"type": "string", "enum": ["better", "worse", "no_difference", "too_few"]}}},
+                       "holdout": {"type": ["object", "null"], "properties": {
+                           "skill": {"type": ["number", "null"]}, "p": _RATE, "n": {"type": ["integer", "null"]},
+                           "significant": {"type": "boolean"}}}}}},
+    },
+}
+
+
 def document(app: Flask) -> dict[str, Any]:
     from web.api import PUBLIC
 
@@ -190,6 +218,10 @@ def document(app: Flask) -> dict[str, Any]:
             if method == "GET" and rule.endpoint in ("api.list_alerts", "api.list_deliveries", "api.overview_json",
                                                      "api.symbol_bars", "api.symbol_predictions") or "export" in rule.endpoint:
                 op["parameters"] += HISTORY_PARAMS
+            if rule.endpoint == "api.symbol_scoreboard":
+                op["parameters"] += SCOREBOARD_PARAMS
+                op["responses"]["200"] = {"description": "OK", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Scoreboard"}}}}
             if rule.endpoint in BODIES and method in ("POST", "PUT", "PATCH"):
                 op["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{BODIES[rule.endpoint]}"}}}}
@@ -203,7 +235,7 @@ def document(app: Flask) -> dict[str, Any]:
                                 "(writes need the X-CSRFToken header from GET /api/csrf) or `Authorization: Bearer <token>` "
                                 "(POST /api/auth/token). Objects of other users answer 404."},
         "servers": [{"url": "/"}],
-        "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "components": {"schemas": {**SCHEMAS, "Scoreboard": SCOREBOARD}, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "session": {"type": "apiKey", "in": "cookie", "name": "session"}}},
         "security": [{"bearer": []}, {"session": []}],

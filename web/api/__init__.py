@@ -76,3 +76,4 @@ def settings():  # type: ignore[no-untyped-def]
 
 
 from web.api import account_routes, channel_routes, history_routes, rule_routes, status_routes, watchlist_routes  # noqa: E402,F401
+from web.api import scoreboard_routes  # noqa: E402,F401
