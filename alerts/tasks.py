@@ -1,5 +1,5 @@
 """Celery tasks: deliver one delivery id (alerts and test messages alike); mail an address its
-confirmation link; sweep due deliveries (beat)."""
+confirmation link; mail a sign-up's address (its link, or a notice that it has an account); sweep due deliveries (beat)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ def deliver(delivery_id: int) -> str:
 CONFIRMATION_WINDOW_S = 600  # one confirmation mail per address per 10 minutes, whoever asks
 
 
-def first_in_window(redis_url: str, prefix: str, window_s: int = CONFIRMATION_WINDOW_S):  # type: ignore[no-untyped-def]
+def first_in_window(redis_url: str, prefix: str, window_s: int = CONFIRMATION_WINDOW_S,  # type: ignore[no-untyped-def]
+                    what: str = "confirm-mail"):
     """``check(address)``: True for the first call per address in ``window_s`` (a Redis SET NX EX, so
-    across workers); the key holds a hash, not the address."""
+    across workers); the key holds a hash, not the address. ``what`` names the kind of mail: each
+    kind has its own window."""
     import hashlib
 
     import redis
@@ -35,7 +37,7 @@ def first_in_window(redis_url: str, prefix: str, window_s: int = CONFIRMATION_WI
 
     def check(address: str) -> bool:
         digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()
-        return bool(client.set(f"tickerbell:{prefix}confirm-mail:{digest}", b"1", nx=True, ex=window_s))
+        return bool(client.set(f"tickerbell:{prefix}{what}:{digest}", b"1", nx=True, ex=window_s))
 
     return check
 
@@ -46,6 +48,15 @@ def confirm_channel(channel_id: int) -> str:
     rt = runtime()
     throttle = first_in_window(rt.settings.redis_url, rt.settings.kafka_topic_prefix)
     return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config, throttle)
+
+
+@app.task(name="alerts.signup_mail", ignore_result=True)
+def signup_mail(user_id: int, kind: str) -> str:
+    """Mail a sign-up's address: its confirmation link (``link``) or, when the address already has an
+    account, a notice to its owner (``taken``); each kind at most once per address per 10 minutes."""
+    rt = runtime()
+    throttle = first_in_window(rt.settings.redis_url, rt.settings.kafka_topic_prefix, what=f"signup-{kind}")
+    return notify.send_signup_mail(rt.sessions, int(user_id), str(kind), rt.settings, rt.config, throttle)
 
 
 @app.task(name="alerts.sweep", ignore_result=True)

@@ -56,6 +56,9 @@ class User(Base):
     #: rotated at logout and password change: a remember-me cookie or session signed with an
     #: older nonce no longer logs anyone in
     auth_nonce: Mapped[str] = mapped_column(String(64), default="")
+    #: set when the owner followed the sign-up link (or an operator made the account); until then
+    #: the account cannot log in
+    email_confirmed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     watchlists: Mapped[list["Watchlist"]] = relationship(back_populates="user", cascade="all, delete-orphan")

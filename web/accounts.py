@@ -1,20 +1,54 @@
-"""Account pages: register, log in, log out (HTML forms, CSRF-protected)."""
+"""Account pages: register, confirm the sign-up's email, log in, log out (HTML forms, CSRF-protected).
+
+A sign-up answers the same whatever the email (see :mod:`alerts.signup` for what
+each case mails); the account logs in once its owner has followed the mailed link.
+"""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, logout_user
 
 from web.auth import (end_all_sessions, login_limited, remember_client, retry_after_s, signup_limited,
                       start_session, uid)
+from events import models
 from web.db import get_db
 from web.errors import ApiError
 from web.store import users
 
+log = logging.getLogger(__name__)
 bp = Blueprint("accounts", __name__)
+
+CHECK_INBOX = ("check your inbox: we sent a mail to this address (if it does not arrive within a few "
+               "minutes, check spam or try again later)")
+UNCONFIRMED = ("confirm your email first: we have mailed the link again (at most one mail every 10 minutes); "
+               "open it and press the button")
+
+
+def mail_sign_up(signup: users.SignUp) -> None:
+    """Queue the mail a sign-up (or a login of an unconfirmed account) sends; a broker outage is
+    logged, not shown: the answer must not differ, and logging in again re-sends the link."""
+    from web.api.channel_routes import enqueue
+
+    try:
+        enqueue("alerts.signup_mail", [signup.user_id, signup.mail])
+    except Exception as exc:  # noqa: BLE001 - the account is saved; the link can be asked for again
+        log.warning("user %s: could not queue the sign-up mail: %s", signup.user_id, exc)
+
+
+def checked_confirmed(user: models.User) -> None:
+    """Refuse a right password on an unconfirmed account (403), mailing its link again."""
+    if not users.is_confirmed(user):
+        mail_sign_up(users.SignUp(user.id, "link"))
+        raise ApiError(403, UNCONFIRMED, {"email": "not confirmed yet"}, reason="email_unconfirmed")
+
+
+def _secret_key() -> str:
+    return current_app.extensions["tickerbell_settings"].secret_key.get()
 
 
 def _safe_next(target: str | None) -> str:
@@ -45,14 +79,31 @@ def register():
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            user = users.register(get_db(), request.form.get("email"), request.form.get("password"))
+            signup = users.sign_up(get_db(), request.form.get("email"), request.form.get("password"))
         except ApiError as exc:
             errors = exc.fields or {"email": exc.message}
         else:
-            start_session(get_db(), user)
+            mail_sign_up(signup)
+            return render_template("register.html", sent=True, errors={}, email=users.normalise_email(
+                request.form.get("email")))
+    return render_template("register.html", errors=errors, email=request.form.get("email", "")), (422 if errors else 200)
+
+
+@bp.route("/register/confirm/<token>", methods=["GET", "POST"])
+def confirm_sign_up(token: str):
+    """The link in a sign-up mail. GET only shows a button: mail scanners fetch every link in a
+    message, and a fetch must not confirm (and log in) on the reader's behalf; the POST does."""
+    session = get_db()
+    try:
+        if request.method == "POST":
+            user = users.confirm_sign_up(session, _secret_key(), token)
+            start_session(session, user)
             remember_client(user.email)
             return redirect(url_for("pages.dashboard"))
-    return render_template("register.html", errors=errors, email=request.form.get("email", "")), (422 if errors else 200)
+        address = users.pending_sign_up(session, _secret_key(), token)
+    except ApiError as exc:
+        return render_template("signup_confirm.html", state="invalid", message=exc.message), exc.status
+    return render_template("signup_confirm.html", state="ask", address=address)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -67,6 +118,11 @@ def login():
         user = users.authenticate(get_db(), email, request.form.get("password"))
         if user is None:
             error, status = "Wrong email or password.", 401
+        elif not users.is_confirmed(user):
+            try:
+                checked_confirmed(user)
+            except ApiError as exc:
+                error, status = exc.message[0].upper() + exc.message[1:] + ".", exc.status
         else:
             start_session(get_db(), user, remember=bool(request.form.get("remember")))
             remember_client(email)

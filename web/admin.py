@@ -36,12 +36,13 @@ DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA", "GOOG", "AMZN")
 
 
 def create_user(sessions: sessionmaker[Session], email: str, password: str | None, admin: bool = False) -> tuple[int, str]:
-    """Register a user through the web app's own rules; return (id, password used)."""
+    """Register a user through the web app's own rules; return (id, password used). The account is
+    confirmed: the operator who makes it vouches for the address (no sign-up link is mailed)."""
     from web.store.users import register
 
     password = password or secrets.token_urlsafe(12)
     with sessions() as s:
-        user = register(s, email, password)
+        user = register(s, email, password, confirmed=True)
         if admin:
             user.is_admin = True
             s.commit()

@@ -54,9 +54,48 @@ class Api:
         return self._call("DELETE", url, **kw)
 
     def register(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        """Sign up, then follow the link the sign-up mails (built with the app's own token function)
+        and press its button: the client ends up logged in; ``{"id", "email"}`` of the account."""
         resp = self.post("/api/auth/register", {"email": email, "password": password})
-        assert resp.status_code == 201, resp.get_json()
-        return resp.get_json()
+        assert resp.status_code == 202, resp.get_json()
+        return self.confirm_sign_up(email)
+
+    def confirm_sign_up(self, email: str) -> dict[str, Any]:
+        app = self.client.application
+        path = signup_link(app, email)
+        assert self.client.get(path).status_code == 200
+        confirmed = self.post(path)
+        assert confirmed.status_code == 302 and confirmed.headers["Location"].endswith("/dashboard"), confirmed.get_data(True)
+        return {"id": account_id(app, email), "email": email.strip().lower()}
+
+
+def account_id(app: Flask, email: str) -> int:
+    from sqlalchemy import select
+
+    from events import models
+    from web.db import get_db
+
+    with app.app_context():
+        user_id = get_db().scalar(select(models.User.id).where(models.User.email == email.strip().lower()))
+    assert user_id is not None, f"no account for {email}"
+    return int(user_id)
+
+
+def signup_link(app: Flask, email: str) -> str:
+    """The path of the link a sign-up of ``email`` mails now, made as the worker makes it
+    (alerts.signup.signup_token over the stored account, the app's SECRET_KEY)."""
+    from sqlalchemy import select
+
+    from alerts.signup import PATH, signup_token
+    from events import models
+    from web.db import get_db
+
+    with app.app_context():
+        user = get_db().scalar(select(models.User).where(models.User.email == email.strip().lower()))
+        assert user is not None, f"no account for {email}"
+        token = signup_token(app.extensions["tickerbell_settings"].secret_key.get(), user.id, user.email,
+                             user.password_hash)
+    return PATH + token
 
 
 @pytest.fixture
@@ -88,10 +127,21 @@ def bob(app: Flask) -> Api:
     return api
 
 
+def confirm_in_browser(page: Any, server: "LiveServer", email: str) -> None:
+    """In a Playwright page that just signed up ``email``: once the page says to check the inbox,
+    open the link the mail holds (made with the app's own token function) and press its button."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#check-inbox")).to_be_visible()
+    page.goto(f"{server.url}{signup_link(server.app, email)}")
+    page.click("#confirm-signup")
+
+
 class LiveServer:
     """The app served by a threaded Werkzeug server on a free loopback port (WebSocket via simple-websocket)."""
 
     def __init__(self, app: Flask) -> None:
+        self.app = app
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="live-server", daemon=True)

@@ -22,7 +22,7 @@ from flask import Flask
 from events import models
 from events.db import upgrade
 from events.settings import Settings
-from tests.web.conftest import Api, make_app
+from tests.web.conftest import Api, confirm_in_browser, make_app
 from web.store import users
 
 PASSWORD = "correct horse battery"
@@ -95,7 +95,7 @@ def form_login(client, email: str, password: str = PASSWORD, remember: bool = Tr
 def test_remember_cookie_is_flagged_short_and_new_at_every_login(base_settings: Settings, db_url: str) -> None:
     app = make_app(replace(base_settings, database_url=db_url, public_url="https://tickerbell.example.com"))
     with sessions(app)() as s:
-        users.register(s, "carol@example.com", PASSWORD)
+        users.register(s, "carol@example.com", PASSWORD, confirmed=True)
     cookies = []
     for _ in range(2):
         resp = form_login(app.test_client(), "carol@example.com")
@@ -111,7 +111,7 @@ def test_remember_cookie_is_flagged_short_and_new_at_every_login(base_settings: 
 def test_logout_ends_every_session_and_remember_cookie(any_db_app: Flask) -> None:
     app = any_db_app
     with sessions(app)() as s:
-        users.register(s, "dan@example.com", PASSWORD)
+        users.register(s, "dan@example.com", PASSWORD, confirmed=True)
     laptop, phone = app.test_client(), app.test_client()
     remember = remember_cookie(form_login(laptop, "dan@example.com"))["remember_token"].value
     assert form_login(phone, "dan@example.com", remember=False).status_code == 302
@@ -137,7 +137,7 @@ def test_logout_ends_every_session_and_remember_cookie(any_db_app: Flask) -> Non
 
 def test_page_logout_rotates_the_nonce_too(app: Flask) -> None:
     with sessions(app)() as s:
-        users.register(s, "dora@example.com", PASSWORD)
+        users.register(s, "dora@example.com", PASSWORD, confirmed=True)
     browser = app.test_client()
     remember = remember_cookie(form_login(browser, "dora@example.com"))["remember_token"].value
     csrf = browser.get("/api/csrf").get_json()["csrf_token"]
@@ -250,7 +250,7 @@ def test_signups_are_limited_per_client(app: Flask) -> None:
     codes = [Client(app, "10.0.0.50").post("/api/auth/register", {"email": f"s{i}@example.com",
                                                                  "password": PASSWORD}).status_code
              for i in range(6)]
-    assert codes == [201] * 5 + [429]
+    assert codes == [202] * 5 + [429]
     page = app.test_client()
     page.environ_base["HTTP_X_FORWARDED_FOR"] = "10.0.0.50"
     csrf = page.get("/api/csrf").get_json()["csrf_token"]
@@ -258,7 +258,7 @@ def test_signups_are_limited_per_client(app: Flask) -> None:
     assert form.status_code == 429 and b"Too many sign-ups" in form.data
     assert page.get("/register").status_code == 200  # the form itself still shows
     assert Client(app, "10.0.0.51").post("/api/auth/register", {"email": "t@example.com",
-                                                               "password": PASSWORD}).status_code == 201
+                                                               "password": PASSWORD}).status_code == 202
 
 
 def closed_loopback_port() -> int:
@@ -295,8 +295,8 @@ def test_test_sends_and_confirmation_mails_are_limited_per_user(base_settings: S
 
 def test_a_disabled_account_answers_as_slowly_as_a_wrong_password(app: Flask) -> None:
     with sessions(app)() as s:
-        users.register(s, "off@example.com", PASSWORD)
-        users.register(s, "on@example.com", PASSWORD)
+        users.register(s, "off@example.com", PASSWORD, confirmed=True)
+        users.register(s, "on@example.com", PASSWORD, confirmed=True)
         s.get(models.User, 1).is_active = False
         s.commit()
 
@@ -409,6 +409,7 @@ def test_pages_run_their_own_scripts_and_nothing_injected(base_settings: Setting
         page.fill("#email", "csp@example.com")
         page.fill("#password", PASSWORD)
         page.click("button[type=submit]")
+        confirm_in_browser(page, server, "csp@example.com")  # the mailed link, and its button
         expect(page).to_have_url(re.compile(r"/dashboard$"))
         for path in ("/rules", "/alerts", "/overview", "/account"):
             page.goto(f"{server.url}{path}")

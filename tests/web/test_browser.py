@@ -25,7 +25,7 @@ from events import models
 from events.db import session_factory, upgrade
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
-from tests.web.conftest import make_app
+from tests.web.conftest import confirm_in_browser, make_app
 from tests.web.events_factory import alert, bar, prediction, tick
 from tests.web.read_side import start_read_side
 
@@ -102,6 +102,7 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
             page.fill("#email", "trader@example.com")
             page.fill("#password", "correct horse battery")
             page.click("button[type=submit]")
+            confirm_in_browser(page, server, "trader@example.com")  # the link the sign-up mails, and its button
             expect(page).to_have_url(re.compile(r"/dashboard$"))
             for symbol in ("aapl", "MSFT", "NVDA"):
                 page.fill("#add-symbol input[name=symbol]", symbol)

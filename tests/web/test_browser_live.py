@@ -23,7 +23,7 @@ from events.db import upgrade
 from events.kafka import ShutdownFlag
 from events.settings import Settings
 from tests.e2e.stack import Stack
-from tests.web.conftest import make_app
+from tests.web.conftest import confirm_in_browser, make_app
 from tests.web.test_browser import CHROMIUM_ARGS, SHOTS
 from tests.web.read_side import start_read_side
 
@@ -80,6 +80,7 @@ def test_a_new_symbol_streams_with_history_indicators_forecast_and_preview(
             page.fill("#email", "newcomer@example.com")
             page.fill("#password", "correct horse battery")
             page.click("button[type=submit]")
+            confirm_in_browser(page, server, "newcomer@example.com")  # the link the sign-up mails, and its button
             expect(page).to_have_url(re.compile(r"/dashboard$"))
 
             page.fill("#add-symbol input[name=symbol]", "AMD")

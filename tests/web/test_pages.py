@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from flask import Flask
 
 from events.settings import Settings
-from tests.web.conftest import Api, make_app
+from tests.web.conftest import Api, make_app, signup_link
 
 PAGES = ["/dashboard", "/overview", "/rules", "/rules/new", "/channels", "/alerts", "/status", "/account", "/symbols/AAPL"]
 
@@ -42,7 +42,13 @@ def test_html_register_and_login_forms(sqlite_app: Flask) -> None:
     short = client.post("/register", data={"email": "x@example.com", "password": "pw", "csrf_token": token})
     assert short.status_code == 422 and "at least 8 characters" in short.text
     ok = client.post("/register", data={"email": "x@example.com", "password": "long enough pw", "csrf_token": token})
-    assert ok.status_code == 302 and ok.location.endswith("/dashboard")
+    assert ok.status_code == 200 and "Check your inbox" in ok.text and client.get("/api/me").status_code == 401
+    unconfirmed = client.post("/login", data={"email": "x@example.com", "password": "long enough pw", "csrf_token": token})
+    assert unconfirmed.status_code == 403 and "Confirm your email first" in unconfirmed.text
+    link = signup_link(sqlite_app, "x@example.com")
+    assert 'id="confirm-signup"' in client.get(link).text
+    confirmed = client.post(link, data={"csrf_token": token})
+    assert confirmed.status_code == 302 and confirmed.location.endswith("/dashboard")
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     bad = client.post("/login", data={"email": "x@example.com", "password": "wrong password", "csrf_token": token})
     assert bad.status_code == 401 and "Wrong email or password" in bad.text

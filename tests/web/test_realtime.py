@@ -21,7 +21,7 @@ import socketio
 from events.db import upgrade
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
-from tests.web.conftest import make_app
+from tests.web.conftest import make_app, signup_link
 from tests.web.events_factory import alert, bar, tick
 from web.bridge import run_bridge
 
@@ -36,12 +36,18 @@ def wait_for(cond: Callable[[], Any], timeout_s: float = 30.0, what: str = "cond
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def register(base: str, email: str) -> requests.Session:
+def register(server: Any, email: str) -> requests.Session:
+    """Sign up on the live server, then follow the link the sign-up mails and press its button."""
+    base = server.url
     http = requests.Session()
     csrf = http.get(f"{base}/api/csrf").json()["csrf_token"]
     resp = http.post(f"{base}/api/auth/register", json={"email": email, "password": "correct horse battery"},
                      headers={"X-CSRFToken": csrf})
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 202, resp.text
+    link = f"{base}{signup_link(server.app, email)}"
+    assert http.get(link).status_code == 200
+    confirmed = http.post(link, data={"csrf_token": csrf}, allow_redirects=False)
+    assert confirmed.status_code == 302, confirmed.text
     http.headers["X-CSRFToken"] = csrf
     return http
 
@@ -63,8 +69,8 @@ def test_live_updates_through_kafka_bridge_and_redis(kafka_settings: Settings, t
     app = make_app(settings)
     server = live_server_factory(app)
 
-    alice_http = register(server.url, "alice@example.com")
-    bob_http = register(server.url, "bob@example.com")
+    alice_http = register(server, "alice@example.com")
+    bob_http = register(server, "bob@example.com")
     alice_id = alice_http.get(f"{server.url}/api/me").json()["id"]
     bob_id = bob_http.get(f"{server.url}/api/me").json()["id"]
     bob_token = bob_http.post(f"{server.url}/api/tokens", json={"name": "sio"}).json()["token"]
@@ -151,7 +157,7 @@ def test_sockets_end_when_their_credential_is_revoked(base_settings: Settings, t
     server = live_server_factory(app)
     emit, manager = redis_emitter(settings, app.config["SOCKETIO_CHANNEL"])  # what the bridge emits through
 
-    alice_http = register(server.url, "alice@example.com")
+    alice_http = register(server, "alice@example.com")
     alice_id = alice_http.get(f"{server.url}/api/me").json()["id"]
     revoked = alice_http.post(f"{server.url}/api/tokens", json={"name": "revoked"}).json()
     kept = alice_http.post(f"{server.url}/api/tokens", json={"name": "kept"}).json()

@@ -8,8 +8,8 @@ from flask_wtf.csrf import generate_csrf
 
 from events import models
 from web.api import body, bp
-from web.auth import (end_all_sessions, login_limited, remember_client, signup_limited, start_session,
-                      uid)
+from web.accounts import CHECK_INBOX, checked_confirmed, mail_sign_up
+from web.auth import end_all_sessions, login_limited, remember_client, signup_limited, start_session, uid
 from web.db import get_db
 from web.errors import ApiError
 from web.store import users
@@ -23,19 +23,22 @@ def csrf_token():
 @bp.post("/auth/register")
 @signup_limited
 def register():
+    """202 whatever the email: a new one gets an unconfirmed account and its link by mail, a taken
+    one a notice to its owner (web.accounts); nobody is logged in until the link is followed."""
     data = body()
-    user = users.register(get_db(), data.get("email"), data.get("password"))
-    start_session(get_db(), user)
-    remember_client(user.email)
-    return jsonify(id=user.id, email=user.email), 201
+    signup = users.sign_up(get_db(), data.get("email"), data.get("password"))
+    mail_sign_up(signup)
+    return jsonify(status="check_inbox", message=CHECK_INBOX), 202
 
 
 def _checked_login(data: dict) -> models.User:
-    """The user whose email and password ``data`` gives (a view using it is ``login_limited``)."""
+    """The user whose email and password ``data`` gives (a view using it is ``login_limited``); a
+    right password on an unconfirmed account is a 403 that mails the link again."""
     email = data.get("email")
     user = users.authenticate(get_db(), email, data.get("password"))
     if user is None:
         raise ApiError(401, "wrong email or password")
+    checked_confirmed(user)
     remember_client(str(email))
     return user
 
