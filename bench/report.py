@@ -55,7 +55,19 @@ def ingest(r: dict[str, Any]) -> str:
             ["ingest / bare (median)", r.get("ratio_ingest_to_bare_median"), f">= {fmt(aims.get('ratio'))}"],
             ["decode+validate one tick (µs)", r.get("decode_validate_tick_us"), ""],
             ["encode one tick (µs)", r.get("encode_tick_us"), ""]]
-    return table(["figure", "value", "aim"], rows) + f"\n\nProducer: {r.get('producer', '')}."
+    w, b = r.get("watch_to_first_tick"), r.get("backfill_through_spark")
+    if w:
+        rows.append([f"watch -> first tick ms p50 / p99 (n={w.get('samples')})", f"{fmt(w.get('p50_ms'))} / {fmt(w.get('p99_ms'))}",
+                     f"p99 < {fmt(aims.get('watch_to_first_tick_p99_ms'))}"])
+    if b:
+        rows.append([f"backfill through Spark, bars/s ({fmt(b.get('history_bars'))} bars, {fmt(b.get('symbols'))} symbols)",
+                     b.get("bars_per_s"), ""])
+    notes = f"\n\nProducer: {r.get('producer', '')}."
+    if w:
+        notes += f" Watch -> first tick: {w.get('path', '')}."
+    if b:
+        notes += f" Backfill: {b.get('path', '')}."
+    return table(["figure", "value", "aim"], rows) + notes
 
 
 def stream(r: dict[str, Any]) -> str:
