@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from flask import current_app
 
 from web.errors import ApiError
+from web.extensions import limiter
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ApiLimits:
     rules_per_user: int = 500
     preview_bars: int = 600_000  # bars a preview holds at once (days x bars per day x symbols): a year of one symbol's minutes
     export_rows: int = 200_000  # rows of one CSV export
+    overview_rows: int = 100_000  # bars one overview aggregates in memory (~20 MB of rows): 70 days of one symbol's minutes
 
 
 def api_limits() -> ApiLimits:
@@ -36,6 +38,20 @@ def api_limits() -> ApiLimits:
 def cap_reached(cap: str, limit: int, what: str) -> ApiError:
     """The answer when a per-user count is at its cap (409: the request is fine, the account is full)."""
     return ApiError(409, f"{what}: at most {limit} ({cap})", {cap: f"at most {limit}"}, cap=cap, limit=limit)
+
+
+CHANNEL_CREATE_LIMIT = "20/hour;100/day"  # the default of the app's CHANNEL_CREATE_LIMIT
+
+
+def channel_create_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Channel creations per user, every attempt counted: creating an email channel mails its
+    address a confirmation, so an account must not create them without end (the per-address
+    window in the worker bounds one address; this bounds one account over many addresses).
+    A Flask-Limiter limit in Redis like the sign-in limits (web.auth), 429 with Retry-After."""
+    from web.auth import user_key
+
+    return limiter.shared_limit(lambda: current_app.config.get("CHANNEL_CREATE_LIMIT", CHANNEL_CREATE_LIMIT),
+                                "channel-create", key_func=user_key, methods=["POST"])(view)
 
 
 _TOKENS = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)  # an escape pair, a quote or a bracket: no backtracking

@@ -10,6 +10,7 @@ from web.auth import test_send_limited, uid
 from web.db import get_db
 from web.errors import not_found
 from web.filters import parse_range
+from web.limits import channel_create_limited
 from web.store import channels as ch_store
 from web.store import history
 
@@ -33,6 +34,7 @@ def list_channels():
 
 
 @bp.post("/channels")
+@channel_create_limited
 def create_channel():
     ch = ch_store.create_channel(get_db(), settings(), uid(), body(), enqueue)
     return jsonify(ch_store.channel_json(ch, reveal_secret=True)), 201

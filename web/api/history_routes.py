@@ -82,11 +82,23 @@ def _overview_symbols(symbols: tuple[str, ...]) -> list[str]:
 
 
 def overview_data(args: Any) -> dict[str, Any]:
-    rng = parse_range(args, default_days=30, default_limit=200_000, max_limit=500_000)
+    """The overview's aggregates over at most the ``overview_rows`` cap of bars (all of them are held
+    in memory at once); ``truncated`` says the range held more."""
+    cap = api_limits().overview_rows
+    try:
+        rng = parse_range(args, default_days=30, default_limit=cap, max_limit=cap)
+    except ValidationFailed as exc:
+        if "limit" not in exc.fields:
+            raise
+        raise ValidationFailed({"limit": f"an overview aggregates 1 to {cap} bars (overview_rows); "
+                                         "for more, ask for shorter ranges or fewer symbols"}) from None
     symbols = _overview_symbols(rng.symbols)
-    rows = history.overview_rows(get_db(), rng, symbols) if symbols else []
+    # one row more than the limit says whether the range held more
+    rows = history.overview_rows(get_db(), replace(rng, limit=rng.limit + 1), symbols) if symbols else []
+    truncated = len(rows) > rng.limit
+    rows = rows[:rng.limit]
     return {
-        "symbols": symbols, "from_ms": rng.from_ms, "to_ms": rng.to_ms,
+        "symbols": symbols, "from_ms": rng.from_ms, "to_ms": rng.to_ms, "truncated": truncated,
         "daily": overview.daily_summary(rows), "volume_by_symbol": overview.volume_by_symbol(rows),
         "volatility_by_symbol": overview.volatility_by_symbol(rows),
         "volatility_vs_sma_distance": overview.volatility_vs_sma_distance(rows),
