@@ -1,5 +1,6 @@
 """Celery tasks: deliver one delivery id (alerts and test messages alike); mail an address its
-confirmation link; mail a sign-up's address (its link, or a notice that it has an account); sweep due deliveries (beat)."""
+confirmation link; mail a sign-up's address (its link, or a notice that it has an account); sweep due
+deliveries (beat)."""
 
 from __future__ import annotations
 
