@@ -1,6 +1,7 @@
 """The symbol page's forecast note (web/static/forecast.js), run in node on the predictions the
-serving stage writes: it must never call the model better than no change unless the holdout skill
-is positive at p < 0.05, and it says what the model was trained and evaluated on."""
+serving stage writes: it must never call the model better than no change unless the holdout or the
+live skill is positive at p < 0.05 on at least 100 samples, and it says what the model was trained and
+evaluated on and how its served forecasts have scored."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ TRAINED = {"trained_bar_seconds": 60, "data_source": "sim-history", "trained_fro
            "holdout_to_ms": 1_779_999_940_000, "holdout_n": 1440}
 
 
-def note(p: Prediction | None) -> str:
-    """What the page shows for ``p`` (its JSON as the bridge sends it); times as ``t<ms>``."""
+def note(p: Prediction | None, board: dict[str, Any] | None = None) -> str:
+    """What the page shows for ``p`` (its JSON as the bridge sends it) beside the scoreboard ``board``
+    (as GET /api/symbols/<s>/scoreboard answers); times as ``t<ms>``."""
     payload = None if p is None else msgspec.to_builtins(p)
     script = (f"const f = require({json.dumps(str(FORECAST_JS))});"
-              f"process.stdout.write(f.note({json.dumps(payload)}, (ms) => 't' + ms));")
+              f"process.stdout.write(f.note({json.dumps(payload)}, (ms) => 't' + ms, {json.dumps(board)}));")
     assert NODE is not None
     return subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True, timeout=30).stdout
 
@@ -42,7 +44,9 @@ def with_(**changes: Any) -> Prediction:
 
 
 def test_better_only_with_positive_skill_at_p_below_005() -> None:
-    assert "better than no change on the data" in note(with_(skill=0.02, skill_p=0.01))
+    assert "better than no change on the data" in note(with_(skill=0.02, skill_p=0.01, holdout_n=1440))
+    assert "fewer than 100 bars back it" in note(with_(skill=0.02, skill_p=0.01, holdout_n=60))
+    assert "better than no change on the data" not in note(with_(skill=0.02, skill_p=0.01))  # n unknown
     for p in (with_(skill=0.02, skill_p=0.2), with_(skill=0.02, skill_p=0.05), with_(skill=0.02)):
         text = note(p)
         assert "better than no change on the data" not in text and "not shown to be better" in text, text
@@ -99,3 +103,45 @@ def test_one_forecast_draws_a_band_from_its_base_close() -> None:
     x = band["Interval"]["x"]
     assert [int(datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() * 1000) for v in x] == \
         [BASE.base_start_ms + 60_000, BASE.base_start_ms + 120_000]
+
+
+def _board(**live: Any) -> dict[str, Any]:
+    base = {"n": 250, "skill": 0.04, "dm_p": 0.01, "dm_lag": 5, "coverage": 0.62, "nominal_coverage": 0.8,
+            "direction": {"n": 240, "accuracy": 0.55, "always_up": 0.53, "last_move": 0.48}, "verdict": "better"}
+    return {"symbol": "AAPL", "min_n": 100, "models": [{"model_version": "v0003", "live": {**base, **live}}]}
+
+
+def test_the_live_record_is_said_and_can_back_the_claim() -> None:
+    unproven = with_(skill=0.02, skill_p=0.3, holdout_n=1440)
+    text = note(unproven, _board())
+    assert "not shown to be better" in text  # the holdout does not back it ...
+    assert ("Live, over the last 250 scored forecasts: skill +0.040, p = 0.010; the interval held 62 % of the "
+            "time (it claims 80 %) — better than no change on live data.") in text  # ... the live record does
+    assert "too few to tell (100 needed)" in note(unproven, _board(n=60, verdict="too_few"))
+    assert "better than no change on live data" not in note(unproven, _board(n=60, verdict="too_few"))
+    assert "— not shown to be better" in note(unproven, _board(dm_p=0.2, verdict="no_difference"))
+    assert "— worse than assuming no change" in note(unproven, _board(skill=-0.05, verdict="worse"))
+    assert "no served forecast of this model has been scored yet" in note(unproven, _board(n=0))
+    other = {"models": [{**_board()["models"][0], "model_version": "v0009"}]}
+    assert "Live" not in note(unproven, other)  # another model's record is not this one's
+
+
+def test_scoreboard_cells() -> None:
+    script = (f"const f = require({json.dumps(str(FORECAST_JS))});"
+              f"process.stdout.write(JSON.stringify([f.scoreboardCells({json.dumps(_board()['models'][0])}),"
+              f" f.scoreboardCells({{model_version: 'v1', live: {{n: 0, direction: {{}}, verdict: 'too_few'}}}})]));")
+    assert NODE is not None
+    full, empty = json.loads(subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True,
+                                            timeout=30).stdout)
+    assert full == ["v0003", "250", "+0.040 (p = 0.010)", "62 % (80 %)", "55 % · up 53 % · last 48 %",
+                    "better than no change; its interval is too narrow"]
+    assert empty == ["v1", "0", "—", "—", "—", "too few scored (100 needed)"]
+    script = (f"const f = require({json.dumps(str(FORECAST_JS))}); const m = (c) => f.scoreboardCells("
+              f"{{model_version: 'v', live: {{n: 300, skill: 0.0001, dm_p: 0.0001, coverage: c, nominal_coverage: 0.8, "
+              f"direction: {{}}, verdict: 'better'}}}})[5];"
+              "process.stdout.write(JSON.stringify([m(0.3), m(0.97), m(0.75)]));")
+    narrow, wide, fine = json.loads(subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True,
+                                                   timeout=30).stdout)
+    assert narrow == "better than no change; its interval is too narrow"
+    assert wide.endswith("too wide") and fine == "better than no change"
+    assert "p < 0.001" in note(with_(skill=0.3, skill_p=0.0001, holdout_n=500))

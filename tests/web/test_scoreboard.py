@@ -139,3 +139,64 @@ def test_forecasts_are_scored_in_either_order_and_a_replay_rebuilds_the_same(kaf
         s.commit()
     rebuild_projections(settings, sessions)
     assert _scores(sessions) == live
+
+
+def test_the_symbol_page_shows_the_live_scoreboard(base_settings: Settings, tmp_path, live_server_factory) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import re
+    from pathlib import Path
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from events.db import upgrade
+    from tests.web.conftest import confirm_in_browser
+    from web.projector import project
+
+    url = f"sqlite:///{tmp_path / 'board.db'}"
+    upgrade(url)
+    settings = replace(base_settings, database_url=url)
+    sessions = session_factory(settings)
+    n = 150
+    events: list = [bar("AAPL", T0 + i * BAR_MS, _close("AAPL", i), change_pct=None if i == 0 else
+                        (_close("AAPL", i) / _close("AAPL", i - 1) - 1) * 100) for i in range(n + 1)]
+    events += [_prediction("AAPL", i, 0.02, "v0002") for i in range(n)]  # half-way to the truth, every bar
+    events += [_prediction("AAPL", i, 0.00001, "v0001") for i in range(n - 20)]  # an older, too-narrow model
+    project(sessions, events)
+    app = make_app(settings)
+    server = live_server_factory(app)
+    shots = Path(__file__).resolve().parents[2] / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") else "var") / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/register")
+        page.fill("#email", "board@example.com")
+        page.fill("#password", "correct horse battery")
+        page.click("button[type=submit]")
+        confirm_in_browser(page, server, "board@example.com")
+        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        page.goto(f"{server.url}/symbols/AAPL")
+        page.click('#quick-range button[data-hours="720"]')  # the seeded bars are older than a day
+        newest = page.locator('#scoreboard-rows tr[data-model="v0002"]')
+        expect(newest).to_be_visible()
+        expect(newest).to_have_attribute("data-verdict", "better")
+        expect(newest.locator("td").nth(1)).to_have_text(str(n))
+        expect(newest.locator("td").nth(5)).to_have_text("better than no change; its interval is too wide")  # held 100 %
+        older = page.locator('#scoreboard-rows tr[data-model="v0001"]')
+        expect(older).to_have_attribute("data-verdict", "better")  # the point forecasts are as good ...
+        expect(older.locator("td").nth(3)).to_have_text("0 % (80 %)")  # ... but its band never held
+        expect(older.locator("td").nth(5)).to_have_text("better than no change; its interval is too narrow")
+        expect(newest.locator("td").nth(4)).to_contain_text("· last ")
+        expect(newest.locator("td").nth(4)).not_to_contain_text("last —")
+        note = page.locator("#forecast-note")
+        expect(note).to_contain_text("Forecast by model v0002")
+        expect(note).to_contain_text(f"Live, over the last {n} scored forecasts")
+        expect(note).to_contain_text("better than no change on live data")
+        page.wait_for_timeout(300)  # let Plotly finish drawing before the screenshot (not synchronisation)
+        page.screenshot(path=str(shots / "symbol-scoreboard.png"), full_page=True)
+        browser.close()
+    assert errors == []

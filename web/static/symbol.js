@@ -4,7 +4,7 @@
   const { api, fmt, el, on, live } = TB;
   const node = document.getElementById("chart");
   const symbol = node.dataset.symbol;
-  const state = { symbol, bars: [], predictions: [], alerts: [], price: null, levels: JSON.parse(node.dataset.levels || "[]") };
+  const state = { symbol, bars: [], predictions: [], alerts: [], price: null, board: null, levels: JSON.parse(node.dataset.levels || "[]") };
   const form = document.getElementById("range");
   let frame = null, query = "";
   const schedule = () => { if (!frame) frame = requestAnimationFrame(() => { frame = null; TBChart.render(node, state); }); };
@@ -36,7 +36,22 @@
   // The forecast is shown with its model's honest record (forecast.js says how).
   function forecastNote() {
     document.getElementById("forecast-note").textContent =
-      TBForecast.note(state.predictions[state.predictions.length - 1], fmt.time);
+      TBForecast.note(state.predictions[state.predictions.length - 1], fmt.time, state.board);
+  }
+
+  // The live scoreboard: every served forecast held against its bar, per model (forecast.js words it)
+  function scoreboard() {
+    const box = document.getElementById("scoreboard"), body = document.getElementById("scoreboard-rows");
+    const models = (state.board && state.board.models) || [];
+    box.hidden = !models.length;
+    body.innerHTML = "";
+    models.forEach((m) => body.append(el("tr", { "data-model": m.model_version, "data-verdict": (m.live || {}).verdict || "" },
+      ...TBForecast.scoreboardCells(m).map((text, i) => el("td", { class: i && i < 5 ? "num" : "", text })))));
+  }
+  async function loadScoreboard() {
+    try { state.board = await api("GET", `/api/symbols/${encodeURIComponent(symbol)}/scoreboard`); }
+    catch (e) { state.board = null; }
+    scoreboard(); forecastNote();
   }
 
   async function load() {
@@ -46,7 +61,7 @@
       api("GET", `/api/symbols/${encodeURIComponent(symbol)}/predictions?limit=2000&${q}`),
       api("GET", `/api/alerts?symbol=${encodeURIComponent(symbol)}&limit=500&${q}`)]);
     Object.assign(state, { bars, predictions: preds, alerts });
-    header(); alertTable(); forecastNote(); TBChart.render(node, state);
+    header(); alertTable(); forecastNote(); TBChart.render(node, state); loadScoreboard();
     if (bars.length) document.getElementById("last-updated").textContent = "last bar " + fmt.time(bars[bars.length - 1].ts || bars[bars.length - 1].start_ms);
   }
 
@@ -66,6 +81,9 @@
     }
     (u.bars || []).forEach((b) => TBChart.upsertBar(state.bars, b));
     if (u.prediction) { TBChart.upsertPrediction(state.predictions, u.prediction); forecastNote(); }
+    if (u.bars && u.bars.length) {  // a closed bar settles the forecast of it: the projection scores it a moment later
+      clearTimeout(state.rescore); state.rescore = setTimeout(loadScoreboard, 1500);
+    }
     if (u.price != null) state.price = u.price;
     const feedNote = document.getElementById("feed-note"); if (feedNote) feedNote.remove();  // data flows again
     node.dataset.updates = String(Number(node.dataset.updates) + 1);
