@@ -44,14 +44,16 @@ CHANNEL_CREATE_LIMIT = "20/hour;100/day"  # the default of the app's CHANNEL_CRE
 
 
 def channel_create_limited(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Channel creations per user, every attempt counted: creating an email channel mails its
-    address a confirmation, so an account must not create them without end (the per-address
-    window in the worker bounds one address; this bounds one account over many addresses).
-    A Flask-Limiter limit in Redis like the sign-in limits (web.auth), 429 with Retry-After."""
+    """Channel creations per user: creating an email channel mails its address a confirmation, so
+    an account must not create them without end (the per-address window in the worker bounds one
+    address; this bounds one account over many addresses). Only creations count (201): a refused
+    body mails nothing. A Flask-Limiter limit in Redis like the sign-in limits (web.auth); over
+    it, a 429 with Retry-After before anything is created."""
     from web.auth import user_key
 
     return limiter.shared_limit(lambda: current_app.config.get("CHANNEL_CREATE_LIMIT", CHANNEL_CREATE_LIMIT),
-                                "channel-create", key_func=user_key, methods=["POST"])(view)
+                                "channel-create", key_func=user_key, methods=["POST"],
+                                deduct_when=lambda resp: resp.status_code == 201)(view)
 
 
 _TOKENS = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)  # an escape pair, a quote or a bracket: no backtracking
