@@ -119,6 +119,22 @@ SERVED_MODEL = (
 )
 
 
+LIVE_SCOREBOARD = (
+    "The holdout above is what a model scored before it was served. What it serves is scored too: the "
+    "projector joins every `Prediction` with the bar it forecast (the bar whose start is `base_start_ms + "
+    "horizon_bars * bar_seconds`), whichever of the two arrives first, into `forecast_scores` (one row per "
+    "prediction: the error, whether the interval held, persistence's error on the same bar, and whether the "
+    "forecast, \"always up\" and \"always the last move\" called the direction; `predict/scoreboard.py`). "
+    "`tickerbell rebuild` replays it like every projection. Per symbol and model version, over the newest "
+    "500 scores, `GET /api/symbols/<symbol>/scoreboard`, the symbol page and the projector's gauges "
+    "(`tickerbell_forecast_live_skill`, `_skill_p`, `_n`, `_coverage`, `tickerbell_forecast_nominal_coverage`) "
+    "give the live skill against persistence with the same HAC Diebold–Mariano test as this document, its "
+    "n, the interval's coverage against its nominal level, and the direction beside the two baselines. The "
+    "page calls a model better than no change only when its live or its holdout skill is positive at "
+    "p < 0.05 over at least 100 samples, and flags an interval that holds more than 10 points off its claim."
+)
+
+
 def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]], *, title: str,
                     preamble: str = "", bar_seconds: int = 86_400) -> str:
     out = [f"# {title}", ""]
@@ -145,6 +161,7 @@ def render_markdown(ev: Evaluation, table: dict[str, dict[str, dict[str, Any]]],
             "\"always the last move\" on the same bars."]
     out += ["", "## What this means", "", *interpretation(table, ev.level)]
     out += ["", "## The model `make run` serves", "", SERVED_MODEL]
+    out += ["", "## Served forecasts, scored live", "", LIVE_SCOREBOARD]
     out += ["", "## Folds (expanding origin)", "",
             "| fold | train targets | early-stopping targets | test targets | train / val / test windows | epochs |",
             "|---|---|---|---|---|---|"]
