@@ -27,14 +27,17 @@
         line: { color: COLORS.fc, dash: "dot", width: 1.8 }, marker: { size: px.map((_, i) => (i ? 4 : 0)) } });
     }
     const fired = state.alerts.filter((a) => a.state === "firing"), resolved = state.alerts.filter((a) => a.state !== "firing");
-    const markerY = (a) => a.value != null && (a.series === "price" || a.series === "close") ? a.value : nearestClose(bars, a.ts_ms);
+    // a price-level alert sits at its value; any other (a % or amount move, an indicator) at the bar's close,
+    // since its value is no price and would squash the candles against zero
+    const isLevel = (a) => a.value != null && (a.series === "price" || a.series === "close") && !String(a.op || "").startsWith("moving_");
+    const markerY = (a) => isLevel(a) ? a.value : nearestClose(bars, a.ts_ms);
     out.push({ type: "scatter", mode: "markers", name: "Alert fired", x: fired.map((a) => new Date(a.ts_ms)), y: fired.map(markerY),
       marker: { symbol: "triangle-down", size: 13, color: "#f59e0b", line: { color: "#7c4a03", width: 1 } },
       text: fired.map((a) => a.rule_name || `Rule #${a.rule_id}`), hovertemplate: "%{text}<br>%{y}<extra>alert</extra>" });
     if (resolved.length) out.push({ type: "scatter", mode: "markers", name: "Resolved", x: resolved.map((a) => new Date(a.ts_ms)), y: resolved.map(markerY),
       marker: { symbol: "circle-open", size: 10, color: "#12a150" }, text: resolved.map((a) => a.rule_name), hovertemplate: "%{text}<extra>resolved</extra>" });
     if (state.preview && state.preview.length) out.push({ type: "scatter", mode: "markers", name: "Would have fired", x: state.preview.map((a) => new Date(a.ts_ms)),
-      y: state.preview.map((a) => a.value != null ? a.value : nearestClose(bars, a.ts_ms)), marker: { symbol: "star", size: 12, color: "#8b5cf6" } });
+      y: state.preview.map(markerY), marker: { symbol: "star", size: 12, color: "#8b5cf6" } });
     return out;
   }
 
