@@ -16,6 +16,7 @@ from events.kafka import EventProducer, ShutdownFlag
 from events.observability import serve_metrics, setup_logging
 from events.settings import Settings, SettingsError, load_settings
 from ingest.base import Source
+from ingest.demand import DemandFollower
 from ingest.runner import HistoryFn, run_ingest
 
 
@@ -46,7 +47,7 @@ def build_source(args: argparse.Namespace) -> Source:
     raise SystemExit(f"unknown source {args.source}")
 
 
-def history_for(args: argparse.Namespace, settings: Settings, source: Source) -> HistoryFn | None:
+def history_for(args: argparse.Namespace, settings: Settings, demand: DemandFollower) -> HistoryFn | None:
     """The backfill for newly watched symbols, or None."""
     kind = args.history
     if kind == "auto":
@@ -60,7 +61,7 @@ def history_for(args: argparse.Namespace, settings: Settings, source: Source) ->
         def sim_history(symbol: str, end_ms: int) -> list[HistoryBar]:
             # as many trades per bar as the live path will give this symbol at this rate, so the
             # volume (and volume ratio) of history and live bars are alike
-            sharing = len(getattr(source, "symbols", ())) + 1
+            sharing = max(1, len(demand.wanted))  # the rate is shared by every followed symbol
             trades = args.rate * bar_s / sharing if args.rate > 0 else None
             return simulated_history(symbol, bar_seconds=bar_s, end_ms=end_ms, n_bars=n_bars, seed=args.seed,
                                      time_scale=args.time_scale, trades_per_bar=trades)
@@ -107,11 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     source = build_source(args)
     demand = history = None
     if not args.fixed and args.source != "csv":
-        from ingest.demand import DemandFollower
-
         floor = source.symbols if (args.symbols or args.num_symbols) else []  # type: ignore[attr-defined]
         demand = DemandFollower(settings, floor)
-        history = history_for(args, settings, source)
+        history = history_for(args, settings, demand)
     report = run_ingest(source, EventProducer(settings), shutdown, rate=args.rate,
                         max_ticks=args.count, duration_s=args.duration, demand=demand, history=history)
     print(f"ingest: {report.produced} ticks in {report.elapsed_s:.3f} s ({report.rate:,.0f}/s), "
