@@ -187,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(md)
     skill = table[ALL][MODEL]["skill"]
     print(f"headline: LSTM skill vs persistence {skill:+.4f} over {table[ALL][MODEL]['n']} held-out bars: "
-          f"the model {verdict(skill)}")
+          f"the model {verdict(skill, table[ALL][MODEL]['dm_p_vs_persistence'])}")
     print(f"saved {out / 'evaluation.md'}, {out / 'evaluation.json'} and plots in {plots_dir}"
           + (f"; wrote {doc}" if doc else ""))
     return 0
@@ -205,7 +205,7 @@ def _preamble(command: str, source: str, series: Sequence[Any], config: Any, arg
         "Produced by:", "", "```", command, "```", "",
         f"Data: {source}: {syms}. Code version {code_version()}; took {elapsed_s:.0f} s on this machine.", "",
         f"**Headline: over every held-out bar the LSTM's skill against persistence is {skill:+.4f}, so it "
-        f"{verdict(skill)}.** Skill = 1 − MSE_model / MSE_persistence on next-bar log returns "
+        f"{verdict(skill, table[ALL][MODEL]['dm_p_vs_persistence'])}.** Skill = 1 − MSE_model / MSE_persistence on next-bar log returns "
         "(positive is better than \"tomorrow's close = today's\"; 0 is no better).", "",
         f"Method: walk-forward, expanding origin, {args.folds} folds over the last {args.test_fraction:.0%} "
         "of the samples (by time). In each fold one LSTM is trained on every symbol's windows whose target bar "

@@ -131,7 +131,13 @@ LIVE_SCOREBOARD = (
     "give the live skill against persistence with the same HAC Diebold–Mariano test as this document, its "
     "n, the interval's coverage against its nominal level, and the direction beside the two baselines. The "
     "page calls a model better than no change only when its live or its holdout skill is positive at "
-    "p < 0.05 over at least 100 samples, and flags an interval that holds more than 10 points off its claim."
+    "p < 0.05 over at least 100 samples, and flags an interval that holds more than 10 points off its claim.\n\n"
+    "Retraining (`predict/retrain.py`, scheduled by the Celery app `predict.tasks` every "
+    "`PREDICT_RETRAIN_INTERVAL_S`, off by default) trains a candidate on the newest stored bars at the serving "
+    "bar size and holds it and the serving model to the same held-out bars; it is promoted only when a "
+    "one-sided Diebold–Mariano test (same HAC variance, per-date pooling) shows its squared error at most "
+    "1 % above the serving model's at p < 0.05 (`PREDICT_RETRAIN_MARGIN`, `PREDICT_RETRAIN_ALPHA`); "
+    "otherwise it is kept as `not_promoted` with the figures."
 )
 
 
