@@ -28,6 +28,8 @@ MIN_N = 100
 #: the rolling window the aggregates cover by default (newest scores of one model on one symbol)
 WINDOW = 500
 ALPHA = 0.05
+#: an interval that holds this much more or less often than it claims (over MIN_N scores) is flagged
+COVERAGE_MARGIN = 0.1
 
 
 def target_start_ms(base_start_ms: int, horizon_bars: int, bar_seconds: int) -> int:
@@ -102,6 +104,10 @@ def aggregate(scores: Sequence[Any], *, min_n: int = MIN_N, alpha: float = ALPHA
     up, _ = _rate(get(s, "up_hit") for s in scores)
     last, n_last = _rate(get(s, "last_move_hit") for s in scores)
     better = significant(skill, p, n, alpha=alpha, min_n=min_n)
+    flag = None
+    if coverage is not None and nominal is not None and n >= min_n:
+        flag = ("too_narrow" if coverage < nominal - COVERAGE_MARGIN else
+                "too_wide" if coverage > nominal + COVERAGE_MARGIN else None)
     worse = skill is not None and p is not None and skill < 0 and p < alpha and n >= min_n
     return {
         "n": n,
@@ -115,6 +121,7 @@ def aggregate(scores: Sequence[Any], *, min_n: int = MIN_N, alpha: float = ALPHA
         "mae_price": float(np.mean(np.abs([get(s, "error") for s in scores]))) if n else None,
         "coverage": coverage,
         "nominal_coverage": nominal,
+        "coverage_flag": flag,
         "direction": {"n": n_dir, "accuracy": accuracy, "always_up": up, "last_move": last, "last_move_n": n_last},
         "min_n": min_n,
         "verdict": ("better" if better else "worse" if worse else "too_few" if n < min_n else "no_difference"),

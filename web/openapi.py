@@ -183,6 +183,8 @@ SCOREBOARD = {
                            "n": {"type": "integer"}, "skill": {"type": ["number", "null"]},
                            "dm_p": {**_RATE, "description": "Diebold-Mariano p, Newey-West variance"},
                            "dm_lag": {"type": ["integer", "null"]}, "coverage": _RATE, "nominal_coverage": _RATE,
+                           "coverage_flag": {"type": ["string", "null"], "enum": ["too_narrow", "too_wide", None],
+                                             "description": "coverage more than 0.1 off nominal over min_n scores"},
                            "direction": {"type": "object", "properties": {
                                "n": {"type": "integer"}, "accuracy": _RATE, "always_up": _RATE, "last_move": _RATE}},
                            "verdict": {"type": "string", "enum": ["better", "worse", "no_difference", "too_few"]}}},

@@ -77,7 +77,9 @@ def test_on_a_random_walk_it_does_not_flatter() -> None:
 def test_a_too_narrow_interval_shows_coverage_below_nominal() -> None:
     r = _ar1(400, 0.0, 9)
     agg = sb.aggregate(_serve(r[1:], np.zeros(399), 0.003))  # 0.3 sigma: covers ~24 %, claims 80 %
-    assert agg["nominal_coverage"] == 0.8 and agg["coverage"] < 0.35
+    assert agg["nominal_coverage"] == 0.8 and agg["coverage"] < 0.35 and agg["coverage_flag"] == "too_narrow"
+    assert sb.aggregate(_serve(r[1:], np.zeros(399), 0.05))["coverage_flag"] == "too_wide"  # 5 sigma
+    assert sb.aggregate(_serve(r[1:], np.zeros(399), 0.0128))["coverage_flag"] is None
 
 
 def test_few_scores_claim_nothing() -> None:

@@ -113,6 +113,7 @@ def test_forecasts_are_scored_in_either_order_and_a_replay_rebuilds_the_same(kaf
     assert m["live"]["nominal_coverage"] == 0.8 and m["live"]["coverage"] < 0.1
     assert m["live"]["skill"] > 0.5  # half-way to the truth every bar: MSE a quarter of persistence's
     assert m["live"]["verdict"] == "too_few"  # 40 scores: too few to claim anything live
+    assert m["live"]["coverage_flag"] is None  # ... or to flag the band (the page's sentence says it held 0 %)
     assert m["holdout"] == {**m["holdout"], "skill": 0.12, "p": 0.01, "n": 400, "significant": True}
     assert m["better_than_no_change"] is True  # the holdout backs it
     wide_board = api.get("/api/symbols/WIDE/scoreboard?window=10").get_json()
