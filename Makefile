@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # every Procfile process but the one-shot release phase (honcho stops all when one exits)
 PROCESSES = $(shell grep -oE '^[a-z_]+' Procfile | grep -vx release | tr '\n' ' ')
 
-.PHONY: setup setup-test up down status topics migrate run test test-chaos test-fast bench clean
+.PHONY: setup setup-test up down status topics migrate run test test-chaos bench clean
 
 setup:
 	@scripts/setup.sh run

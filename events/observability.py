@@ -20,7 +20,9 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 EVENTS_IN = Counter("tickerbell_events_in_total", "Messages consumed", ["process", "topic"])
 EVENTS_OUT = Counter("tickerbell_events_out_total", "Events produced", ["process", "topic"])
 DLQ = Counter("tickerbell_dlq_total", "Messages sent to a dead-letter topic", ["process", "topic"])
-ERRORS = Counter("tickerbell_errors_total", "Errors by kind", ["process", "kind"])
+ERRORS = Counter("tickerbell_errors_total",
+                 "Warnings and errors logged, by level and logger (a retry, a refused input, a failed send...)",
+                 ["process", "kind"])
 BATCH_SECONDS = Histogram(
     "tickerbell_batch_seconds", "Time to process one consumed batch (decode to commit)", ["process"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
@@ -52,15 +54,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class ErrorCounter(logging.Handler):
+    """Counts every warning and error a process logs in ``tickerbell_errors_total``: the code
+    already logs each retry, refusal and failure once, so the metric needs no call site of its own."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__(level=logging.WARNING)
+        self.process = process
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ERRORS.labels(self.process, f"{record.levelname.lower()}:{record.name}").inc()
+
+
 def setup_logging(process: str, level: str = "INFO", json_logs: bool = True) -> None:
     """Configure the root logger once for a process (JSON lines on stderr)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(process) if json_logs else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler._tickerbell = True  # type: ignore[attr-defined]
+    counter = ErrorCounter(process)
+    counter._tickerbell = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    # replace only our own handler (a second call), leave others (e.g. pytest's capture) in place
-    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_tickerbell", False)] + [handler]
+    # replace only our own handlers (a second call), leave others (e.g. pytest's capture) in place
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_tickerbell", False)] + [handler, counter]
     root.setLevel(level)
 
 

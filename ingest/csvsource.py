@@ -15,7 +15,6 @@ do not show up as crashes.
 from __future__ import annotations
 
 import csv
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -114,12 +113,3 @@ class CsvSource:
                 break
         return out or None
 
-
-def ticks_csv(ticks: Iterable[RawTick]) -> str:
-    """Ticks as CSV text in the tick shape (for exports and tests)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["symbol", "ts", "price", "size"])
-    for t in ticks:
-        w.writerow([t.symbol, t.ts_ms, t.price, t.size])
-    return buf.getvalue()

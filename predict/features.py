@@ -77,11 +77,6 @@ def log_returns(close: np.ndarray) -> np.ndarray:
     return r
 
 
-def trailing_volatility(close: np.ndarray) -> np.ndarray:
-    """Standard deviation of the last ``VOL_BARS`` log returns (bars ``t-19..t``)."""
-    return _trailing(log_returns(close), VOL_BARS, "std")
-
-
 def compute_features(ohlcv: np.ndarray) -> np.ndarray:
     """Feature rows ``(..., T, F)`` from OHLCV ``(..., T, 5)``; NaN where warm-up is not over."""
     ohlcv = np.asarray(ohlcv, dtype=np.float64)

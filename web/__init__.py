@@ -141,6 +141,3 @@ def _security_headers(response: Response) -> Response:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
 
-
-def settings_of(app: Flask) -> Settings:
-    return app.extensions["tickerbell_settings"]

@@ -10,7 +10,7 @@ import urllib.request
 
 from events.contract import Tick
 from events.kafka import EventProducer, StreamRunner
-from events.observability import JsonFormatter, serve_metrics
+from events.observability import ERRORS, ErrorCounter, JsonFormatter, serve_metrics
 from events.settings import Settings
 from tests.events.test_contract import tick
 
@@ -21,6 +21,21 @@ def test_log_lines_are_json_with_event_ids() -> None:
     line = json.loads(JsonFormatter("alerts").format(record))
     assert line["msg"] == "fired r1" and line["event_id"] == "alert:abc"
     assert line["level"] == "WARNING" and line["process"] == "alerts" and line["ts"].endswith("Z")
+
+
+def test_every_warning_and_error_logged_is_counted_by_level_and_logger() -> None:
+    log = logging.getLogger("tests.observability.counted")
+    log.propagate = False
+    log.addHandler(ErrorCounter("testproc"))
+    before = {k: ERRORS.labels("testproc", k)._value.get() for k in ("warning:tests.observability.counted",
+                                                                      "error:tests.observability.counted")}
+    log.info("not counted")
+    log.warning("a retry")
+    log.warning("another retry")
+    log.error("a failure")
+    after = {k: ERRORS.labels("testproc", k)._value.get() for k in before}
+    assert {k: after[k] - before[k] for k in before} == {"warning:tests.observability.counted": 2,
+                                                         "error:tests.observability.counted": 1}
 
 
 def free_port() -> int:

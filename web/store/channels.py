@@ -75,14 +75,9 @@ def check_url(url: str, settings: Settings, kind: str) -> None:
         raise ValidationFailed({"target": "must be an http(s):// URL"})
     if kind == "slack" and parts.scheme != "https":
         raise ValidationFailed({"target": "Slack webhook URLs use https://"})
-    try:
-        from alerts.netguard import UnsafeURL
-        from alerts.netguard import check_url as netguard_check
-    except ImportError:  # the guard lives with the senders; without it only private hosts are refused by name
-        log.warning("alerts.netguard is not installed: URL %s checked by scheme only", parts.hostname)
-        if parts.hostname in ("localhost", "127.0.0.1", "::1", "0.0.0.0") and not settings.allow_private_webhooks:
-            raise ValidationFailed({"target": "must not point at this machine"}) from None
-        return
+    from alerts.netguard import UnsafeURL
+    from alerts.netguard import check_url as netguard_check
+
     try:
         netguard_check(url, allow_private=settings.allow_private_webhooks)
     except UnsafeURL as exc:

@@ -100,10 +100,8 @@ def _int_field(data: dict[str, Any], name: str, lo: int, hi: int, errors: dict[s
 
 def engine_check(condition: dict[str, Any]) -> dict[str, str]:
     """Ask the rule engine itself whether it can evaluate the condition (the final word)."""
-    try:
-        from alerts.conditions import ConditionError, compile_condition
-    except ImportError:  # the engine is another stage; without it the contract check stands
-        return {}
+    from alerts.conditions import ConditionError, compile_condition
+
     try:
         compile_condition(msgspec.convert(condition, contract.Condition))
     except ConditionError as exc:
@@ -328,14 +326,9 @@ def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id
         raise ValidationFailed({"days": f"a preview reads at most {limits.preview_bars} bars (preview_bars); "
                                         f"{days} days of {len(event.symbols)} symbol(s) are {needed}: "
                                         f"look back at most {most} days"})
-    try:
-        from alerts.preview import preview_rule
-    except ImportError:
-        raise ApiError(503, "preview is not available: the alerts package does not provide alerts.preview yet") from None
-    try:
-        from alerts.conditions import ConditionError
-    except ImportError:  # pragma: no cover - shipped together with alerts.preview
-        ConditionError = ValueError  # type: ignore[misc,assignment]
+    from alerts.conditions import ConditionError
+    from alerts.preview import preview_rule
+
     try:
         fired = preview_rule(session, event, days=days)
     except ConditionError as exc:
@@ -345,6 +338,3 @@ def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id
     return {"count": sum(1 for a in fired if a.get("state", "firing") == "firing"), "days": days,
             "alerts": fired, "symbols": event.symbols}
 
-
-def to_event(session: Session, rule: models.Rule) -> contract.Rule:
-    return rule_event(session, rule)
