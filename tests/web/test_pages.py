@@ -56,6 +56,19 @@ def test_html_register_and_login_forms(sqlite_app: Flask) -> None:
     assert good.status_code == 302 and good.location.endswith("/dashboard")  # no open redirect
 
 
+def test_the_chart_draws_price_levels_not_the_size_of_a_move(sqlite_app: Flask) -> None:
+    api = Api(sqlite_app.test_client())
+    api.register("levels@example.com")
+    for condition in ({"series": "price", "op": "crossing_up", "value": 250},
+                      {"series": "price", "op": "moving_up_pct", "value": 0.2, "window_bars": 1},
+                      {"series": "close", "op": "moving_down", "value": 3, "window_bars": 5}):
+        created = api.post("/api/rules", {"symbol": "AAPL", "condition": condition})
+        assert created.status_code == 201, created.get_json()
+    page = api.get("/symbols/AAPL").get_data(as_text=True)
+    levels = re.search(r'data-levels="([^"]*)"', page).group(1)
+    assert json.loads(levels.replace("&#34;", '"')) == [250]  # a 0.2 % move is no price to draw a line at
+
+
 def test_vendor_assets_are_served_locally(sqlite_app: Flask) -> None:
     client = sqlite_app.test_client()
     plotly_js = client.get("/vendor/plotly.min.js")
