@@ -154,11 +154,11 @@ def overview():
 @bp.get("/status")
 @login_required
 def status():
-    from web.status import may_view
+    from web.status import forecast_drift, may_view
 
     if not may_view(current_user):
         abort(403)
-    return render_template("status.html")
+    return render_template("status.html", drift=forecast_drift(get_db()))
 
 
 @bp.get("/account")

@@ -4,7 +4,9 @@ Rates are differences between two samples of end offsets (topics) and
 committed offsets (groups). The previous sample is kept in Redis, so a page
 refresh after a few seconds has a rate without waiting; the first view takes
 two samples ``SAMPLE_S`` apart. Processes that report heartbeats
-(``projector``, ``bridge``) add their own counters.
+(``projector``, ``bridge``) add their own counters. :func:`forecast_drift`
+adds the models whose live interval coverage has drifted from nominal (from
+the ``forecast_scores`` projection, so it needs the database, not Kafka).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from events.contract import DLQ_SUFFIX
 from events.kafka import admin_client, topic_specs
 from events.settings import Settings
+from predict import scoreboard as sb
 
 log = logging.getLogger(__name__)
 
 SAMPLE_S = 1.0
 HEARTBEAT_TTL_S = 120
+#: at most this many (symbol, model version) pairs are checked per view (a safety net, as the group cap)
+DRIFT_MAX_PAIRS = 2000
 
 
 def may_view(user: Any) -> bool:
@@ -136,3 +141,30 @@ def collect(settings: Settings, client: redis.Redis, prefix: str) -> dict[str, A
     dlq = {t["topic"][: -len(DLQ_SUFFIX)]: t["messages"] for t in topics if t["dlq"]}
     return {"sampled_over_s": round(dt, 2), "topics": [t for t in topics if not t["dlq"]], "groups": groups,
             "dlq": dlq, "processes": heartbeats(client, prefix)}
+
+
+def forecast_drift(session: Any) -> dict[str, Any]:
+    """Per model version and symbol with at least ``sb.MIN_N`` scored forecasts (over the scoreboard's
+    rolling window): those whose interval coverage is more than ``sb.COVERAGE_MARGIN`` off nominal.
+
+    The flag is the scoreboard's own (:func:`predict.scoreboard.aggregate`), so the status page and the
+    symbol page never disagree on which model drifts.
+    """
+    from sqlalchemy import func, select
+
+    from events import models
+    from web.projector import live_scores
+
+    S = models.ForecastScoreRecord
+    pairs = session.execute(select(S.symbol, S.model_version).group_by(S.symbol, S.model_version)
+                            .having(func.count() >= sb.MIN_N).order_by(S.symbol, S.model_version)
+                            .limit(DRIFT_MAX_PAIRS)).all()
+    flagged = []
+    for symbol, version in pairs:
+        live = sb.aggregate(live_scores(session, symbol, version))
+        if live["coverage_flag"]:
+            flagged.append({"symbol": symbol, "model_version": version, "n": live["n"], "coverage": live["coverage"],
+                            "nominal_coverage": live["nominal_coverage"], "flag": live["coverage_flag"],
+                            "from_ms": live["from_ms"], "to_ms": live["to_ms"]})
+    return {"margin": sb.COVERAGE_MARGIN, "min_n": sb.MIN_N, "window": sb.WINDOW, "checked": len(pairs),
+            "flagged": flagged}

@@ -8,6 +8,7 @@ from flask_login import current_user
 from web import status
 from web.api import bp, settings
 from web.auth import redis_client
+from web.db import get_db
 from web.errors import ApiError
 
 
@@ -15,7 +16,9 @@ from web.errors import ApiError
 def status_json():
     if not status.may_view(current_user):
         raise ApiError(403, "the status numbers are for administrators")
-    return jsonify(status.collect(settings(), redis_client(), current_app.config["REDIS_PREFIX"]))
+    drift = status.forecast_drift(get_db())
+    return jsonify({**status.collect(settings(), redis_client(), current_app.config["REDIS_PREFIX"]),
+                    "forecast_drift": drift})
 
 
 @bp.get("/openapi.json")
