@@ -39,7 +39,7 @@ import msgspec
 from alerts.conditions import (
     CHANNEL_OPS, COMPARE_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, Observation, bar_values, prediction_values,
 )
-from alerts.templates import alert_context, condition_text, default_message, fmt_number, iso_time, render
+from alerts.templates import alert_context, default_message, render, summary
 from events.contract import Alert, Bar, Prediction, Rule, Tick, alert_id
 
 __all__ = ["CompiledRule", "Evaluator", "RuleState", "SymbolState", "in_active_hours", "in_us_market_hours"]
@@ -464,14 +464,13 @@ class Evaluator:
             value=value, threshold=threshold, channel_ids=list(rule.channel_ids) if state == "firing" else [],
             rule_name=rule.name, evidence=evidence,
         )
-        if state != "firing":
-            message = f"{symbol}: resolved, {condition_text(cond.series, cond.op, threshold)} no longer holds " \
-                      f"(value {fmt_number(value)})"
-        elif not rule.message:  # the common case, without building the template context
-            message = f"{symbol}: {condition_text(cond.series, cond.op, threshold)} " \
-                      f"(value {fmt_number(value)} at {iso_time(ts_ms)})"
+        # the plain words, with what only the rule knows (window, channel bounds, compared series)
+        plain = summary(symbol, cond.series, cond.op, value, threshold, state, cond)
+        if state != "firing" or not rule.message:  # the common case, without building the template context
+            message = plain
         else:
             ctx = alert_context(alert, self.public_url, self.bar_seconds)
+            ctx["summary"] = plain
             message = render(rule.message, ctx, default_message(ctx))
         return msgspec.structs.replace(alert, message=message[:8000])
 

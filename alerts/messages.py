@@ -11,7 +11,7 @@ import unicodedata
 from email.message import EmailMessage
 from typing import Any
 
-from alerts.templates import default_message, fmt_number, render, render_json_body
+from alerts.templates import default_message, fmt_value, render, render_json_body
 
 __all__ = ["build_email", "channel_disabled_email", "confirmation_email", "one_line", "slack_payload", "webhook_body", "webhook_headers",
            "sign_webhook", "webhook_id"]
@@ -60,17 +60,31 @@ def webhook_body(template: str | None, ctx: dict[str, Any], test: bool = False) 
 
 
 def headline(ctx: dict[str, Any]) -> str:
+    """The first line: the alert's message (the rule's template, or the engine's plain words)."""
     return ctx.get("message") or default_message(ctx)
+
+
+def subject_line(ctx: dict[str, Any]) -> str:
+    """What happened in plain words, whatever the rule's message says (that is the first line)."""
+    return f"[Tickerbell] {ctx.get('summary') or default_message(ctx)}"
+
+
+def _value(ctx: dict[str, Any]) -> str:
+    return fmt_value(ctx["value"], ctx["series"], ctx["op"])
+
+
+def _threshold(ctx: dict[str, Any]) -> str:
+    return fmt_value(ctx["threshold"], ctx["series"], ctx["op"])
 
 
 def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
     """Block Kit message with a plain-text fallback in ``text``."""
     text = headline(ctx)
     fields = [("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]),
-              ("Value", fmt_number(ctx["value"])), ("Threshold", fmt_number(ctx["threshold"])),
+              ("Value", _value(ctx)), ("Threshold", _threshold(ctx)),
               ("Time", ctx["time"]), ("Rule", ctx["rule_name"] or str(ctx["rule_id"]))]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{ctx['ticker']}: {ctx['condition']}"[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": (ctx.get("summary") or default_message(ctx))[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
     ]
@@ -81,22 +95,24 @@ def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: str = "") -> EmailMessage:
-    """multipart/alternative: plain text and HTML with symbol, condition, value, threshold, time, chart link."""
-    subject = render(subject_template, ctx, "") or f"[Tickerbell] {ctx['ticker']}: {ctx['condition']}"
+    """multipart/alternative: plain text and HTML with symbol, condition, value, threshold, time, chart link.
+    The subject says what happened in plain words; the first line is the alert's message. The sender
+    adds ``Date`` and ``Message-ID`` (:mod:`alerts.notify`), as they depend on the send."""
+    subject = render(subject_template, ctx, "") or subject_line(ctx)
     text_lines = [
         headline(ctx), "",
         f"Symbol:    {ctx['ticker']}",
         f"Condition: {ctx['condition']}",
-        f"Value:     {fmt_number(ctx['value'])}",
-        f"Threshold: {fmt_number(ctx['threshold'])}",
+        f"Value:     {_value(ctx)}",
+        f"Threshold: {_threshold(ctx)}",
         f"Time:      {ctx['time']}",
     ]
     if ctx.get("chart_url"):
         text_lines.append(f"Chart:     {ctx['chart_url']}")
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in (("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]), ("Value", fmt_number(ctx["value"])),
-                     ("Threshold", fmt_number(ctx["threshold"])), ("Time", ctx["time"]))
+        for k, v in (("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]), ("Value", _value(ctx)),
+                     ("Threshold", _threshold(ctx)), ("Time", ctx["time"]))
     )
     link = (f"<p><a href='{html.escape(ctx['chart_url'], quote=True)}'>Open the {html.escape(ctx['ticker'])} chart</a></p>"
             if ctx.get("chart_url") else "")
@@ -129,7 +145,7 @@ def digest_id(alert_ids: list[str], channel_id: int) -> str:
 
 
 def digest_line(ctx: dict[str, Any]) -> str:
-    return f"{ctx['time']}  {ctx['ticker']}: {ctx['condition']} (value {fmt_number(ctx['value'])})"
+    return f"{ctx['time']}  {ctx.get('summary') or default_message(ctx)}"
 
 
 def digest_webhook_body(ctxs: list[dict[str, Any]]) -> bytes:
@@ -154,7 +170,7 @@ def build_digest_email(ctxs: list[dict[str, Any]], mail_from: str, to: str) -> E
     more = len(ctxs) - len(lines)
     rows = "".join(
         f"<tr><td>{html.escape(c['time'])}</td><td>{html.escape(c['ticker'])}</td>"
-        f"<td>{html.escape(c['condition'])}</td><td>{html.escape(fmt_number(c['value']))}</td>"
+        f"<td>{html.escape(c['condition'])}</td><td>{html.escape(_value(c))}</td>"
         f"<td><a href='{html.escape(c['chart_url'], quote=True)}'>chart</a></td></tr>"
         for c in ctxs[:MAX_DIGEST_LINES])
     msg = EmailMessage()

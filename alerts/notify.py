@@ -21,6 +21,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any, Callable
 
 import httpx
@@ -52,6 +54,14 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt
 
 
+def dated(msg: EmailMessage, now: datetime | None = None) -> EmailMessage:
+    """Give ``msg`` its ``Date`` (RFC 5322 requires one; some filters mark mail without it), the send
+    time in UTC; a retry is a new send and gets a new date, while its Message-ID stays."""
+    del msg["Date"]
+    msg["Date"] = format_datetime(now or utcnow())
+    return msg
+
+
 def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings: Settings,
                  config: NotifyConfig, client: httpx.Client | None = None, test: bool = False) -> Outcome:
     """Render and send one notification on ``channel``; never raises for a failed send."""
@@ -59,7 +69,7 @@ def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, sett
     if channel.kind == "email":
         msg = messages.build_email(ctx, settings.mail_from, channel.target)
         msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"  # stable: receivers dedupe
-        return send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+        return send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
     if channel.kind == "slack":
         body = messages.json_bytes(messages.slack_payload(ctx))
         return send_http(client, channel.target, body, {"content-type": "application/json"},
@@ -243,7 +253,7 @@ def digest_send(channel: models.Channel, ctxs: list[dict[str, Any]], msg_id: str
     if channel.kind == "email":
         msg = messages.build_digest_email(ctxs, settings.mail_from, channel.target)
         msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"
-        return send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+        return send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
     if channel.kind == "slack":
         return send_http(client, channel.target, messages.json_bytes(messages.digest_slack_payload(ctxs)),
                          {"content-type": "application/json"}, allow_private=settings.allow_private_webhooks,
@@ -365,7 +375,7 @@ def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Setti
     try:
         msg = messages.channel_disabled_email(channel.name, channel.kind, reason, settings.mail_from, user.email,
                                               settings.public_url)
-        outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+        outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
     except Exception as exc:  # noqa: BLE001 - telling the user is secondary to recording the attempt
         outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}")
     if not outcome.ok:
@@ -390,7 +400,7 @@ def send_confirmation(sessions: sessionmaker[Session], channel_id: int, settings
         token = confirmation_token(settings.secret_key.get(), channel.id, channel.target)
         msg = messages.confirmation_email(channel.name, channel.target, confirmation_url(settings.public_url, token),
                                           settings.mail_from, MAX_AGE_S // 3600)
-    outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
     if not outcome.ok:
         log.warning("channel %s: the confirmation mail was not sent: %s", channel_id, outcome.error)
         return "failed"
@@ -419,7 +429,7 @@ def send_signup_mail(sessions: sessionmaker[Session], user_id: int, kind: str, s
             msg = link_email(user.email, signup_url(settings.public_url, token), settings.mail_from, MAX_AGE_S // 3600)
         else:
             msg = taken_email(user.email, settings.public_url, settings.mail_from)
-    outcome = send_email(settings.smtp_url.get(), msg, config.smtp_timeout_s)
+    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
     if not outcome.ok:
         log.warning("user %s: the sign-up mail (%s) was not sent: %s", user_id, kind, outcome.error)
         return "failed"

@@ -4,7 +4,9 @@
 ``{{volume}}``, ``{{price}}``, ``{{time}}`` (ISO 8601 UTC of the trigger),
 ``{{timenow}}``, ``{{interval}}``, ``{{value}}``, ``{{threshold}}``,
 ``{{series}}``, ``{{op}}``, ``{{condition}}``, ``{{rule}}``, ``{{state}}``,
-``{{alert_id}}``, ``{{chart_url}}`` and every evidence series by name.
+``{{alert_id}}``, ``{{chart_url}}``, ``{{summary}}`` (the alert in plain words),
+``{{value_text}}`` and ``{{threshold_text}}`` (formatted for the series: ``1.71 %``)
+and every evidence series by name.
 A template that fails to parse or render yields a plain fallback line
 rather than an exception: a user's typo must not lose the alert.
 
@@ -16,6 +18,7 @@ and falls back (the engine renders every user's messages in one process).
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -25,18 +28,18 @@ from typing import Any
 from jinja2 import TemplateError, Undefined
 
 from alerts.sandbox import BoundedEnvironment, TemplateBudgetExceeded, budget
-from events.contract import Alert
+from events.contract import Alert, Condition
 
-__all__ = ["alert_context", "condition_text", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
+__all__ = ["alert_context", "alert_summary", "condition_text", "fmt_value", "summary", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
 
 _env = BoundedEnvironment(autoescape=False, undefined=Undefined)
 MAX_OUTPUT = 16_000
 
 OP_WORDS = {
     "greater_than": "above", "less_than": "below", "crossing": "crossing", "crossing_up": "crossing up",
-    "crossing_down": "crossing down", "entering_channel": "entering channel", "exiting_channel": "exiting channel",
-    "inside_channel": "inside channel", "outside_channel": "outside channel", "moving_up": "moving up by",
-    "moving_down": "moving down by", "moving_up_pct": "moving up % by", "moving_down_pct": "moving down % by",
+    "crossing_down": "crossing down", "entering_channel": "entering", "exiting_channel": "exiting",
+    "inside_channel": "inside", "outside_channel": "outside", "moving_up": "up at least",
+    "moving_down": "down at least", "moving_up_pct": "up at least", "moving_down_pct": "down at least",
 }
 
 
@@ -98,8 +101,163 @@ def fmt_number(value: float | None) -> str:
     return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
 
 
-def condition_text(series: str, op: str, threshold: float | None) -> str:
-    return f"{series} {OP_WORDS.get(op, op)} {fmt_number(threshold)}"
+# --- plain words: what an alert says, its numbers formatted for its series -----------------------
+#
+# The unit of a number follows from the series and the operator alone (both travel on every Alert):
+# a move in percent (``moving_*_pct``) is in percent whatever the series; otherwise the series says.
+# Names are read by pattern, so a new ``sma_200`` or ``day_change_pct`` is worded with no new table.
+# web/static/app.js (TB.fmt.alertValue) follows the same rules for the pages.
+
+_LABEL_PREFIXES = (("sma_", "SMA "), ("ema_", "EMA "), ("rsi_", "RSI "), ("volatility_", "volatility "),
+                   ("zscore_", "z-score "), ("volume_avg_", "average volume "))
+_LABELS = {"price": "", "macd": "MACD", "vwap": "VWAP", "count": "trades", "change_pct": "bar change",
+           "volume_ratio": "volume ratio", "forecast.move_pct": "forecast move",
+           "forecast.lower_move_pct": "forecast low move", "forecast.upper_move_pct": "forecast high move",
+           "forecast.close": "forecast close", "forecast.lower": "forecast low", "forecast.upper": "forecast high"}
+
+
+def series_label(series: str) -> str:
+    """How a series is named in a sentence: ``RSI 14``, ``SMA 50``; the price itself goes unnamed."""
+    if series in _LABELS:
+        return _LABELS[series]
+    for prefix, label in _LABEL_PREFIXES:
+        if series.startswith(prefix):
+            return label + series[len(prefix):]
+    return series.replace("_", " ")
+
+
+def series_unit(series: str, op: str = "") -> str:
+    """``percent``, ``volume``, ``ratio``, ``index`` (0-100 oscillators), ``seconds`` or ``price``."""
+    if op.endswith("_pct") or series.endswith("_pct") or series.startswith("volatility_"):
+        return "percent"
+    if series in ("volume", "count") or series.startswith("volume_avg_"):
+        return "volume"
+    if series == "volume_ratio" or series.startswith("zscore_"):
+        return "ratio"
+    if series.startswith("rsi_"):
+        return "index"
+    if series == "feed":
+        return "seconds"
+    return "price"
+
+
+def fmt_price(value: float) -> str:
+    """2 decimals from 1 up; below 1, four significant digits (a 0.8709 stock is not 0.87)."""
+    if value == 0 or abs(value) >= 1:
+        return f"{value:,.2f}"
+    text = f"{value:.{max(2, 3 - math.floor(math.log10(abs(value))))}f}".rstrip("0")
+    return text + "0" * max(0, 2 - len(text.partition(".")[2]))
+
+
+def fmt_value(value: float | None, series: str, op: str = "") -> str:
+    """``value`` of an alert on ``series`` under ``op``, formatted for its unit: ``1.71 %``,
+    ``250.00``, ``12,345``, ``3.10``, ``28.4``; ``n/a`` when unknown."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    unit = series_unit(series, op)
+    if unit == "percent":
+        return f"{value:.2f} %"
+    if unit == "volume":
+        return f"{value:,.0f}"
+    if unit == "ratio":
+        return f"{value:.2f}"
+    if unit == "index":
+        return f"{value:.1f}".removesuffix(".0")
+    if unit == "seconds":
+        return window_words(seconds=value)
+    return fmt_price(value)
+
+
+def rule_number(value: float | None, series: str, op: str = "") -> str:
+    """A rule's own number as its author typed it (``250``, ``0.2 %``), not padded to 2 decimals."""
+    if value is None:
+        return "n/a"
+    text = f"{int(value):,}" if value.is_integer() and abs(value) < 1e15 else f"{value:,g}"
+    return text + " %" if series_unit(series, op) == "percent" else text
+
+
+def window_words(seconds: float | None = None, bars: int | None = None) -> str:
+    """``1 min``, ``90 s``, ``2 h``, ``1 d``, ``5 bars``, ``1 bar``."""
+    if bars is not None:
+        return f"{bars} bar" + ("" if bars == 1 else "s")
+    if seconds is None:
+        return ""
+    whole = int(round(seconds))
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size} {unit}"
+    return f"{whole} s"
+
+
+def condition_text(series: str, op: str, threshold: float | None, condition: Condition | None = None) -> str:
+    """The rule in words: ``price crossing up 250``, ``RSI 14 below 30``, ``price up at least 0.2 %
+    in 1 min``, ``z-score 20 outside -3..3``. Without ``condition`` (an Alert alone), a channel is
+    named by its nearer bound and a move by its size only."""
+    name = series_label(series) or "price"
+    words = OP_WORDS.get(op, op.replace("_", " "))
+    if condition is not None and condition.other is not None:
+        text = f"{name} {words} {series_label(condition.other) or 'price'}"
+    elif condition is not None and condition.lower is not None and condition.upper is not None:
+        text = f"{name} {words} {condition.lower:g}..{condition.upper:g}"
+    elif op in ("inside_channel", "outside_channel", "entering_channel", "exiting_channel"):
+        text = f"{name} {words} the channel"
+    else:
+        text = f"{name} {words} {rule_number(threshold, series, op)}"
+    window = _window_of(condition)
+    return f"{text} in {window}" if window and op.startswith("moving_") else text
+
+
+def _window_of(condition: Condition | None) -> str:
+    if condition is None:
+        return ""
+    return window_words(seconds=condition.window_s, bars=condition.window_bars) if (
+        condition.window_s or condition.window_bars) else ""
+
+
+def summary(symbol: str, series: str, op: str, value: float | None, threshold: float | None,
+            state: str = "firing", condition: Condition | None = None) -> str:
+    """One sentence that says what happened, for a subject, a first line, a Slack text:
+    ``AAPL up 1.71 % in 1 min (rule: at least 0.2 %)``, ``AAPL crossed above 250.00 (rule: price
+    crossing up 250)``, ``AAPL RSI 14 at 28.4, crossing under 30 (rule: RSI 14 crossing down 30)``.
+    ``condition`` (the rule's, where the caller has it: the engine) adds the window, the channel's
+    bounds and the name of a compared series."""
+    if series == "feed":  # the stale-feed system alert: value is the silence, threshold the limit
+        if state != "firing":
+            return f"{symbol}: ticks are flowing again"
+        return f"{symbol}: no ticks for {fmt_value(value, series)} (limit {fmt_value(threshold, series)})"
+    label = series_label(series)
+    subject = f"{symbol} {label}".rstrip()
+    rule = condition_text(series, op, threshold, condition)
+    now = fmt_value(value, series, op)
+    if condition is not None and condition.other is not None:
+        level = f"{series_label(condition.other) or 'price'} at {fmt_value(threshold, condition.other)}"
+    else:
+        level = fmt_value(threshold, series, op)
+    if state != "firing":
+        at = f"now {'up' if op in ('moving_up', 'moving_up_pct') else 'down'} {now}" if op.startswith("moving_") \
+            else f"now {now}"
+        return f"{symbol} resolved: {rule} no longer holds ({at})"
+    if op.startswith("moving_"):
+        window = _window_of(condition)
+        direction = "up" if op in ("moving_up", "moving_up_pct") else "down"
+        return (f"{subject} {direction} {now}" + (f" in {window}" if window else "")
+                + f" (rule: at least {rule_number(threshold, series, op)})")
+    if op in ("crossing", "crossing_up", "crossing_down"):
+        up = op == "crossing_up" or (op == "crossing" and value is not None and threshold is not None
+                                     and value > threshold)
+        if series == "price":  # a tick crosses by cents: the level says it all
+            return f"{symbol} crossed {'above' if up else 'below'} {level} (rule: {rule})"
+        return f"{subject} at {now}, crossing {'above' if up else 'under'} {level} (rule: {rule})"
+    if condition is not None and condition.lower is not None and condition.upper is not None:
+        level = f"{fmt_value(condition.lower, series, op)}..{fmt_value(condition.upper, series, op)}"
+        return f"{subject} at {now}, {OP_WORDS.get(op, op)} {level} (rule: {rule})"
+    if op in ("inside_channel", "outside_channel", "entering_channel", "exiting_channel"):
+        return f"{subject} at {now}, {OP_WORDS[op]} the channel (nearer bound {level})"
+    return f"{subject} at {now}, {OP_WORDS.get(op, op.replace('_', ' '))} {level} (rule: {rule})"
+
+
+def alert_summary(alert: Alert, condition: Condition | None = None) -> str:
+    return summary(alert.symbol, alert.series, alert.op, alert.value, alert.threshold, alert.state, condition)
 
 
 def iso_time(ts_ms: int) -> str:
@@ -120,6 +278,9 @@ def alert_context(alert: Alert, public_url: str = "", bar_seconds: int = 60,
         "ts_ms": alert.ts, "interval": f"{bar_seconds}s",
         "value": alert.value, "threshold": alert.threshold, "series": alert.series, "op": alert.op,
         "condition": condition_text(alert.series, alert.op, alert.threshold),
+        "summary": alert_summary(alert),
+        "value_text": fmt_value(alert.value, alert.series, alert.op),
+        "threshold_text": fmt_value(alert.threshold, alert.series, alert.op),
         "rule": alert.rule_name, "rule_name": alert.rule_name, "rule_id": alert.rule_id,
         "state": alert.state, "alert_id": alert.id, "message": alert.message,
         "chart_url": f"{public_url}/symbols/{alert.symbol}" if public_url else "",
@@ -170,8 +331,8 @@ def sample_context() -> dict[str, Any]:
 
 
 def default_message(context: dict[str, Any]) -> str:
-    return (f"{context['ticker']}: {context['condition']} "
-            f"(value {fmt_number(context['value'])} at {context['time']})")
+    """The message of an alert whose rule has none (or whose template failed): the plain summary."""
+    return context.get("summary") or f"{context['ticker']}: {context['condition']}"
 
 
 def render_json_body(source: str | None, context: dict[str, Any], default: dict[str, Any]) -> bytes:

@@ -122,7 +122,7 @@ def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Setting
     flaky_calls = receiver.got("/flaky")
     assert len(flaky_calls) == 3 and len({c.headers["webhook-id"] for c in flaky_calls}) == 1
     mails = smtp_server.messages
-    assert sorted(m["Subject"] for m in mails) == ["[Tickerbell] AAPL: price crossing up 150"] * 2
+    assert sorted(m["Subject"] for m in mails) == ["[Tickerbell] AAPL crossed above 150.00 (rule: price crossing up 150)"] * 2
     for m in mails:
         text = m.get_body(("plain",)).get_content()
         assert text.startswith("AAPL crossed 150.0 at 15") and "http://tb.test/symbols/AAPL" in text
