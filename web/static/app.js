@@ -14,7 +14,45 @@
     return data;
   }
 
+  // An alert's numbers in the unit of its series, by the rules of alerts/templates.py (fmt_value):
+  // a percent move (moving_*_pct) is in % whatever the series, a volume a whole number, a ratio or
+  // z-score 2 decimals, an RSI 1, a price 2 (4 significant digits below 1). Tested in node
+  // (tests/web/test_alert_format_js.py).
+  function unitOf(series, op) {
+    const s = series || "", o = op || "";
+    if (o.endsWith("_pct") || s.endsWith("_pct") || s.startsWith("volatility_")) return "percent";
+    if (s === "volume" || s === "count" || s.startsWith("volume_avg_")) return "volume";
+    if (s === "volume_ratio" || s.startsWith("zscore_")) return "ratio";
+    if (s.startsWith("rsi_")) return "index";
+    if (s === "feed") return "seconds";
+    return "price";
+  }
+  function alertPrice(v) {
+    const decimals = v === 0 || Math.abs(v) >= 1 ? 2 : Math.max(2, 3 - Math.floor(Math.log10(Math.abs(v))));
+    return v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: decimals });
+  }
+  function windowWords(seconds) {
+    const whole = Math.round(seconds);
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) if (whole >= size && whole % size === 0) return `${whole / size} ${unit}`;
+    return `${whole} s`;
+  }
+  function seriesValue(v, series, op) {
+    if (v == null || !Number.isFinite(Number(v))) return "—";
+    const n = Number(v);
+    switch (unitOf(series, op)) {
+      case "percent": return n.toFixed(2) + " %";
+      case "volume": return Math.round(n).toLocaleString();
+      case "ratio": return n.toFixed(2);
+      case "index": return n.toFixed(1).replace(/\.0$/, "");
+      case "seconds": return windowWords(n);
+      default: return alertPrice(n);
+    }
+  }
+
   const fmt = {
+    unitOf, seriesValue,
+    alertValue: (a) => seriesValue(a.value, a.series, a.op),
+    alertLevel: (a) => seriesValue(a.threshold, a.series, a.op),
     price: (v) => v == null ? "—" : Number(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: v < 1 ? 6 : 2 }),
     num: (v, d = 2) => v == null ? "—" : Number(v).toLocaleString(undefined, { maximumFractionDigits: d }),
     pct: (v) => v == null ? "—" : (v > 0 ? "+" : "") + Number(v).toFixed(2) + " %",
@@ -70,7 +108,7 @@
     const stack = document.querySelector(".toast-stack") || document.body.appendChild(el("div", { class: "toast-stack" }));
     const t = el("div", { class: "toast " + a.state },
       el("b", { text: `${a.state === "resolved" ? "Resolved" : "Alert"} · ${a.symbol}` }),
-      el("div", { text: a.message || `${a.rule_name || "Rule #" + a.rule_id}: ${a.series} ${a.op.replaceAll("_", " ")} ${a.threshold ?? ""}` }));
+      el("div", { text: a.message || `${a.rule_name || "Rule #" + a.rule_id}: ${a.series} ${a.op.replaceAll("_", " ")} ${fmt.alertLevel(a)}` }));
     stack.append(t);
     setTimeout(() => t.remove(), 8000);
   }
@@ -81,6 +119,7 @@
     return q.toString();
   }
 
+  if (typeof module === "object" && module.exports) { module.exports = { fmt }; return; }  // node: the formatters
   window.TB = { api, fmt, el, showErrors, live, on, toast, rangeQuery };
   document.addEventListener("DOMContentLoaded", () => { if (document.body.dataset.user) live(); });
 })();

@@ -77,7 +77,7 @@
       el("td", {}, el("span", { class: "badge " + a.state, text: a.state })),
       el("td", {}, el("a", { href: `/alerts/${encodeURIComponent(a.id)}` }, el("b", { text: a.symbol })),
         el("div", { class: "small muted", text: a.rule_name || `Rule #${a.rule_id}` })),
-      el("td", { class: "num" }, fmt.price(a.value), el("div", { class: "small muted", text: fmt.time(a.ts_ms) })));
+      el("td", { class: "num" }, fmt.alertValue(a), el("div", { class: "small muted", text: fmt.time(a.ts_ms) })));
   }
   api("GET", "/api/alerts?limit=12").then((list) => {
     recent.innerHTML = "";

@@ -24,7 +24,7 @@
     return el("tr", { "data-alert": a.id }, el("td", { class: "small", text: fmt.time(a.ts_ms) }),
       el("td", {}, el("a", { href: `/alerts/${encodeURIComponent(a.id)}`, text: a.rule_name || `Rule #${a.rule_id}` })),
       el("td", {}, el("span", { class: "badge " + a.state, text: a.state })),
-      el("td", { class: "num", text: fmt.price(a.value) }), el("td", { class: "num", text: fmt.price(a.threshold) }));
+      el("td", { class: "num", text: fmt.alertValue(a) }), el("td", { class: "num", text: fmt.alertLevel(a) }));
   }
   function alertTable() {
     const body = document.getElementById("symbol-alerts");
