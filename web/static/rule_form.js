@@ -136,7 +136,7 @@
       if (!list.length) body.append(el("tr", {}, el("td", { class: "empty", text: "This rule has not fired yet." })));
       list.slice(0, 20).forEach((a) => body.append(el("tr", {},
         el("td", { class: "small", text: fmt.time(a.ts_ms) }), el("td", {}, el("a", { href: `/alerts/${encodeURIComponent(a.id)}`, text: a.symbol })),
-        el("td", {}, el("span", { class: "badge " + a.state, text: a.state })), el("td", { class: "num", text: fmt.price(a.value) }))));
+        el("td", {}, el("span", { class: "badge " + a.state, text: a.state })), el("td", { class: "num", text: fmt.alertValue(a) }))));
     });
     if (new URLSearchParams(location.search).get("saved")) form.prepend(el("div", { class: "flash ok", text: "Saved. The engine has been told about the change." }));
     setTimeout(preview, 0);  // an existing rule: show its history straight away
