@@ -8,6 +8,7 @@ variable, so the process fails at start instead of at first use.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,18 @@ class Settings:
     log_level: str = "INFO"
     metrics_port: int = 0
     var_dir: Path = VAR
+    #: the scheduled retrain (``predict.tasks``): seconds between retrains, 0 for none
+    predict_retrain_interval_s: int = 0
+    #: the newest bars per symbol it trains and evaluates on; a symbol with fewer than min_bars is left out
+    predict_retrain_bars: int = 5000
+    predict_retrain_min_bars: int = 400
+    #: the candidate's MSE may exceed the serving model's by this fraction (non-inferiority margin) ...
+    predict_retrain_margin: float = 0.01
+    #: ... shown at this one-sided level
+    predict_retrain_alpha: float = 0.05
+    #: training epochs, 0 for the model's default
+    predict_retrain_epochs: int = 0
+    predict_retrain_queue: str = "tickerbell-predict"
 
     def topic(self, name: str) -> str:
         """The deployed name of a contract topic (a prefix isolates tenants or tests)."""
@@ -130,6 +143,20 @@ def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    """A number in ``lo..hi`` (``default`` when unset or empty)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:  # a NaN fails this too
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -147,6 +174,13 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     scheme = urlsplit(raw).scheme
     if scheme not in schemes:
         raise SettingsError(f"{name} must be a URL with scheme {'/'.join(schemes)}, got scheme {scheme!r}")
+    return raw
+
+
+def _queue(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", raw):
+        raise SettingsError(f"{name} must be a queue name (letters, digits, . _ : -), got {raw!r}")
     return raw
 
 
@@ -289,4 +323,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("LOG_LEVEL", d.log_level).upper(),
         metrics_port=env_int(env, "METRICS_PORT", d.metrics_port, 0, 65535),
         var_dir=var_dir,
+        predict_retrain_interval_s=env_int(env, "PREDICT_RETRAIN_INTERVAL_S", d.predict_retrain_interval_s,
+                                           0, 365 * 86_400),
+        predict_retrain_bars=env_int(env, "PREDICT_RETRAIN_BARS", d.predict_retrain_bars, 100, 10_000_000),
+        predict_retrain_min_bars=env_int(env, "PREDICT_RETRAIN_MIN_BARS", d.predict_retrain_min_bars, 50, 10_000_000),
+        predict_retrain_margin=_float(env, "PREDICT_RETRAIN_MARGIN", d.predict_retrain_margin, 0.0, 1.0),
+        predict_retrain_alpha=_float(env, "PREDICT_RETRAIN_ALPHA", d.predict_retrain_alpha, 1e-6, 0.5),
+        predict_retrain_epochs=env_int(env, "PREDICT_RETRAIN_EPOCHS", d.predict_retrain_epochs, 0, 1000),
+        predict_retrain_queue=_queue(env, "PREDICT_RETRAIN_QUEUE", d.predict_retrain_queue),
     )

@@ -1,8 +1,9 @@
-"""The scheduled retrain: a Celery app of its own (``celery -A predict.tasks worker -B -Q <queue>``).
+"""The scheduled retrain: a Celery app of its own, the Procfile's ``retrain`` process (``python -m predict.tasks``).
 
-The notification workers never import TensorFlow; this app does, so it runs
-as its own worker. Its beat enqueues ``predict.retrain`` every
-``PREDICT_RETRAIN_INTERVAL_S`` seconds (0, the default: no schedule). The task
+The notification workers never import TensorFlow; this app does, inside the
+task only, so it runs as its own worker (a training run would hold a
+notification worker's slot for minutes, and its dyno's memory). Its beat
+enqueues ``predict.retrain`` every ``PREDICT_RETRAIN_INTERVAL_S`` seconds (0, the default: no schedule). The task
 trains on the newest ``PREDICT_RETRAIN_BARS`` bars per symbol of the serving
 bar size from the ``bars`` projection (the project's own stored bars) and
 promotes the candidate only on a significant non-inferiority against the
@@ -17,7 +18,7 @@ from typing import Any, Mapping
 
 from celery import Celery
 
-from events.settings import Settings, SettingsError, env_int, load_settings
+from events.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -31,30 +32,18 @@ class RetrainConfig:
     queue: str = "tickerbell-predict"
 
 
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
+def retrain_config(settings: Settings) -> RetrainConfig:
+    """The retrain's figures, read and validated by the typed settings loader (``PREDICT_RETRAIN_*``)."""
+    return RetrainConfig(
+        interval_s=settings.predict_retrain_interval_s, bars=settings.predict_retrain_bars,
+        min_bars=settings.predict_retrain_min_bars, margin=settings.predict_retrain_margin,
+        alpha=settings.predict_retrain_alpha, epochs=settings.predict_retrain_epochs or None,
+        queue=settings.predict_retrain_queue)
 
 
 def load_retrain_config(env: Mapping[str, str]) -> RetrainConfig:
-    d = RetrainConfig()
-    epochs = env_int(env, "PREDICT_RETRAIN_EPOCHS", 0, 0, 1000)
-    return RetrainConfig(
-        interval_s=env_int(env, "PREDICT_RETRAIN_INTERVAL_S", d.interval_s, 0, 365 * 86_400),
-        bars=env_int(env, "PREDICT_RETRAIN_BARS", d.bars, 100, 10_000_000),
-        min_bars=env_int(env, "PREDICT_RETRAIN_MIN_BARS", d.min_bars, 50, 10_000_000),
-        margin=_float(env, "PREDICT_RETRAIN_MARGIN", d.margin, 0.0, 1.0),
-        alpha=_float(env, "PREDICT_RETRAIN_ALPHA", d.alpha, 1e-6, 0.5),
-        epochs=epochs or None,
-        queue=env.get("PREDICT_RETRAIN_QUEUE") or d.queue)
+    """:func:`retrain_config` of the settings of ``env`` (a bad value is a :class:`SettingsError` naming it)."""
+    return retrain_config(load_settings(env))
 
 
 def retrain_from_bars(settings: Settings, config: RetrainConfig, *, registry_root: Any = None,
@@ -97,4 +86,32 @@ def make_celery(settings: Settings, config: RetrainConfig) -> Celery:
     return celery
 
 
-app = make_celery(load_settings(os.environ), load_retrain_config(os.environ))
+def main() -> int:
+    """The ``retrain`` process of the Procfile: this app's worker with its beat embedded, one task at a
+    time, serving /metrics like every long-running process. With no interval it idles (no schedule)."""
+    import logging
+    import signal
+    import sys
+
+    from events.observability import serve_metrics, setup_logging
+
+    # until Celery installs its own handlers (warm shutdown), a SIGTERM ends start-up cleanly
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    settings, config = app.tickerbell  # type: ignore[attr-defined]
+    setup_logging("retrain", settings.log_level, json_logs=True)
+    serve_metrics(settings.metrics_port)
+    if config.interval_s <= 0:
+        logging.getLogger(__name__).info("PREDICT_RETRAIN_INTERVAL_S is 0: no scheduled retrain")
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    app.worker_main(["worker", "-B", "-Q", config.queue, "-P", "threads", "-c", "1", "-l", settings.log_level,
+                     "--without-gossip", "--without-mingle", "-n", f"retrain-{config.queue}@%h"])
+    return 0
+
+
+_settings = load_settings(os.environ)
+app = make_celery(_settings, retrain_config(_settings))
+
+if __name__ == "__main__":  # python -m predict.tasks: run the app of the imported module, not a second copy
+    from predict.tasks import main as _main
+
+    raise SystemExit(_main())

@@ -20,7 +20,7 @@ START_S = {"stream": 150, "predict": 150}
 
 def test_procfile_has_every_process_of_the_design() -> None:
     expected = {"release", "web", "bridge", "projector", "ingest", "stream", "predict", "alerts", "dispatch",
-                "worker", "relay"}
+                "worker", "relay", "retrain"}
     assert expected <= set(procfile())
 
 
@@ -51,12 +51,16 @@ def healthy(stack: Stack, name: str) -> bool:
                 return smtp.noop()[0] == 250
         except OSError:
             return False
+    if name == "retrain" and "ready" not in proc.tail(200):
+        return False  # its Celery worker (beat embedded) is up, not just the /metrics it serves first
     return "tickerbell_" in stack.metrics(name) or "process_cpu_seconds_total" in stack.metrics(name)
 
 
 @pytest.mark.parametrize("name", LONG_RUNNING)
 def test_process_starts_answers_health_and_stops_on_sigterm(stack: Stack, name: str) -> None:
     extra = {"PORT": str(free_port())} if name == "web" else {}
+    if name == "retrain":  # scheduled (a day apart: nothing trains here) on a queue of its own
+        extra = {"PREDICT_RETRAIN_INTERVAL_S": "86400", "PREDICT_RETRAIN_QUEUE": f"tbtest-{uuid.uuid4().hex[:10]}"}
     stack.start(name, **extra)
     wait_for(lambda: healthy(stack, name), START_S.get(name, 60), f"{name} to answer its health check")
     code = stack.stop(name, timeout_s=45)
