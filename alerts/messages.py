@@ -50,7 +50,8 @@ def default_webhook_document(ctx: dict[str, Any], test: bool = False) -> dict[st
         "type": "alert.test" if test else f"alert.{ctx['state']}",
         "alert_id": ctx["alert_id"], "rule_id": ctx["rule_id"], "rule": ctx["rule_name"],
         "symbol": ctx["ticker"], "state": ctx["state"], "series": ctx["series"], "op": ctx["op"],
-        "condition": ctx["condition"], "value": ctx["value"], "threshold": ctx["threshold"],
+        "condition": ctx["condition"], "summary": ctx.get("summary", ""), "value": ctx["value"],
+        "threshold": ctx["threshold"],
         "time": ctx["time"], "ts_ms": ctx["ts_ms"], "message": ctx["message"], "chart_url": ctx["chart_url"],
     }
 

@@ -95,12 +95,6 @@ def _render_or_none(source: str, context: dict[str, Any], max_chars: int) -> str
         return None
 
 
-def fmt_number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
-
-
 # --- plain words: what an alert says, its numbers formatted for its series -----------------------
 #
 # The unit of a number follows from the series and the operator alone (both travel on every Alert):

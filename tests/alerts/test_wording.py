@@ -176,3 +176,11 @@ def test_slack_and_digest_use_the_same_words() -> None:
     assert line == "2026-11-18T11:06:40Z  AAPL up 1.71 % (rule: at least 0.2 %)"
     ctx = alert_context(pct_alert())
     assert (ctx["value_text"], ctx["threshold_text"]) == ("1.71 %", "0.20 %")
+
+
+def test_the_default_webhook_document_carries_the_words() -> None:
+    import json
+
+    doc = json.loads(messages.webhook_body(None, alert_context(pct_alert())))
+    assert doc["summary"] == "AAPL up 1.71 % (rule: at least 0.2 %)"
+    assert doc["condition"] == "price up at least 0.2 %" and doc["value"] == 1.71234  # the raw number stays
