@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from alerts.links import LinkInvalid, SignedLink
 
 __all__ = ["ConfirmationInvalid", "MAX_AGE_S", "confirmation_token", "confirmation_url", "read_confirmation_token"]
 
@@ -21,8 +21,13 @@ MAX_AGE_S = 48 * 3600
 PATH = "/channels/confirm/"
 
 
-class ConfirmationInvalid(ValueError):
+class ConfirmationInvalid(LinkInvalid):
     """The link is forged, damaged or expired (the message says which, for the page)."""
+
+
+LINK = SignedLink(SALT, PATH, {"c": int, "a": str}, ConfirmationInvalid,
+                  "this confirmation link has expired; ask for a new one on the channels page",
+                  "this confirmation link is not valid", MAX_AGE_S)
 
 
 @dataclass(frozen=True)
@@ -31,26 +36,15 @@ class Confirmation:
     address: str
 
 
-def _serializer(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=SALT)
-
-
 def confirmation_token(secret_key: str, channel_id: int, address: str) -> str:
-    return _serializer(secret_key).dumps({"c": channel_id, "a": address})
+    return LINK.token(secret_key, c=channel_id, a=address)
 
 
 def confirmation_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}{PATH}{token}"
+    return LINK.url(public_url, token)
 
 
 def read_confirmation_token(secret_key: str, token: str, max_age_s: int = MAX_AGE_S) -> Confirmation:
     """What a token confirms; raises :class:`ConfirmationInvalid`."""
-    try:
-        data = _serializer(secret_key).loads(token, max_age=max_age_s)
-    except SignatureExpired:
-        raise ConfirmationInvalid("this confirmation link has expired; ask for a new one on the channels page") from None
-    except BadSignature:
-        raise ConfirmationInvalid("this confirmation link is not valid (was it copied whole?)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("c"), int) or not isinstance(data.get("a"), str):
-        raise ConfirmationInvalid("this confirmation link is not valid")
+    data = LINK.read(secret_key, token, max_age_s)
     return Confirmation(data["c"], data["a"])

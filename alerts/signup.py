@@ -22,7 +22,7 @@ import html
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from alerts.links import LinkInvalid, SignedLink
 
 __all__ = ["MAX_AGE_S", "SignupConfirmation", "SignupLinkInvalid", "link_email", "password_fingerprint",
            "read_signup_token", "signup_token", "signup_url", "taken_email"]
@@ -32,8 +32,13 @@ MAX_AGE_S = 48 * 3600
 PATH = "/register/confirm/"
 
 
-class SignupLinkInvalid(ValueError):
+class SignupLinkInvalid(LinkInvalid):
     """The link is forged, damaged or expired (the message says which, for the page)."""
+
+
+LINK = SignedLink(SALT, PATH, {"u": int, "a": str, "p": str}, SignupLinkInvalid,
+                  "this link has expired; log in with your email and password to get a new one",
+                  "this link is not valid", MAX_AGE_S)
 
 
 @dataclass(frozen=True)
@@ -48,29 +53,17 @@ def password_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def _serializer(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=SALT)
-
-
 def signup_token(secret_key: str, user_id: int, address: str, password_hash: str) -> str:
-    return _serializer(secret_key).dumps({"u": user_id, "a": address, "p": password_fingerprint(password_hash)})
+    return LINK.token(secret_key, u=user_id, a=address, p=password_fingerprint(password_hash))
 
 
 def signup_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}{PATH}{token}"
+    return LINK.url(public_url, token)
 
 
 def read_signup_token(secret_key: str, token: str, max_age_s: int = MAX_AGE_S) -> SignupConfirmation:
     """What a token confirms; raises :class:`SignupLinkInvalid`."""
-    try:
-        data = _serializer(secret_key).loads(token, max_age=max_age_s)
-    except SignatureExpired:
-        raise SignupLinkInvalid("this link has expired; log in with your email and password to get a new one") from None
-    except BadSignature:
-        raise SignupLinkInvalid("this link is not valid (was it copied whole?)") from None
-    if (not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("a"), str)
-            or not isinstance(data.get("p"), str)):
-        raise SignupLinkInvalid("this link is not valid")
+    data = LINK.read(secret_key, token, max_age_s)
     return SignupConfirmation(data["u"], data["a"], data["p"])
 
 
