@@ -21,15 +21,19 @@ from celery import Celery
 from events.settings import Settings, load_settings
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass(frozen=True)
 class RetrainConfig:
-    interval_s: int = 0          # 0: no scheduled retrain
-    bars: int = 5000             # the newest bars per symbol to train and evaluate on
-    min_bars: int = 400          # a symbol with fewer stored bars is left out
-    margin: float = 0.01         # the candidate's MSE may exceed the current's by this fraction
-    alpha: float = 0.05
-    epochs: int | None = None    # None: the model's default
-    queue: str = "tickerbell-predict"
+    # the defaults are the settings' own (events/settings.py), not a second copy of them
+    interval_s: int = _DEFAULTS.predict_retrain_interval_s  # 0: no scheduled retrain
+    bars: int = _DEFAULTS.predict_retrain_bars              # the newest bars per symbol to train and evaluate on
+    min_bars: int = _DEFAULTS.predict_retrain_min_bars      # a symbol with fewer stored bars is left out
+    margin: float = _DEFAULTS.predict_retrain_margin        # the candidate's MSE may exceed the current's by this
+    alpha: float = _DEFAULTS.predict_retrain_alpha
+    epochs: int | None = _DEFAULTS.predict_retrain_epochs or None  # None: the model's default
+    queue: str = _DEFAULTS.predict_retrain_queue
 
 
 def retrain_config(settings: Settings) -> RetrainConfig:
