@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # every Procfile process but the one-shot release phase (honcho stops all when one exits)
 PROCESSES = $(shell grep -oE '^[a-z_]+' Procfile | grep -vx release | tr '\n' ' ')
 
-.PHONY: setup setup-test up down status topics migrate run test test-chaos bench clean
+.PHONY: setup setup-test up down status topics migrate run test typecheck test-chaos soak bench clean
 
 setup:
 	@scripts/setup.sh run
@@ -50,6 +50,10 @@ test: setup-test
 	@scripts/services.sh start-redis
 	@scripts/services.sh start-postgres
 	@$(PY) -m pytest --ignore=tests/chaos $(PYTEST_ARGS)
+
+## static types: mypy --strict over every package (configured in pyproject.toml)
+typecheck: setup-test
+	@$(PY) -m mypy
 
 ## the fault suite (its own broker, Redis, receivers; the shared services are never stopped)
 test-chaos: setup-test
