@@ -26,32 +26,27 @@ from typing import Mapping
 
 import msgspec
 
-from events.contract import Condition
+from events.vocabulary import OPERATORS, SERIES, Condition, ops_in, series_in
+from events.vocabulary_check import problems
 
 __all__ = [
     "ARMED_OPS", "CondState", "CompiledCondition", "Observation", "compile_condition",
     "series_source", "ConditionError", "DOWN_OPS", "UP_OPS",
 ]
 
-LEVEL_OPS = frozenset({"greater_than", "less_than", "inside_channel", "outside_channel",
-                       "moving_up", "moving_down", "moving_up_pct", "moving_down_pct"})
-ARMED_OPS = frozenset({"crossing_up", "crossing_down", "entering_channel", "exiting_channel"})
-CHANNEL_OPS = frozenset({"inside_channel", "outside_channel", "entering_channel", "exiting_channel"})
-MOVING_OPS = frozenset({"moving_up", "moving_down", "moving_up_pct", "moving_down_pct"})
-COMPARE_OPS = frozenset({"greater_than", "less_than", "crossing", "crossing_up", "crossing_down"})
+# every set below is read off the vocabulary (events/vocabulary.py): an operator is defined there once
+LEVEL_OPS = frozenset(n for n, o in OPERATORS.items() if o.kind == "level")
+ARMED_OPS = frozenset(n for n, o in OPERATORS.items() if o.kind == "armed")
+CHANNEL_OPS = frozenset(ops_in("channel"))
+MOVING_OPS = frozenset(ops_in("move"))
+COMPARE_OPS = frozenset(ops_in("compare"))
 # the direction a firing value lies in, for the recovery threshold (hysteresis)
-UP_OPS = frozenset({"greater_than", "crossing_up"})
-DOWN_OPS = frozenset({"less_than", "crossing_down"})
+UP_OPS = frozenset(n for n, o in OPERATORS.items() if o.direction > 0)
+DOWN_OPS = frozenset(n for n, o in OPERATORS.items() if o.direction < 0)
 
-BAR_SERIES = frozenset({
-    "open", "high", "low", "close", "volume", "count", "vwap", "change_pct", "sma_5", "sma_10", "sma_20",
-    "ema_12", "ema_26", "macd", "volatility_20", "zscore_20", "rsi_14", "volume_avg_20", "volume_ratio",
-})
-FORECAST_SERIES = frozenset({
-    "forecast.move_pct", "forecast.lower_move_pct", "forecast.upper_move_pct",
-    "forecast.close", "forecast.lower", "forecast.upper",
-})
-ALL_SERIES = BAR_SERIES | FORECAST_SERIES | {"price"}
+BAR_SERIES = frozenset(series_in("bar"))
+FORECAST_SERIES = frozenset(series_in("prediction"))
+ALL_SERIES = frozenset(SERIES)
 
 
 class ConditionError(ValueError):
@@ -60,14 +55,10 @@ class ConditionError(ValueError):
 
 def series_source(series: str) -> str:
     """Which event updates ``series``: ``tick``, ``bar`` or ``prediction``."""
-    if series == "price":
-        return "tick"
-    if series in FORECAST_SERIES:
-        return "prediction"
-    if series in BAR_SERIES:
-        return "bar"
-    raise ConditionError(f"unknown series {series!r}; use price, a bar field ({', '.join(sorted(BAR_SERIES))}) "
-                         f"or a forecast series ({', '.join(sorted(FORECAST_SERIES))})")
+    found = SERIES.get(series)
+    if found is None:
+        raise ConditionError(f"unknown series {series!r}; choose one of: {', '.join(SERIES)}")
+    return found.source
 
 
 class CondState(msgspec.Struct, array_like=True):
@@ -108,28 +99,19 @@ class CompiledCondition:
         self.amount = cond.value
         self.window_bars: int | None = None
         self.window_ms: int | None = None
+        found = problems(cond, prefix="")  # the vocabulary's one check, the same the web and the CLIs run
+        if found:
+            raise ConditionError("; ".join(f"{field}: {message}" for field, message in found.items()))
         names = {cond.series}
-        series_source(cond.series)
-        if cond.op in COMPARE_OPS:
-            if (cond.value is None) == (cond.other is None):
-                raise ConditionError(f"`{cond.op}` needs exactly one of `value` (a constant) or `other` (a series)")
-            if cond.other is not None:
-                series_source(cond.other)
-                names.add(cond.other)
-        elif cond.op in CHANNEL_OPS:
-            if cond.lower is None or cond.upper is None:
-                raise ConditionError(f"`{cond.op}` needs `lower` and `upper`")
-            if cond.lower > cond.upper:
-                raise ConditionError("`lower` must not exceed `upper`")
-        else:  # moving
-            if cond.value is None or cond.value <= 0:
-                raise ConditionError(f"`{cond.op}` needs a positive `value` (the amount of the move)")
+        if cond.op in COMPARE_OPS and cond.other is not None:
+            names.add(cond.other)
+        elif cond.op in MOVING_OPS:
             if cond.window_s is not None:
                 self.window_ms = cond.window_s * 1000
-            elif series_source(cond.series) == "tick":
-                self.window_ms = (cond.window_bars or 1) * bar_seconds * 1000
+            elif series_source(cond.series) == "tick":  # a price window in bars is that many bars long
+                self.window_ms = cond.window_bars * bar_seconds * 1000  # type: ignore[operator]
             else:
-                self.window_bars = cond.window_bars or 1
+                self.window_bars = cond.window_bars
         self.kind = "armed" if cond.op in ARMED_OPS else "cross" if cond.op == "crossing" else "level"
         self.also = CompiledCondition(cond.also, bar_seconds) if cond.also is not None else None
         if self.also is not None:
@@ -199,7 +181,7 @@ class CompiledCondition:
             del window[:drop]
         extreme = window[0][1]
         move = a - extreme if up else extreme - a
-        if self.op.endswith("_pct"):
+        if OPERATORS[self.op].percent:
             move = move / extreme * 100.0 if extreme else 0.0
         assert self.amount is not None
         return Observation(move >= self.amount, False, 0, move, self.amount, a)

@@ -29,18 +29,15 @@ from jinja2 import TemplateError, Undefined
 
 from alerts.sandbox import BoundedEnvironment, TemplateBudgetExceeded, budget
 from events.contract import Alert, Condition
+from events.vocabulary import OPERATORS, SERIES, unit_of
 
-__all__ = ["alert_context", "alert_summary", "condition_text", "fmt_value", "summary", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
+__all__ = ["alert_context", "alert_summary", "condition_text", "describe", "fmt_value", "summary", "render", "render_bounded", "render_json_body", "TemplateProblem", "validate_template"]
 
 _env = BoundedEnvironment(autoescape=False, undefined=Undefined)
 MAX_OUTPUT = 16_000
 
-OP_WORDS = {
-    "greater_than": "above", "less_than": "below", "crossing": "crossing", "crossing_up": "crossing up",
-    "crossing_down": "crossing down", "entering_channel": "entering", "exiting_channel": "exiting",
-    "inside_channel": "inside", "outside_channel": "outside", "moving_up": "up at least",
-    "moving_down": "down at least", "moving_up_pct": "up at least", "moving_down_pct": "down at least",
-}
+#: how a message says each operator, from the vocabulary (events/vocabulary.py)
+OP_WORDS = {name: o.words for name, o in OPERATORS.items()}
 
 
 class TemplateProblem(ValueError):
@@ -98,22 +95,20 @@ def _render_or_none(source: str, context: dict[str, Any], max_chars: int) -> str
 # --- plain words: what an alert says, its numbers formatted for its series -----------------------
 #
 # The unit of a number follows from the series and the operator alone (both travel on every Alert):
-# a move in percent (``moving_*_pct``) is in percent whatever the series; otherwise the series says.
-# Names are read by pattern, so a new ``sma_200`` or ``day_change_pct`` is worded with no new table.
+# a move in percent (``moving_*_pct``) is in percent whatever the series; otherwise the series'
+# unit in the vocabulary says. Names the vocabulary does not know (the stale-feed alert's ``feed``,
+# a series an older engine does not know yet) are read by pattern.
 # web/static/app.js (TB.fmt.alertValue) follows the same rules for the pages.
 
 _LABEL_PREFIXES = (("sma_", "SMA "), ("ema_", "EMA "), ("rsi_", "RSI "), ("volatility_", "volatility "),
                    ("zscore_", "z-score "), ("volume_avg_", "average volume "))
-_LABELS = {"price": "", "macd": "MACD", "vwap": "VWAP", "count": "trades", "change_pct": "bar change",
-           "volume_ratio": "volume ratio", "forecast.move_pct": "forecast move",
-           "forecast.lower_move_pct": "forecast low move", "forecast.upper_move_pct": "forecast high move",
-           "forecast.close": "forecast close", "forecast.lower": "forecast low", "forecast.upper": "forecast high"}
 
 
 def series_label(series: str) -> str:
     """How a series is named in a sentence: ``RSI 14``, ``SMA 50``; the price itself goes unnamed."""
-    if series in _LABELS:
-        return _LABELS[series]
+    known = SERIES.get(series)
+    if known is not None:
+        return known.label
     for prefix, label in _LABEL_PREFIXES:
         if series.startswith(prefix):
             return label + series[len(prefix):]
@@ -121,12 +116,15 @@ def series_label(series: str) -> str:
 
 
 def series_unit(series: str, op: str = "") -> str:
-    """``percent``, ``volume``, ``ratio``, ``index`` (0-100 oscillators), ``seconds`` or ``price``."""
-    if op.endswith("_pct") or series.endswith("_pct") or series.startswith("volatility_"):
+    """``percent``, ``volume``, ``count``, ``ratio``, ``index`` (0-100 oscillators), ``seconds`` or ``price``."""
+    unit = unit_of(series, op)
+    if unit is not None:
+        return unit
+    if series.endswith("_pct") or series.startswith("volatility_"):
         return "percent"
-    if series in ("volume", "count") or series.startswith("volume_avg_"):
+    if series.startswith("volume_avg_"):
         return "volume"
-    if series == "volume_ratio" or series.startswith("zscore_"):
+    if series.startswith("zscore_"):
         return "ratio"
     if series.startswith("rsi_"):
         return "index"
@@ -151,7 +149,7 @@ def fmt_value(value: float | None, series: str, op: str = "") -> str:
     unit = series_unit(series, op)
     if unit == "percent":
         return f"{value:.2f} %"
-    if unit == "volume":
+    if unit in ("volume", "count"):
         return f"{value:,.0f}"
     if unit == "ratio":
         return f"{value:.2f}"
@@ -193,12 +191,29 @@ def condition_text(series: str, op: str, threshold: float | None, condition: Con
         text = f"{name} {words} {series_label(condition.other) or 'price'}"
     elif condition is not None and condition.lower is not None and condition.upper is not None:
         text = f"{name} {words} {condition.lower:g}..{condition.upper:g}"
-    elif op in ("inside_channel", "outside_channel", "entering_channel", "exiting_channel"):
+    elif _group(op) == "channel":
         text = f"{name} {words} the channel"
     else:
         text = f"{name} {words} {rule_number(threshold, series, op)}"
     window = _window_of(condition)
-    return f"{text} in {window}" if window and op.startswith("moving_") else text
+    return f"{text} in {window}" if window and _group(op) == "move" else text
+
+
+def _group(op: str) -> str:
+    known = OPERATORS.get(op)
+    return known.group if known is not None else ""
+
+
+def _rises(op: str) -> bool:
+    """A move operator that measures a rise (its words say ``up``)."""
+    return OP_WORDS.get(op, "").startswith("up")
+
+
+def describe(condition: Condition) -> str:
+    """A condition in words, ``also`` included: ``SMA 5 crossing up SMA 20``, ``price down at least
+    3 % in 1 h and RSI 14 below 30``. The pages, the API's ``description`` and the CLIs show this."""
+    text = condition_text(condition.series, condition.op, condition.value, condition)
+    return text if condition.also is None else f"{text} and {describe(condition.also)}"
 
 
 def _window_of(condition: Condition | None) -> str:
@@ -228,15 +243,15 @@ def summary(symbol: str, series: str, op: str, value: float | None, threshold: f
     else:
         level = fmt_value(threshold, series, op)
     if state != "firing":
-        at = f"now {'up' if op in ('moving_up', 'moving_up_pct') else 'down'} {now}" if op.startswith("moving_") \
+        at = f"now {'up' if _rises(op) else 'down'} {now}" if _group(op) == "move" \
             else f"now {now}"
         return f"{symbol} resolved: {rule} no longer holds ({at})"
-    if op.startswith("moving_"):
+    if _group(op) == "move":
         window = _window_of(condition)
-        direction = "up" if op in ("moving_up", "moving_up_pct") else "down"
+        direction = "up" if _rises(op) else "down"
         return (f"{subject} {direction} {now}" + (f" in {window}" if window else "")
                 + f" (rule: at least {rule_number(threshold, series, op)})")
-    if op in ("crossing", "crossing_up", "crossing_down"):
+    if _group(op) == "compare" and OPERATORS[op].kind != "level":  # the crossings
         up = op == "crossing_up" or (op == "crossing" and value is not None and threshold is not None
                                      and value > threshold)
         if series == "price":  # a tick crosses by cents: the level says it all
@@ -245,7 +260,7 @@ def summary(symbol: str, series: str, op: str, value: float | None, threshold: f
     if condition is not None and condition.lower is not None and condition.upper is not None:
         level = f"{fmt_value(condition.lower, series, op)}..{fmt_value(condition.upper, series, op)}"
         return f"{subject} at {now}, {OP_WORDS.get(op, op)} {level} (rule: {rule})"
-    if op in ("inside_channel", "outside_channel", "entering_channel", "exiting_channel"):
+    if _group(op) == "channel":
         return f"{subject} at {now}, {OP_WORDS[op]} the channel (nearer bound {level})"
     return f"{subject} at {now}, {OP_WORDS.get(op, op.replace('_', ' '))} {level} (rule: {rule})"
 

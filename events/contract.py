@@ -18,33 +18,23 @@ whose message names the offending field (``... - at `$.price```).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from events.contract_ids import (  # noqa: F401 - re-exported: ids are part of the contract
+    alert_id, bar_id, event_id, feed_status_id, history_bar_id, prediction_id, rule_event_id, tick_id, watched_id,
+)
+from events.vocabulary import Condition, Frequency, OperatorName
+
+Operator = OperatorName  # the contract's older name for it
+
 __all__ = [
-    "Alert",
-    "AlertState",
-    "Bar",
-    "Condition",
-    "Event",
-    "FeedStatus",
-    "HistoryBar",
-    "InvalidEvent",
-    "Prediction",
-    "Rule",
-    "Tick",
-    "TOPICS",
-    "Watched",
-    "DLQ_SUFFIX",
-    "decode",
-    "decoder_for",
-    "encode",
-    "event_id",
-    "topic_of",
+    "Alert", "AlertState", "Bar", "Condition", "DLQ_SUFFIX", "Event", "FeedStatus", "Frequency", "HistoryBar",
+    "InvalidEvent", "Operator", "Prediction", "Rule", "TOPICS", "Tick", "Watched", "decode", "decoder_for", "encode",
+    "event_id", "topic_of",
 ]
 
 DLQ_SUFFIX = ".dlq"
@@ -287,35 +277,7 @@ class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
         return self.symbol.encode()
 
 
-# --- rules ---------------------------------------------------------------------------
-
-Operator = Literal[
-    "greater_than", "less_than", "crossing", "crossing_up", "crossing_down",
-    "entering_channel", "exiting_channel", "inside_channel", "outside_channel",
-    "moving_up", "moving_down", "moving_up_pct", "moving_down_pct",
-]
-Frequency = Literal["once", "once_per_bar", "once_per_bar_close", "every_time"]
-
-
-class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``series <op> value|other`` (or a channel ``lower..upper``, or a move within a window).
-
-    ``series`` and ``other`` name a series: ``price`` (last tick), a field of
-    :class:`Bar` (``close``, ``sma_5``, ``rsi_14``, ...) or of a forecast
-    (``forecast.move_pct``, ``forecast.lower``, ``forecast.upper``,
-    ``forecast.close``, ``forecast.lower_move_pct``, ``forecast.upper_move_pct``).
-    """
-
-    series: ShortText
-    op: Operator
-    value: OptFloat = None
-    other: ShortText | None = None
-    lower: OptFloat = None
-    upper: OptFloat = None
-    window_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
-    window_s: Annotated[int, msgspec.Meta(ge=1, le=31 * 86_400)] | None = None
-    # an extra condition that must hold at the same time (e.g. forecast interval above 0)
-    also: "Condition | None" = None
+# --- rules (the condition and its vocabulary: events/vocabulary.py) -------------------------
 
 
 class Rule(Event, frozen=True, kw_only=True, tag="rule"):
@@ -433,44 +395,3 @@ def decode(data: bytes | None, cls: type[E]) -> E:
         raise InvalidEvent(f"invalid {cls.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"undecodable {cls.__name__}: {exc}") from None
-
-
-# --- deterministic ids ---------------------------------------------------------------
-
-
-def event_id(*parts: object) -> str:
-    """A short, stable id from its parts (same parts, same id, on any machine)."""
-    raw = "\x1f".join(str(p) for p in parts).encode()
-    return hashlib.blake2b(raw, digest_size=12).hexdigest()
-
-
-def tick_id(source: str, symbol: str, seq: int) -> str:
-    return f"{source}:{symbol}:{seq}"
-
-
-def bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
-    return f"bar:{symbol}:{bar_seconds}:{start_ms}"
-
-
-def history_bar_id(symbol: str, bar_seconds: int, start_ms: int) -> str:
-    return f"hist:{symbol}:{bar_seconds}:{start_ms}"
-
-
-def feed_status_id(symbol: str, ts_ms: int) -> str:
-    return f"feed:{symbol}:{ts_ms}"
-
-
-def watched_id(symbol: str, ts_ms: int) -> str:
-    return f"watched:{symbol}:{ts_ms}"
-
-
-def prediction_id(symbol: str, base_start_ms: int, horizon_bars: int, model_version: str) -> str:
-    return f"pred:{symbol}:{base_start_ms}:{horizon_bars}:{model_version}"
-
-
-def alert_id(rule_id: int, rule_version: int, trigger_event_id: str, state: str) -> str:
-    return "alert:" + event_id(rule_id, rule_version, trigger_event_id, state)
-
-
-def rule_event_id(rule_id: int, version: int) -> str:
-    return f"rule:{rule_id}:{version}"

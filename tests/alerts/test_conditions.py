@@ -108,13 +108,20 @@ def test_forecast_series() -> None:
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"series": "price", "op": "greater_than"}, "exactly one"),
-    ({"series": "price", "op": "greater_than", "value": 1, "other": "sma_5"}, "exactly one"),
+    ({"series": "price", "op": "greater_than"}, "either a level"),
+    ({"series": "price", "op": "greater_than", "value": 1, "other": "sma_5"}, "either a level"),
     ({"series": "nope", "op": "greater_than", "value": 1}, "unknown series"),
     ({"series": "price", "op": "crossing", "other": "sma_99"}, "unknown series"),
-    ({"series": "price", "op": "inside_channel", "lower": 1}, "lower` and `upper"),
-    ({"series": "price", "op": "inside_channel", "lower": 2, "upper": 1}, "must not exceed"),
-    ({"series": "price", "op": "moving_up", "window_s": 10}, "positive `value`"),
+    ({"series": "sma_5", "op": "crossing_up", "other": "sma_5"}, "must differ"),
+    ({"series": "price", "op": "inside_channel", "lower": 1}, "upper: is required for a channel"),
+    ({"series": "price", "op": "inside_channel", "lower": 2, "upper": 1}, "must be greater than lower"),
+    ({"series": "price", "op": "inside_channel", "lower": 2, "upper": 2}, "must be greater than lower"),
+    ({"series": "price", "op": "moving_up", "window_s": 10}, "the size of the move"),
+    ({"series": "price", "op": "moving_up", "value": -1, "window_s": 10}, "greater than 0"),
+    ({"series": "price", "op": "moving_up", "value": 1}, "either in bars"),
+    ({"series": "price", "op": "greater_than", "value": 1,
+      "also": {"series": "price", "op": "less_than", "value": 9, "also": {"series": "price", "op": "less_than",
+                                                                            "value": 8}}}, "one extra condition"),
 ])
 def test_nonsense_conditions_are_refused_with_a_clear_message(bad: dict, message: str) -> None:
     with pytest.raises(ConditionError, match=message):
