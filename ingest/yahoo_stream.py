@@ -1,15 +1,10 @@
 """Live ticks from Yahoo's streamer, through yfinance's own WebSocket client.
 
-Two halves, as everywhere in ingest:
-
-* :class:`StreamDecoder` (pure): one decoded ``PricingData`` message (yfinance hands over
-  ``MessageToDict`` output, so 64-bit integers are strings and proto3 zero values are absent)
-  becomes a :class:`RawTick` or is counted and dropped. Price rounded per ``price_hint``; size
-  is the delta of the cumulative ``day_volume``; session from ``market_hours``; an exact
-  re-send (same symbol, time, day volume, price: what a reconnect brings) is one tick.
-* :class:`YahooStreamSource` (I/O): a thread with its own event loop that keeps one
-  ``yfinance.AsyncWebSocket`` connected, subscribes and unsubscribes as ``follow`` changes the
-  wanted set, and hands ticks to ``next_batch``.
+Two halves, as everywhere in ingest: the pure :class:`ingest.yahoo_decode.StreamDecoder`
+(one decoded ``PricingData`` message to a tick), and here the I/O: :class:`YahooStreamSource`,
+a thread with its own event loop that keeps one ``yfinance.AsyncWebSocket`` connected,
+subscribes and unsubscribes as ``follow`` changes the wanted set, and hands ticks to
+``next_batch``.
 
 Why the source owns the reconnect loop instead of calling ``AsyncWebSocket.listen()``: after a
 dropped connection ``listen()`` reconnects without re-sending the subscription, waits a fixed
@@ -26,160 +21,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import struct
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from datetime import time as clock_time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 
-from events.markethours import HOLIDAYS, NEW_YORK, OPEN, is_market_open
-from ingest.base import RawTick, Session
+from events.markethours import is_market_open
+from ingest.base import RawTick
+from ingest.yahoo_decode import StreamDecoder
 
 log = logging.getLogger(__name__)
 
 #: yfinance's default streamer URL (``yf.AsyncWebSocket``'s ``url`` argument)
 YAHOO_STREAM_URL = "wss://streamer.finance.yahoo.com/?version=2"
-
-#: Yahoo's ``PricingData.MarketHoursType`` (yfinance's pricing.proto carries it as a bare int32):
-#: PRE_MARKET = 0, REGULAR_MARKET = 1, POST_MARKET = 2, EXTENDED_HOURS_MARKET = 3 (-> None).
-SESSIONS = {1: "regular", 2: "post"}
-PRE_MARKET_FROM = clock_time(4, 0)
-#: ``quote_type`` of Yahoo's keep-alive messages: proof of life, not a price
-QUOTE_TYPE_HEARTBEAT = 7
-
-
-def _as_int(value: Any) -> int:
-    """An integer field of ``MessageToDict`` output (int64 arrive as strings; absent means 0)."""
-    if value is None or value == "":
-        return 0
-    return int(value)
-
-
-def round_price(price: float, price_hint: int | None) -> float:
-    """``price`` (a float32 widened to float) to ``price_hint`` decimals.
-
-    Without a hint, the shortest decimal that is still the same float32: 187.32000732421875 -> 187.32.
-    """
-    if price_hint is not None and 0 < price_hint <= 10:
-        return round(price, price_hint)
-    packed = struct.pack("<f", price)
-    for digits in range(0, 10):
-        candidate = round(price, digits)
-        if struct.pack("<f", candidate) == packed:
-            return candidate
-    return price
-
-
-def _new_york(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(NEW_YORK)
-
-
-def session_of(market_hours: int, ts_ms: int) -> Session | None:
-    """The tick's session from ``market_hours``.
-
-    PRE_MARKET is 0, the proto3 default, so it is never on the wire and an absent field cannot be
-    told from "not sent": it counts as "pre" only when the calendar agrees (a US trading day,
-    04:00-09:30 New York time); otherwise the session is unknown (None).
-    """
-    if market_hours in SESSIONS:
-        return SESSIONS[market_hours]
-    if market_hours != 0:
-        return None  # EXTENDED_HOURS_MARKET (overnight) or a value this code does not know
-    local = _new_york(ts_ms)
-    if local.weekday() >= 5 or local.date() in HOLIDAYS:
-        return None
-    return "pre" if PRE_MARKET_FROM <= local.time() < OPEN else None
-
-
-@dataclass
-class _Volume:
-    day: date
-    ts_ms: int
-    day_volume: int
-
-
-class StreamDecoder:
-    """Turns decoded ``PricingData`` dicts into ticks; keeps the per-symbol volume and re-send state.
-
-    Not thread-safe: the source calls it from its event-loop thread only.
-    """
-
-    def __init__(self, remember: int = 256) -> None:
-        self.remember = remember
-        self.dropped: Counter[str] = Counter()
-        self.duplicates = 0
-        self.heartbeats = 0
-        self._volume: dict[str, _Volume] = {}
-        self._seen: dict[str, tuple[deque[tuple[int, int, float]], set[tuple[int, int, float]]]] = {}
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] += 1
-
-    def forget(self, symbol: str) -> None:
-        """``symbol`` was unsubscribed: its next message has size 0 (what traded meanwhile was not followed).
-
-        Its recent keys stay: the quote Yahoo may re-send on a later subscribe is still a duplicate.
-        """
-        self._volume.pop(symbol, None)
-
-    def decode(self, msg: Mapping[str, Any], wanted: frozenset[str] | set[str]) -> RawTick | None:
-        """The tick in ``msg``, or None (dropped and counted by reason, or a duplicate, or a heartbeat)."""
-        if "error" in msg:  # yfinance's _decode_message could not parse it
-            self.drop("undecodable")
-            return None
-        symbol = msg.get("id")
-        if not isinstance(symbol, str) or not symbol:
-            self.drop("no symbol")
-            return None
-        try:
-            quote_type = _as_int(msg.get("quote_type"))
-            price = float(msg.get("price", 0.0))
-            ts_ms = _as_int(msg.get("time"))
-            day_volume = max(0, _as_int(msg.get("day_volume")))
-            hint = _as_int(msg.get("price_hint")) if "price_hint" in msg else None
-            market_hours = _as_int(msg.get("market_hours"))
-        except (TypeError, ValueError):
-            self.drop("bad field")
-            return None
-        if quote_type == QUOTE_TYPE_HEARTBEAT:
-            self.heartbeats += 1
-            return None
-        if symbol not in wanted:
-            self.drop("not wanted")
-            return None
-        if not math.isfinite(price) or price <= 0:
-            self.drop("no price")
-            return None
-        if ts_ms <= 0:
-            self.drop("no time")
-            return None
-        price = round_price(price, hint)
-        key = (ts_ms, day_volume, price)
-        recent, recent_set = self._seen.setdefault(symbol, (deque(), set()))
-        if key in recent_set:
-            self.duplicates += 1
-            return None
-        recent.append(key)
-        recent_set.add(key)
-        if len(recent) > self.remember:
-            recent_set.discard(recent.popleft())
-        return RawTick(symbol, ts_ms, price, float(self._size(symbol, ts_ms, day_volume)),
-                       session_of(market_hours, ts_ms))
-
-    def _size(self, symbol: str, ts_ms: int, day_volume: int) -> int:
-        """What traded since the symbol's previous message: the rise of the day's cumulative volume."""
-        day = _new_york(ts_ms).date()
-        prev = self._volume.get(symbol)
-        if prev is not None and ts_ms < prev.ts_ms:
-            return 0  # a late message: its volume is already counted; keep the newer baseline
-        self._volume[symbol] = _Volume(day, ts_ms, day_volume)
-        if prev is None or prev.day != day or day_volume < prev.day_volume:
-            return 0  # first message of the day, or Yahoo reset the counter
-        return day_volume - prev.day_volume
 
 
 @dataclass
@@ -195,25 +50,58 @@ class StreamStats:
     drop_reasons: Counter[str] = field(default_factory=Counter)
 
 
-def _client(url: str) -> Any:
+class StreamClient(Protocol):
+    """One connection to the streamer, as the source uses it (:class:`YFinanceClient`; tests may
+    pass their own through ``client_factory``)."""
+
+    async def subscribe(self, symbols: list[str]) -> None:
+        """Send the subscription (the first call connects)."""
+
+    async def unsubscribe(self, symbols: list[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def frames(self) -> AsyncIterator[Any]:
+        """The socket's frames; ends on a clean close, raises when the connection drops."""
+        ...
+
+    def decode(self, payload: str) -> dict[str, Any]:
+        """One frame's ``message`` (base64 ``PricingData``) as ``MessageToDict`` output."""
+        ...
+
+    def heartbeat_failed(self) -> BaseException | None: ...
+
+
+class YFinanceClient:
     """A yfinance ``AsyncWebSocket`` for one connection, with a read loop over its socket."""
-    import yfinance as yf
 
-    class StreamClient(yf.AsyncWebSocket):  # type: ignore[misc]
-        async def frames(self) -> Any:
-            async for frame in self._ws:  # ends on a clean close; raises ConnectionClosedError otherwise
-                yield frame
+    def __init__(self, url: str) -> None:
+        import yfinance as yf
 
-        def decode(self, payload: str) -> dict[str, Any]:
-            return dict(self._decode_message(payload))
+        self.ws = yf.AsyncWebSocket(url=url, verbose=False)
 
-        def heartbeat_failed(self) -> BaseException | None:
-            task = self._heartbeat_task  # retrieve its error so asyncio does not log it at exit
-            if task is not None and task.done() and not task.cancelled():
-                return task.exception()
-            return None
+    async def subscribe(self, symbols: list[str]) -> None:
+        await self.ws.subscribe(symbols)
 
-    return StreamClient(url=url, verbose=False)
+    async def unsubscribe(self, symbols: list[str]) -> None:
+        await self.ws.unsubscribe(symbols)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def frames(self) -> AsyncIterator[Any]:
+        async for frame in self.ws._ws:  # ends on a clean close; raises ConnectionClosedError otherwise
+            yield frame
+
+    def decode(self, payload: str) -> dict[str, Any]:
+        return dict(self.ws._decode_message(payload))
+
+    def heartbeat_failed(self) -> BaseException | None:
+        task = self.ws._heartbeat_task  # retrieve its error so asyncio does not log it at exit
+        if task is not None and task.done() and not task.cancelled():
+            error = task.exception()
+            return error if isinstance(error, BaseException) else None
+        return None
 
 
 class _ConnectionEnded(Exception):
@@ -237,7 +125,7 @@ class YahooStreamSource:
                  connect_timeout_s: float = 15.0, wait_s: float = 0.1, max_buffered: int = 200_000,
                  market_open: Callable[[int], bool] = is_market_open,
                  clock_ms: Callable[[], int] | None = None,
-                 client_factory: Callable[[str], Any] = _client) -> None:
+                 client_factory: Callable[[str], StreamClient] = YFinanceClient) -> None:
         self.url = url
         self.silence_s = silence_s
         self.closed_silence_s = closed_silence_s  # the watchdog outside regular hours (None: off; quiet is normal)
@@ -435,13 +323,13 @@ class YahooStreamSource:
                 log.debug("yfstream: heartbeat stopped with the connection")
         return self.stats.messages != received_before
 
-    async def _read(self, client: Any) -> None:
+    async def _read(self, client: StreamClient) -> None:
         async for frame in client.frames():
             self._last_message = time.monotonic()
             self.stats.messages += 1
             self._handle(client, frame)
 
-    def _handle(self, client: Any, frame: Any) -> None:
+    def _handle(self, client: StreamClient, frame: Any) -> None:
         msg = self._decode_frame(client, frame)
         if msg is None:
             self._count_drops()
@@ -462,7 +350,7 @@ class YahooStreamSource:
             self._out.append(tick)
             self._ready.notify()
 
-    def _decode_frame(self, client: Any, frame: Any) -> dict[str, Any] | None:
+    def _decode_frame(self, client: StreamClient, frame: Any) -> dict[str, Any] | None:
         if not isinstance(frame, str):
             self.decoder.drop("binary frame")
             return None
@@ -476,7 +364,7 @@ class YahooStreamSource:
             self.decoder.drop("no message")
             return None
         try:
-            return client.decode(payload)  # type: ignore[no-any-return]
+            return client.decode(payload)
         except Exception:  # yfinance raises here when its hide_exceptions is off
             self.decoder.drop("undecodable")
             return None

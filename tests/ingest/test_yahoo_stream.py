@@ -26,7 +26,8 @@ from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
 from ingest.base import RawTick
 from ingest.runner import run_ingest
-from ingest.yahoo_stream import StreamDecoder, YahooStreamSource, round_price, session_of
+from ingest.yahoo_decode import StreamDecoder, round_price, session_of
+from ingest.yahoo_stream import YahooStreamSource
 from tests.ingest.yahoo_server import FakeYahooServer, pricing, pricing_frame
 from tests.support import read_topic, wait_for
 
@@ -77,6 +78,10 @@ def test_session_from_market_hours_and_the_calendar() -> None:
     assert session_of(0, EVENING) is None  # absent, and not pre-market time: unknown
     assert session_of(0, ms("2026-12-05T13:00:00")) is None  # a Saturday
     assert session_of(3, EVENING) is None  # EXTENDED_HOURS_MARKET
+    assert session_of(0, ms("2026-07-03T12:00:00")) is None  # 08:00 New York on a holiday (the 4th observed)
+    assert session_of(0, ms("2026-07-02T12:00:00")) == "pre"  # the day before trades
+    assert session_of(0, ms("2026-12-01T08:00:00")) is None  # 03:00 New York: before the pre-market
+    assert session_of(0, ms("2026-12-01T14:30:00")) is None  # 09:30: the regular session, not "pre"
 
 
 def test_decoder_sizes_are_volume_deltas_never_negative() -> None:
