@@ -21,27 +21,34 @@ Read once at the edge (``python -m stream``) and passed down. Environment:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, ClassVar, Literal, Mapping
 
-from events.settings import VAR, Settings, SettingsError, env_int, load_settings
+from pydantic import Field
+
+from pydantic.dataclasses import dataclass
+
+from events.settings import SECTION, VAR, Settings, SettingsError, build, load_settings, read_env
 
 __all__ = ["StreamSettings", "load_stream_settings"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class StreamSettings:
+    """The stream job's section (variables ``STREAM_*`` unless an alias says); ``base`` is the shared one."""
+
+    ENV_PREFIX: ClassVar[str] = "STREAM_"
     base: Settings
-    checkpoint_dir: Path
-    lateness_ms: int = 2000
-    master: str = "local[*]"
-    trigger_ms: int = 500
-    shards: int = 4
-    shuffle_partitions: int = 2
-    starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int = 200_000
-    jars_dir: Path = VAR / "jars" / "spark"
+    #: unset: ``base.var_dir / "spark" / "stream"`` (see :func:`load_stream_settings`)
+    checkpoint_dir: Path = Field(validation_alias="STREAM_CHECKPOINT")
+    lateness_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 2000
+    master: str = Field(default="local[*]", validation_alias="SPARK_MASTER")
+    trigger_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 500
+    shards: Annotated[int, Field(ge=1, le=100_000)] = 4
+    shuffle_partitions: Annotated[int, Field(ge=1, le=10_000)] = 2
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    max_offsets_per_trigger: Annotated[int, Field(ge=1, le=1_000_000_000)] = 200_000
+    jars_dir: Path = Field(default=VAR / "jars" / "spark", validation_alias="SPARK_JARS_DIR")
     query_name: str = "tickerbell-stream"
 
     @property
@@ -76,21 +83,9 @@ class StreamSettings:
 
 
 def load_stream_settings(env: Mapping[str, str] | None = None, base: Settings | None = None) -> StreamSettings:
-    """Read and validate the stream job's settings; raise SettingsError on a bad one."""
+    """Read and validate the stream job's settings; raise SettingsError naming a bad variable."""
     env = os.environ if env is None else env
     base = base or load_settings(env)
-    starting = env.get("STREAM_STARTING_OFFSETS") or "earliest"
-    if starting not in ("earliest", "latest"):
-        raise SettingsError(f"STREAM_STARTING_OFFSETS must be earliest or latest, got {starting!r}")
-    return StreamSettings(
-        base=base,
-        checkpoint_dir=Path(env.get("STREAM_CHECKPOINT") or base.var_dir / "spark" / "stream"),
-        lateness_ms=env_int(env, "STREAM_LATENESS_MS", 2000, 0, 86_400_000),
-        master=env.get("SPARK_MASTER") or "local[*]",
-        trigger_ms=env_int(env, "STREAM_TRIGGER_MS", 500, 0, 3_600_000),
-        shards=env_int(env, "STREAM_SHARDS", 4, 1, 100_000),
-        shuffle_partitions=env_int(env, "STREAM_SHUFFLE_PARTITIONS", 2, 1, 10_000),
-        starting_offsets=starting,
-        max_offsets_per_trigger=env_int(env, "STREAM_MAX_OFFSETS_PER_TRIGGER", 200_000, 1, 1_000_000_000),
-        jars_dir=Path(env.get("SPARK_JARS_DIR") or VAR / "jars" / "spark"),
-    )
+    values = read_env(StreamSettings, env, exclude=frozenset({"base"}))
+    values.setdefault("STREAM_CHECKPOINT", base.var_dir / "spark" / "stream")
+    return build(StreamSettings, {**values, "base": base})
