@@ -13,6 +13,12 @@ replays the input from the marker's positions up to the committed offsets
 with its output suppressed (those alerts were committed before), and goes on
 from there: the same alerts with the same ids, none lost, none twice.
 
+It is the consumer pipeline (``events.pipeline``: poll -> decode -> step -> commit, the
+DLQ, idle stop and shutdown by flag) with the transactional commit step
+(``events.pipeline_txn``): decode by topic, evaluate (``alerts.engine_state``), then one
+transaction. Partition assignment, the changelog and its restore are
+``alerts.engine_changelog``.
+
 Rules come from the compacted ``rules`` topic (read from the start at every
 start, then followed); the engine never reads the database.
 
@@ -30,51 +36,27 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
-import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from alerts.conditions import ConditionError
-from alerts.engine_state import Evaluator, decode_state, encode_state
-from events.contract import DLQ_SUFFIX, Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
-from events.kafka import (IdleClock, ShutdownFlag, TopicSpec, consumer_config, dlq_headers, ensure_topics, has_data,
-                          producer_config)
+from alerts.engine_changelog import (PartitionsLost, PartitionTracking, changelog_spec, changelog_topic, marker_encoder,
+                                     marker_key)
+from alerts.engine_state import Evaluator, encode_state
+from events.contract import Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
+from events.kafka import ShutdownFlag, consumer_config, ensure_topics
+from events.pipeline_loop import ConsumerLoop, dead_letter, has_data
+from events.pipeline_read import read_to_end
+from events.pipeline_txn import Transaction
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineRunner", "EngineStats", "changelog_topic"]
-
-
-MARKER_PREFIX = b"\x00positions:"  # no symbol starts with NUL
-
-
-def marker_key(partition: int) -> bytes:
-    """The changelog key of input partition ``partition``'s marker (kept in that changelog partition)."""
-    return MARKER_PREFIX + str(partition).encode()
-
-_marker_encoder = msgspec.json.Encoder()
-_marker_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
-
-
-def changelog_topic(settings: Settings) -> str:
-    return settings.topic("alerts-engine.changelog")
-
-
-def changelog_spec(settings: Settings) -> TopicSpec:
-    return TopicSpec(changelog_topic(settings), settings.kafka_partitions,
-                     {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"})
-
-
-class PartitionsLost(KafkaException):
-    """The consumer's group session ended without a clean revocation: the engine starts over."""
-
+__all__ = ["EngineRunner", "EngineStats", "PartitionsLost", "changelog_topic", "read_to_end"]
 
 @dataclass
 class EngineStats:
@@ -95,53 +77,8 @@ class EngineStats:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None], timeout_s: float = 60.0,
-                ends: dict[int, int] | None = None, only: Iterable[int] | None = None) -> int:
-    """Read every committed message of ``topic`` from the beginning to its current end; return the count.
 
-    ``ends``, when given, receives each partition's end offset (where a follower continues);
-    ``only`` limits the read to those partitions.
-    """
-    consumer = Consumer(consumer_config(settings, f"alerts-engine-loader-{uuid.uuid4().hex}",
-                                        **{"enable.partition.eof": True}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        partitions = list(meta.topics[topic].partitions) if topic in meta.topics else []
-        if only is not None:
-            wanted = set(only)
-            partitions = [p for p in partitions if p in wanted]
-        pending: set[int] = set()
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                pending.add(p)
-            elif ends is not None:
-                ends[p] = high
-        if not pending:
-            return 0
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        count = 0
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s}s")
-            for msg in consumer.consume(1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if msg.partition() in pending and ends is not None:
-                            ends[msg.partition() or 0] = msg.offset() or 0
-                        pending.discard(msg.partition())
-                        continue
-                    raise KafkaException(err)
-                handle(msg)
-                count += 1
-        return count
-    finally:
-        consumer.close()
-
-
-class EngineRunner:
+class EngineRunner(PartitionTracking, ConsumerLoop):
     """Consume-evaluate-produce in Kafka transactions, until the shutdown flag is set."""
 
     def __init__(self, settings: Settings, *, shutdown: ShutdownFlag | None = None,
@@ -151,22 +88,16 @@ class EngineRunner:
         self.settings = settings
         self.shutdown = shutdown or ShutdownFlag()
         self.group_id = group_id
+        self.process = group_id
         self.transactional_id = transactional_id
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.stale_check_interval_s = stale_check_interval_s
         self.checkpoint_interval_s = checkpoint_interval_s
-        self._positions: dict[tuple[str, int], int] = {}     # next offset to process, per input partition
-        self._marker: dict[tuple[str, int], int] = {}        # positions of the restored checkpoint
-        self._owned: set[int] = set()                        # input partition numbers this instance holds
-        self._partition_of: dict[str, int] = {}              # symbol -> its input (and changelog) partition
-        self._replay_until: dict[tuple[str, int], int] = {}  # committed offsets the replay must reach
-        self._unsaved: set[str] = set()                      # symbols changed since the last checkpoint
+        self._init_tracking()
         self._next_checkpoint = 0.0
-        self._checkpointed = False
+        self._next_stale = 0.0
         self._clean = True  # False once a batch failed part-way: then no final checkpoint
-        self._txn_since: float | None = None  # when the open transaction began (watchdog)
-        self.txn_stuck_s = 120.0
         self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
         self.stats = EngineStats()
         self.t_ticks = settings.topic("ticks")
@@ -176,27 +107,39 @@ class EngineRunner:
         self.t_alerts = settings.topic("alerts")
         self.t_changelog = changelog_topic(settings)
         self._pending_dlq: list[tuple[Message, str]] = []
-        self.producer: Producer | None = None
+        self.txn: Transaction | None = None
         self.consumer: Consumer | None = None
         self.rules_consumer: Consumer | None = None
         self._tick_decoder = decoder_for(Tick)
         self._bar_decoder = decoder_for(Bar)
         self._prediction_decoder = decoder_for(Prediction)
 
+    def _restored(self, records: int) -> None:
+        self.stats.restored_symbols += records
+
+    def consumed_total(self) -> int:
+        return self.stats.consumed
+
+    def failed(self) -> None:
+        # the state may now hold part of a batch whose alerts were never committed:
+        # checkpointing it would lose them, so the restart replays from the last commit
+        self._clean = False
+
     # --- start -------------------------------------------------------------------------
 
     def start(self) -> None:
         ensure_topics(self.settings, [changelog_spec(self.settings)])
-        self.producer = Producer(producer_config(self.settings, **{
-            "transactional.id": self.transactional_id, "linger.ms": 1, "transaction.timeout.ms": 60_000,
+        self.txn = Transaction(self.settings, self.transactional_id, **{
+            "linger.ms": 1, "transaction.timeout.ms": 60_000,
             # a transaction begun right after a commit can be refused while the coordinator completes the
             # previous one; the default 100 ms retry backoff was the engine's p99 latency: retry in ms
-            "retry.backoff.ms": 5, "retry.backoff.max.ms": 100}))
+            "retry.backoff.ms": 5, "retry.backoff.max.ms": 100})
         # fences any zombie with our id and aborts its open transaction, so the reads below see
         # exactly what was committed
-        self.producer.init_transactions(30)
+        self.txn.init(30)
         rule_ends: dict[int, int] = {}
-        self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message, ends=rule_ends)
+        self.stats.rules = read_to_end(self.settings, self.t_rules, self._apply_rule_message, ends=rule_ends,
+                                       group_prefix="alerts-engine-loader-")
         # follow the rules from exactly where the load stopped (no group: every engine reads them all)
         self.rules_consumer = Consumer(consumer_config(self.settings, f"alerts-engine-rules-{uuid.uuid4().hex}"))
         self.rules_consumer.assign([TopicPartition(self.t_rules, p, offset) for p, offset in rule_ends.items()])
@@ -210,108 +153,6 @@ class EngineRunner:
         self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions],
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("engine started: %d rules; waiting for partitions", len(self.evaluator.rules))
-
-    # --- partitions come and go -----------------------------------------------------------
-
-    def _input_keys(self, partition: int) -> list[tuple[str, int]]:
-        return [(t, partition) for t in (self.t_ticks, self.t_metrics, self.t_predictions)]
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Keep the state of partitions held on (nobody moved their offsets meanwhile), drop the
-        ones lost, restore the ones gained: changelog partition, marker, replay up to the commit."""
-        numbers = {tp.partition or 0 for tp in partitions}
-        for p in self._owned - numbers:
-            self._drop_partition(p)
-        done: dict[tuple[str, int], int] = {}  # committed offset, else the partition's start
-        for tp in consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30):
-            key = (tp.topic or "", tp.partition or 0)
-            done[key] = tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(TopicPartition(*key),
-                                                                                        timeout=10)[0]
-        gained = set()
-        for p in numbers:
-            keys = [k for k in done if k[1] == p]
-            if p in self._owned and all(self._positions.get(k, done[k]) == done[k] for k in keys) \
-                    and not any(k in self._replay_until for k in keys):
-                continue  # held across the rebalance and nobody else committed: the state is current
-            if p in self._owned:
-                self._drop_partition(p)
-            gained.add(p)
-        if gained:
-            restored = read_to_end(self.settings, self.t_changelog, self._restore, only=gained)
-            self.stats.restored_symbols += restored
-            self.evaluator.dirty.clear()
-            replay = 0
-            for key, offset in done.items():
-                if key[1] not in gained:
-                    continue
-                base = self._marker.get(key, offset)
-                self._positions[key] = base
-                if offset > base:
-                    self._replay_until[key] = offset
-                    replay += offset - base
-            log.info("partitions %s assigned: %d changelog records restored, %d messages to replay",
-                     sorted(gained), restored, replay)
-            # the next transaction writes their markers: a crash before the next periodic
-            # checkpoint then replays from here, not from wherever the last marker was
-            self._checkpointed = False
-        self._owned = numbers
-        for tp in partitions:
-            key = (tp.topic or "", tp.partition or 0)
-            if key in self._replay_until:
-                tp.offset = self._positions[key]
-        consumer.assign(partitions)
-        # the rules and restored states are long-lived: keep the cyclic GC's full collections from
-        # rescanning them on the hot path
-        gc.collect()
-        gc.freeze()
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # called between batches (every batch's transaction is complete); the state is kept until
-        # the next assignment says which partitions stay
-        consumer.unassign()
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # the group went on without us (session timed out, e.g. a broker outage): others may
-        # have moved on, and after a broker restart the producer can keep a dead coordinator
-        # (librdkafka#5511: send_offsets_to_transaction then blocks for ever). Start over with
-        # new clients, exactly as a restarted process would.
-        for p in list(self._owned):
-            self._drop_partition(p)
-        self._owned = set()
-        raise PartitionsLost(f"lost {len(partitions)} partitions with the group session")
-
-    def _drop_partition(self, partition: int) -> None:
-        gone = [s for s, p in self._partition_of.items() if p == partition]
-        for symbol in gone:
-            self.evaluator.symbols.pop(symbol, None)
-            self._unsaved.discard(symbol)
-            del self._partition_of[symbol]
-        for table in (self._positions, self._marker, self._replay_until):
-            for key in [k for k in table if k[1] == partition]:
-                del table[key]
-
-    def _restore(self, msg: Message) -> None:
-        key = msg.key()
-        if key is None:
-            return
-        partition = msg.partition() or 0
-        if key.startswith(MARKER_PREFIX):
-            value = msg.value()
-            for k in self._input_keys(partition):
-                self._marker.pop(k, None)
-            if value:
-                self._marker.update({(t, p): o for t, p, o in _marker_decoder.decode(value)})
-            return
-        if key.startswith(b"\x00"):
-            return  # an older layout's single marker: its partition's replay starts at the commit
-        symbol = key.decode()
-        value = msg.value()
-        if value is None:
-            self.evaluator.symbols.pop(symbol, None)
-            self._partition_of.pop(symbol, None)
-        else:
-            self.evaluator.restore(symbol, decode_state(value))
-            self._partition_of[symbol] = partition
 
     def _apply_rule_message(self, msg: Message) -> None:
         value = msg.value()
@@ -328,46 +169,22 @@ class EngineRunner:
 
     # --- loop --------------------------------------------------------------------------
 
-    def _watch_transactions(self, stop: threading.Event) -> None:
-        """Last resort against a transactional call that never returns (librdkafka#5456: it can
-        ignore its timeout): nothing can interrupt it in-process, so exit and let the platform
-        restart the engine from its last commit, rather than stay silently stuck."""
-        while not stop.wait(5.0):
-            since = self._txn_since
-            if since is not None and time.monotonic() - since > self.txn_stuck_s:
-                log.critical("a Kafka transaction has been blocked for %.0f s; exiting so that a restart "
-                             "resumes from the last commit", time.monotonic() - since)
-                logging.shutdown()
-                os._exit(3)
-
     def run(self, *, idle_stop_s: float | None = None, max_messages: int | None = None) -> EngineStats:
-        watchdog_stop = threading.Event()
-        threading.Thread(target=self._watch_transactions, args=(watchdog_stop,), daemon=True,
-                         name="txn-watchdog").start()
+        """The pipeline's loop (``ConsumerLoop.run_loop``) under the transaction watchdog."""
         try:
-            if self.producer is None:
+            if self.txn is None:
                 self.start()
-            next_stale = time.monotonic()
-            idle = IdleClock(idle_stop_s, self.consumer)
-            while not self.shutdown.is_set():
-                now = time.monotonic()
-                stale = now >= next_stale
-                if stale:
-                    next_stale = now + self.stale_check_interval_s
-                if self.run_once(check_stale=stale):
-                    idle.busy()
-                elif idle.expired():
-                    break
-                if max_messages is not None and self.stats.consumed >= max_messages:
-                    break
         except BaseException:
-            # the state may now hold part of a batch whose alerts were never committed:
-            # checkpointing it would lose them, so the restart replays from the last commit
-            self._clean = False
+            self.failed()
+            self.close()
             raise
+        assert self.txn is not None
+        watchdog_stop = self.txn.start_watchdog()
+        try:
+            self._next_stale = time.monotonic()
+            self.run_loop(idle_stop_s=idle_stop_s, max_messages=max_messages)
         finally:
             watchdog_stop.set()
-            self.close()
         return self.stats
 
     def _poll_rules(self) -> None:
@@ -376,17 +193,43 @@ class EngineRunner:
             if msg.error() is None:
                 self._apply_rule_message(msg)
 
-    def run_once(self, check_stale: bool = False) -> int:
-        """One batch in one transaction; return how many input messages it held."""
-        assert self.consumer is not None and self.producer is not None
+    def run_once(self, check_stale: bool | None = None) -> int:
+        """One batch in one transaction; return how many input messages it held.
+
+        ``check_stale``: whether to look for stale feeds now (default: once per ``stale_check_interval_s``).
+        """
+        assert self.consumer is not None and self.txn is not None
+        if check_stale is None:
+            now = time.monotonic()
+            check_stale = now >= self._next_stale
+            if check_stale:
+                self._next_stale = now + self.stale_check_interval_s
         self._poll_rules()
-        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        msgs = self.poll()
         started = time.perf_counter()
-        alerts: list[Any] = []
+        events, offsets = self._decode(msgs)
+        alerts = self._step(events, check_stale)
+        # any moment is a consistent checkpoint: positions and state both cover what was processed
+        checkpoint = not self._checkpointed or (bool(self._unsaved) and time.monotonic() >= self._next_checkpoint)
+        if not offsets and not alerts and not self._pending_dlq and not checkpoint:
+            return len(msgs)
+        committing = time.perf_counter()
+        self.stats.busy_s += committing - started
+        self._commit(alerts, offsets, checkpoint)
+        done = time.perf_counter()
+        self.stats.commit_s += done - committing
+        self.stats.max_batch_s = max(self.stats.max_batch_s, done - started)
+        self.stats.consumed += len(msgs)
+        self.stats.alerts += len(alerts)
+        return len(msgs)
+
+    def _decode(self, msgs: list[Message]) -> tuple[list[tuple[str, Any]], dict[tuple[str, int], int]]:
+        """The batch's (topic, event) pairs to evaluate and the offsets to commit; replayed input
+        only rebuilds state, and bad bytes wait for the DLQ of this batch's transaction."""
+        events: list[tuple[str, Any]] = []
         offsets: dict[tuple[str, int], int] = {}
         positions = self._positions
         replay = self._replay_until
-        ev = self.evaluator
         partition_of = self._partition_of
         t_ticks, t_metrics = self.t_ticks, self.t_metrics
         for msg in msgs:
@@ -419,6 +262,15 @@ class EngineRunner:
                 self._pending_dlq.append((msg, f"{type(exc).__name__}: {exc}"))
                 continue
             partition_of[event.symbol] = tp[1]
+            events.append((topic, event))
+        return events, offsets
+
+    def _step(self, events: list[tuple[str, Any]], check_stale: bool) -> list[Any]:
+        """Evaluate the rules over the decoded batch (no I/O); return the alerts it raised."""
+        alerts: list[Any] = []
+        ev = self.evaluator
+        t_ticks, t_metrics = self.t_ticks, self.t_metrics
+        for topic, event in events:
             if topic == t_ticks:
                 out = ev.on_tick(event)
             elif topic == t_metrics:
@@ -427,24 +279,12 @@ class EngineRunner:
                 out = ev.on_prediction(event)
             if out:
                 alerts.extend(out)
-        if check_stale and not replay:
+        if check_stale and not self._replay_until:
             alerts.extend(ev.check_stale(int(time.time() * 1000)))
         if ev.dirty:
             self._unsaved |= ev.dirty
             ev.dirty.clear()
-        # any moment is a consistent checkpoint: positions and state both cover what was processed
-        checkpoint = not self._checkpointed or (bool(self._unsaved) and time.monotonic() >= self._next_checkpoint)
-        if not offsets and not alerts and not self._pending_dlq and not checkpoint:
-            return len(msgs)
-        committing = time.perf_counter()
-        self.stats.busy_s += committing - started
-        self._commit(alerts, offsets, checkpoint)
-        done = time.perf_counter()
-        self.stats.commit_s += done - committing
-        self.stats.max_batch_s = max(self.stats.max_batch_s, done - started)
-        self.stats.consumed += len(msgs)
-        self.stats.alerts += len(alerts)
-        return len(msgs)
+        return alerts
 
     def _replay(self, msg: Message, topic: str, partition: int) -> None:
         value = msg.value() or b""
@@ -464,12 +304,12 @@ class EngineRunner:
         self.stats.replayed += 1
 
     def _commit(self, alerts: list[Any], offsets: dict[tuple[str, int], int], checkpoint: bool) -> None:
-        assert self.consumer is not None and self.producer is not None
-        producer = self.producer
-        self._txn_since = time.monotonic()
-        producer.begin_transaction()
+        """The transactional commit step: alerts, changelog checkpoint, dead letters, offsets."""
+        assert self.consumer is not None and self.txn is not None
+        txn = self.txn
+        txn.begin()
         for alert in alerts:
-            self._produce(self.t_alerts, alert.key, encode(alert))
+            txn.produce(self.t_alerts, alert.key, encode(alert))
         saved = 0
         if checkpoint:
             symbols = self.evaluator.symbols
@@ -478,31 +318,24 @@ class EngineRunner:
                 partition = self._partition_of.get(symbol)
                 if state is not None and partition is not None:
                     # beside its input partition's marker, whatever partitioner wrote the inputs
-                    self._produce(self.t_changelog, symbol.encode(), encode_state(state), partition=partition)
+                    txn.produce(self.t_changelog, symbol.encode(), encode_state(state), partition=partition)
                     saved += 1
             by_partition: dict[int, list[tuple[str, int, int]]] = {p: [] for p in self._owned}
             for (t, p), o in self._positions.items():
                 by_partition.setdefault(p, []).append((t, p, o))
             for p, marker in by_partition.items():
-                self._produce(self.t_changelog, marker_key(p), _marker_encoder.encode(marker), partition=p)
+                txn.produce(self.t_changelog, marker_key(p), marker_encoder.encode(marker), partition=p)
         for msg, reason in self._pending_dlq:
-            topic = msg.topic() or ""
-            log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason)
-            self._produce(topic + DLQ_SUFFIX, msg.key(), msg.value(), list(dlq_headers(msg, reason)))
+            dead_letter(txn.produce_bytes, msg, reason, self.process)
             self.stats.dlq += 1
         self._pending_dlq.clear()
         if offsets:
-            sending = time.perf_counter()
-            producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
-                self.consumer.consumer_group_metadata(), 30)
-            self.stats.offsets_s += time.perf_counter() - sending
+            txn.send_offsets(offsets, self.consumer)
         # any failure here raises: the process dies and its restart resumes from the last commit
-        ending = time.perf_counter()
-        producer.commit_transaction(30)
-        self._txn_since = None
-        self.stats.end_txn_s += time.perf_counter() - ending
-        self.stats.transactions += 1
+        txn.commit()
+        self.stats.transactions = txn.transactions
+        self.stats.offsets_s = txn.offsets_s
+        self.stats.end_txn_s = txn.end_txn_s
         if checkpoint:
             self._unsaved.clear()
             self._checkpointed = True
@@ -510,22 +343,9 @@ class EngineRunner:
             self.stats.checkpoints += 1
             self.stats.state_records += saved
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, str | bytes | None]] | None = None, partition: int | None = None) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                if partition is None:
-                    self.producer.produce(topic, value=value, key=key, headers=headers)
-                else:
-                    self.producer.produce(topic, value=value, key=key, headers=headers, partition=partition)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
     def close(self) -> None:
         """A final checkpoint (so that a clean restart replays nothing), then close the clients."""
-        if self.producer is not None and self.consumer is not None and self._unsaved and self._clean:
+        if self.txn is not None and self.consumer is not None and self._unsaved and self._clean:
             try:
                 self._commit([], {}, checkpoint=True)
             except KafkaException as exc:

@@ -1,11 +1,8 @@
-"""Kafka clients for every stage: idempotent producer, manual-commit consumer, DLQ, runner.
+"""Kafka clients for every stage: topics, the idempotent producer, the manual-commit consumer's
+settings, the shutdown flag and back-off.
 
-The runner is the one loop every Python stage uses (arroyo's shape):
-poll a batch -> decode (bad bytes to the DLQ) -> pure transform -> produce
--> flush -> commit the consumed offsets. Offsets are committed only after the
-output is durable, so a crash replays (at-least-once; outputs carry
-deterministic ids so consumers deduplicate). SIGTERM/SIGINT set a flag; the
-batch in hand is finished and committed before the consumer closes.
+The loop every consumer runs (decode -> step -> sink -> commit, the DLQ, idle stop) is
+:mod:`events.pipeline`; reading a topic to its end is :mod:`events.pipeline_read`.
 """
 
 from __future__ import annotations
@@ -14,15 +11,14 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
-from events import observability as obs
-from events.contract import DLQ_SUFFIX, Event, InvalidEvent, decode, encode, topic_of
+from events.contract import DLQ_SUFFIX, Event, encode, topic_of
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,93 +222,6 @@ class ShutdownFlag:
         return self._event.wait(timeout_s)
 
 
-def dlq_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None]]:
-    return [
-        ("dlq.error", reason[:2000].encode()),
-        ("dlq.topic", (msg.topic() or "").encode()),
-        ("dlq.partition", str(msg.partition()).encode()),
-        ("dlq.offset", str(msg.offset()).encode()),
-        ("dlq.ts_ms", str(int(time.time() * 1000)).encode()),
-    ]
-
-
-def has_data(msg: Message) -> bool:
-    """Whether a consumed message carries data; consumer errors are handled here in one place:
-    end-of-partition notices are skipped, retriable errors logged and skipped, fatal ones raised."""
-    err = msg.error()
-    if err is None:
-        return True
-    if err.code() == KafkaError._PARTITION_EOF:
-        return False
-    if err.fatal() or not err.retriable():
-        raise KafkaException(err)
-    log.warning("consumer error (retriable): %s", err)
-    return False
-
-
-# the group coordinator is away or moving (a broker restart, a leader change): ask again shortly
-COMMIT_RETRIABLE = frozenset({
-    KafkaError._WAIT_COORD, KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-})
-
-
-def commit_offsets(consumer: Consumer, msgs: list[Message], shutdown: "ShutdownFlag | None" = None) -> bool:
-    """Synchronously commit the position after the last data message of each partition in ``msgs``;
-    return whether the commit was made.
-
-    Call only once everything those messages caused is durable (produced and flushed, or
-    written to the database): that ordering is what makes a crash replay instead of lose.
-    While the coordinator is unreachable the commit is retried with back-off (until ``shutdown``);
-    a commit the group refuses (it rebalanced meanwhile) is dropped with a warning: the
-    messages are then read again, which every consumer here absorbs (deterministic ids,
-    idempotent writes). Fatal errors are raised.
-    """
-    last: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        topic, partition, offset = m.topic(), m.partition(), m.offset()
-        if m.error() is None and topic is not None and partition is not None and offset is not None:
-            last[(topic, partition)] = offset
-    if not last:
-        return True
-    offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-    backoff = Backoff(first_s=0.2, max_s=5.0)
-    while True:
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-            return True
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not isinstance(err, KafkaError) or err.fatal():
-                raise
-            if err.code() not in COMMIT_RETRIABLE:
-                log.warning("offset commit dropped (%s): those messages will be read again", err.str())
-                return False
-            if shutdown is not None and shutdown.is_set():
-                log.warning("offset commit abandoned at shutdown (%s): those messages will be read again",
-                            err.str())
-                return False
-            delay = backoff.failed()
-            log.warning("offset commit failed (%s); retrying in %.1f s", err.str(), delay)
-            if shutdown is not None:
-                shutdown.wait(delay)
-            else:
-                time.sleep(delay)
-
-
-def rewind(consumer: Consumer, msgs: list[Message]) -> None:
-    """Seek each partition back to the first message of ``msgs``, so the next poll reads them
-    again: how a stage retries a batch whose work failed for a recoverable reason."""
-    first: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        topic, partition, offset = m.topic(), m.partition(), m.offset()
-        if m.error() is None and topic is not None and partition is not None and offset is not None:
-            first.setdefault((topic, partition), offset)
-    for (topic, partition), offset in first.items():
-        consumer.seek(TopicPartition(topic, partition, offset))
-
-
 class Backoff:
     """Exponential back-off between retries of a recoverable failure (reset after a success)."""
 
@@ -330,176 +239,14 @@ class Backoff:
         self.next_s = self.first_s
 
 
-class IdleClock:
-    """When a one-shot run (tests, replays) may stop: ``idle_s`` without input, counted only
-    once the consumer holds partitions, so a slow group join is never mistaken for silence."""
-
-    def __init__(self, idle_s: float | None, consumer: Consumer | None = None) -> None:
-        self.idle_s = idle_s
-        self.consumer = consumer
-        self.since: float | None = None
-
-    def busy(self) -> None:
-        self.since = time.monotonic()
-
-    def expired(self) -> bool:
-        if self.idle_s is None:
-            return False
-        now = time.monotonic()
-        if self.since is None:
-            if self.consumer is not None and not self.consumer.assignment():
-                return False
-            self.since = now
-        return now - self.since > self.idle_s
+# names that moved to events.pipeline, still importable from here
+_MOVED = frozenset({"StreamRunner", "Pipeline", "Decoded", "RunnerStats", "IdleClock", "commit_offsets", "rewind",
+                    "has_data", "dlq_headers", "dead_letter"})
 
 
-def run_until_shutdown(shutdown: "ShutdownFlag", step: Callable[[], int], idle_stop_s: float | None = None,
-                       consumer: Consumer | None = None) -> None:
-    """Call ``step`` (one batch; returns how many messages it held) until the flag is set,
-    or until ``idle_stop_s`` passes without input once ``consumer`` is assigned (tests and
-    one-shot replays)."""
-    idle = IdleClock(idle_stop_s, consumer)
-    while not shutdown.is_set():
-        if step():
-            idle.busy()
-        elif idle.expired():
-            break
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from events import pipeline
 
-
-@dataclass
-class Decoded:
-    """A consumed message together with its decoded event."""
-
-    message: Message
-    event: Event | None  # None for a tombstone
-
-
-Transform = Callable[[list[Decoded]], Iterable[Event]]
-
-
-@dataclass
-class RunnerStats:
-    consumed: int = 0
-    produced: int = 0
-    dlq: int = 0
-    batches: int = 0
-    dlq_by_topic: Counter[str] = field(default_factory=Counter)
-    last_event_ts_ms: int = 0
-
-
-class StreamRunner:
-    """poll -> decode -> transform -> produce -> flush -> commit, until the flag is set.
-
-    ``types`` maps each consumed (deployed) topic to its event class.
-    ``transform`` is pure: it gets the decoded batch and returns the events to
-    produce. ``on_batch_done`` (optional) runs after a commit, for side
-    effects that must follow durability (metrics, notifications of a UI).
-    """
-
-    def __init__(self, settings: Settings, group_id: str, types: dict[str, type[Event]],
-                 transform: Transform, *, batch_size: int = 1000, poll_timeout_s: float = 0.2,
-                 shutdown: ShutdownFlag | None = None, producer: EventProducer | None = None,
-                 allow_tombstones: bool = False, consumer_overrides: dict[str, Any] | None = None,
-                 output_topic: Callable[[Event], str] | None = None, process: str | None = None,
-                 lag_every_s: float = 5.0) -> None:
-        self.settings = settings
-        self.process = process or group_id
-        self.lag_every_s = lag_every_s
-        self._lag_at = 0.0
-        self.types = types
-        self.transform = transform
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
-        self.shutdown = shutdown or ShutdownFlag()
-        self.allow_tombstones = allow_tombstones
-        self.output_topic = output_topic
-        self.producer = producer or EventProducer(settings)
-        self.consumer = Consumer(consumer_config(settings, group_id, **(consumer_overrides or {})))
-        self.stats = RunnerStats()
-        self.consumer.subscribe(list(types))
-
-    def _decode(self, msg: Message) -> Decoded | None:
-        topic = msg.topic() or ""
-        if msg.value() is None and self.allow_tombstones:
-            return Decoded(msg, None)
-        try:
-            return Decoded(msg, decode(msg.value(), self.types[topic]))
-        except InvalidEvent as exc:
-            self.send_to_dlq(msg, str(exc))
-            return None
-
-    def send_to_dlq(self, msg: Message, reason: str) -> None:
-        topic = msg.topic() or ""
-        log.warning("dead-lettered %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), reason,
-                    extra={"topic": topic, "partition": msg.partition(), "offset": msg.offset()})
-        self.producer.produce_bytes(topic + DLQ_SUFFIX, msg.key(), msg.value(), dlq_headers(msg, reason))
-        self.stats.dlq += 1
-        self.stats.dlq_by_topic[topic] += 1
-        obs.DLQ.labels(self.process, topic).inc()
-
-    def run_once(self) -> int:
-        """Process one batch; return how many messages it held."""
-        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
-        if time.monotonic() - self._lag_at > self.lag_every_s:
-            self.report_lag()
-        if not msgs:
-            return 0
-        started = time.perf_counter()
-        batch: list[Decoded] = []
-        for msg in msgs:
-            if not has_data(msg):
-                continue
-            decoded = self._decode(msg)
-            if decoded is not None:
-                batch.append(decoded)
-                if decoded.event is not None:
-                    self.stats.last_event_ts_ms = max(self.stats.last_event_ts_ms, decoded.event.ts)
-        outputs = list(self.transform(batch)) if batch else []
-        for event in outputs:
-            self.producer.produce(event, self.output_topic(event) if self.output_topic else None)
-        self.producer.flush()
-        self._commit(msgs)
-        self.stats.consumed += len(msgs)
-        self.stats.produced += len(outputs)
-        self.stats.batches += 1
-        for m in msgs:
-            obs.EVENTS_IN.labels(self.process, m.topic() or "").inc()
-        for event in outputs:
-            obs.EVENTS_OUT.labels(self.process, topic_of(event)).inc()
-        obs.BATCH_SECONDS.labels(self.process).observe(time.perf_counter() - started)
-        if self.stats.last_event_ts_ms:
-            obs.LAST_EVENT_TS.labels(self.process).set(self.stats.last_event_ts_ms / 1000)
-        return len(msgs)
-
-    def report_lag(self) -> None:
-        """Update the consumer-lag gauge for the assigned partitions (cheap: cached watermarks)."""
-        self._lag_at = time.monotonic()
-        try:
-            assigned = self.consumer.assignment()
-            if not assigned:
-                return
-            for tp in self.consumer.position(assigned):
-                # the high watermark of each fetch response, kept by the client: no broker round
-                # trip (24 of those took seconds on a busy broker, and held up batches and stops)
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if tp.offset >= 0 and high >= 0:
-                    obs.CONSUMER_LAG.labels(self.process, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-        except KafkaException as exc:
-            log.debug("lag report failed: %s", exc)
-
-    def _commit(self, msgs: list[Message]) -> None:
-        commit_offsets(self.consumer, msgs, self.shutdown)
-
-    def run(self, *, idle_stop_s: float | None = None) -> RunnerStats:
-        """Loop until the shutdown flag is set (or ``idle_stop_s`` without input)."""
-        try:
-            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s, self.consumer)
-        finally:
-            self.close()
-        return self.stats
-
-    def close(self) -> None:
-        try:
-            self.producer.flush()
-        finally:
-            self.consumer.close()
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

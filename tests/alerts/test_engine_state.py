@@ -9,7 +9,8 @@ import random
 import msgspec
 import pytest
 
-from alerts.engine_state import Evaluator, decode_state, encode_state, in_us_market_hours
+from alerts.engine_state import Evaluator, decode_state, encode_state
+from events.markethours import is_market_open
 from tests.alerts.helpers import BAR_MS, T0, bar, prediction, rule, states, tick
 
 
@@ -194,9 +195,9 @@ def test_state_survives_a_changelog_round_trip() -> None:
 
 def test_stale_feed_only_in_us_market_hours() -> None:
     at = lambda d, h, m: int(datetime(2026, 11, d, h, m, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
-    assert in_us_market_hours(at(18, 15, 0))        # Wednesday 10:00 New York
-    assert not in_us_market_hours(at(18, 22, 0))    # 17:00 New York
-    assert not in_us_market_hours(at(21, 15, 0))    # Saturday
+    assert is_market_open(at(18, 15, 0))        # Wednesday 10:00 New York
+    assert not is_market_open(at(18, 22, 0))    # 17:00 New York
+    assert not is_market_open(at(21, 15, 0))    # Saturday
     ev = Evaluator(bar_seconds=60, stale_after_s=60)
     ev.upsert_rule(rule(ABOVE_150))
     ev.on_tick(tick(100, 0, ts_ms=at(18, 14, 20)))

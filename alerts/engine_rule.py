@@ -1,0 +1,226 @@
+"""One compiled rule and its lifecycle step: the per-(rule, symbol) state machine of the engine.
+
+:class:`CompiledRule` is a contract ``Rule`` with its condition compiled
+(``alerts.conditions``); :meth:`CompiledRule.step` advances one (rule, symbol)'s
+:class:`RuleState` by one observation and says which alerts (firing, resolved) to emit,
+behind the gates (enabled, expiry, snooze, once, pending, once per bar, cooldown, active
+hours). Pure: no I/O and no clock. :class:`alerts.engine_state.Evaluator` holds these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from alerts.conditions import CHANNEL_OPS, COMPARE_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, Observation
+from events.contract import Rule
+
+__all__ = ["CompiledRule", "RuleState", "in_active_hours"]
+
+#: returned (never mutated) when an observation changes nothing
+NOTHING: list[tuple[str, float, float | None]] = []
+
+
+class RuleState(msgspec.Struct, array_like=True):
+    """Mutable lifecycle state of one (rule, symbol)."""
+
+    version: int
+    cond: CondState
+    firing: bool = False
+    armed: bool = False
+    true_since_ms: int | None = None
+    last_fire_ms: int | None = None
+    last_fire_bar: int | None = None
+    fired: int = 0
+    fired_side: int = 0
+
+
+def in_active_hours(ts_ms: int, tz: ZoneInfo, from_min: int | None, to_min: int | None) -> bool:
+    """Whether ``ts_ms`` falls in [from, to) minutes after local midnight (wrapping past midnight)."""
+    if from_min is None or to_min is None or from_min == to_min:
+        return True
+    local = datetime.fromtimestamp(ts_ms / 1000, tz)
+    minute = local.hour * 60 + local.minute
+    if from_min < to_min:
+        return from_min <= minute < to_min
+    return minute >= from_min or minute < to_min
+
+
+class CompiledRule:
+    """A contract Rule with its compiled condition and the event kinds it is evaluated on."""
+
+    __slots__ = ("rule", "cond", "kinds", "bar_ms", "tz", "recovery_dir", "_hours_cache", "on_close",
+                 "fast", "series", "const", "lower", "upper", "up", "want_inside", "kind")
+
+    def __init__(self, rule: Rule, bar_seconds: int) -> None:
+        self.rule = rule
+        self.cond = CompiledCondition(rule.condition, bar_seconds)
+        self.on_close = rule.frequency == "once_per_bar_close"
+        self.kinds = frozenset({"bar"}) if self.on_close else self.cond.sources
+        self.bar_ms = bar_seconds * 1000
+        self.tz = ZoneInfo(rule.timezone)
+        op = rule.condition.op
+        self.recovery_dir = 1 if op in UP_OPS else -1 if op in DOWN_OPS else 0
+        self._hours_cache: tuple[int, bool] = (-1, True)
+        # the hot path: a series against a constant or a fixed channel, with nothing attached, is
+        # evaluated inline without building an Observation unless something may happen
+        c = rule.condition
+        self.kind = self.cond.kind
+        self.series = c.series
+        self.const = c.value
+        self.lower, self.upper = c.lower, c.upper
+        self.up = op in ("greater_than", "crossing_up")
+        self.want_inside = op in ("inside_channel", "entering_channel")
+        self.fast = 0
+        if c.also is None and op in COMPARE_OPS and c.other is None:
+            self.fast = 1
+        elif c.also is None and op in CHANNEL_OPS:
+            self.fast = 2
+
+    def active_hours(self, ts_ms: int) -> bool:
+        r = self.rule
+        if r.active_from_min is None or r.active_to_min is None:
+            return True
+        minute_key = ts_ms // 60_000
+        if self._hours_cache[0] != minute_key:
+            self._hours_cache = (minute_key, in_active_hours(ts_ms, self.tz, r.active_from_min, r.active_to_min))
+        return self._hours_cache[1]
+
+    def new_state(self) -> RuleState:
+        return RuleState(version=self.rule.version, cond=self.cond.new_state())
+
+    def gates_open(self, st: RuleState, ts_ms: int) -> bool:
+        r = self.rule
+        if not r.enabled:
+            return False
+        if r.expires_ms is not None and ts_ms >= r.expires_ms:
+            return False
+        if r.snoozed_until_ms is not None and ts_ms < r.snoozed_until_ms:
+            return False
+        if r.frequency == "once" and st.fired:
+            return False
+        if r.pending_s and self.cond.kind != "cross" and st.true_since_ms is not None \
+                and ts_ms - st.true_since_ms < r.pending_s * 1000:
+            return False
+        if r.frequency in ("once_per_bar", "once_per_bar_close") and st.last_fire_bar == ts_ms // self.bar_ms:
+            return False
+        if r.cooldown_s and st.last_fire_ms is not None and ts_ms - st.last_fire_ms < r.cooldown_s * 1000:
+            return False
+        return self.active_hours(ts_ms)
+
+    def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[tuple[str, float, float | None]]:
+        """Advance the lifecycle by one observation; return (state, value, threshold) of alerts to emit."""
+        fast = self.fast
+        if fast:
+            a = values.get(self.series)
+            if a is None:
+                return NOTHING
+            kind = self.kind
+            if fast == 1:
+                b = self.const
+                cs = st.cond
+                prev = cs.side
+                side = 1 if a > b else -1 if a < b else prev  # type: ignore[operator]
+                cs.side = side
+                cross = prev != 0 and side != prev
+                if kind == "cross":
+                    active = cross
+                    if st.firing:
+                        if side == st.fired_side:
+                            return NOTHING
+                    elif not cross:
+                        st.true_since_ms = None
+                        return NOTHING
+                else:
+                    active = a > b if self.up else a < b  # type: ignore[operator]
+                    if st.firing:
+                        if active:
+                            return NOTHING
+                    elif not active:
+                        if kind == "armed":
+                            st.armed = True
+                        st.true_since_ms = None
+                        return NOTHING
+                obs = Observation(active, cross, side, a, b, a)
+            else:
+                lo, hi = self.lower, self.upper
+                inside = lo <= a <= hi  # type: ignore[operator]
+                active = inside if self.want_inside else not inside
+                if st.firing:
+                    if active:
+                        return NOTHING
+                elif not active:
+                    if kind == "armed":
+                        st.armed = True
+                    st.true_since_ms = None
+                    return NOTHING
+                obs = Observation(active, False, 0, a, hi if a >= (lo + hi) / 2 else lo, a)  # type: ignore[operator]
+            return self.advance(st, obs, ts_ms)
+        observed = self.cond.observe(values, st.cond, ts_ms)
+        if observed is None:
+            return NOTHING
+        return self.advance(st, observed, ts_ms)
+
+    def warm(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> None:
+        """Fold a history observation into the condition state; never a firing or a resolution.
+
+        The same condition memory :meth:`step` keeps (``observe`` updates the side and the
+        move window exactly as the fast path does) and the pending clock of a level
+        condition (how long it has held); the lifecycle (firing, fired, cooldown,
+        once-per-bar) is left alone. An armed operator is armed by an opposite
+        observation, and disarmed again by a crossing inside the history: that crossing
+        is over, so only a crossing after the history fires.
+        """
+        obs = self.cond.observe(values, st.cond, ts_ms)
+        if obs is None or st.firing:
+            return
+        kind = self.cond.kind
+        if kind == "level" and obs.active:
+            if st.true_since_ms is None:
+                st.true_since_ms = ts_ms
+            return
+        if kind == "armed":
+            st.armed = not obs.active
+        st.true_since_ms = None
+
+    def advance(self, st: RuleState, obs: Observation, ts_ms: int) -> list[tuple[str, float, float | None]]:
+        """The lifecycle transition for one observation (the general path)."""
+        out: list[tuple[str, float, float | None]] = []
+        kind = self.cond.kind
+        if st.firing:
+            holds = obs.side == st.fired_side if kind == "cross" else obs.active
+            if holds:
+                return out
+            recovery = self.rule.recovery
+            if recovery is not None and self.recovery_dir:
+                a = obs.series_value
+                if (self.recovery_dir > 0 and a > recovery) or (self.recovery_dir < 0 and a < recovery):
+                    return out  # not yet past the recovery threshold (hysteresis)
+            st.firing = False
+            st.true_since_ms = None
+            out.append(("resolved", obs.value, obs.threshold))
+        if kind == "armed":
+            if not obs.active:
+                st.armed = True
+            eligible = obs.active and st.armed
+        elif kind == "cross":
+            eligible = obs.cross
+        else:
+            eligible = obs.active
+        if not eligible:
+            st.true_since_ms = None
+            return out
+        if st.true_since_ms is None:
+            st.true_since_ms = ts_ms
+        if self.gates_open(st, ts_ms):
+            st.firing = True
+            st.armed = False
+            st.fired += 1
+            st.fired_side = obs.side
+            st.last_fire_ms = ts_ms
+            st.last_fire_bar = ts_ms // self.bar_ms
+            st.true_since_ms = None
+            out.append(("firing", obs.value, obs.threshold))
+        return out
