@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from alerts.config import EngineSettings, load_engine_settings
+from alerts.retry import load_notify_config
 from events.settings import Settings, SettingsError, load_settings
 
 
@@ -31,19 +32,19 @@ def _hours(text: str) -> tuple[int, int]:
     return to_min[0], to_min[1]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(engine: EngineSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m alerts")
     sub = parser.add_subparsers(dest="cmd", required=True)
     eng = sub.add_parser("engine", help="the rule engine: ticks/metrics/predictions/rules -> alerts")
-    eng.add_argument("--stale-after-s", type=int, default=int(os.environ.get("ALERTS_STALE_AFTER_S", "120")),
-                     help="system alert when a watched symbol has no tick for this long in market hours (0: off)")
-    # one per instance, stable across its restarts: Heroku's $DYNO (alerts.1, alerts.2, ...) is both
-    eng.add_argument("--transactional-id", default=os.environ.get(
-        "ALERTS_TRANSACTIONAL_ID", "alerts-engine" + (f"-{os.environ['DYNO']}" if os.environ.get("DYNO") else "")),
-        help="this instance's transactional.id and static group member id (default from $DYNO)")
-    eng.add_argument("--group", default=os.environ.get("ALERTS_ENGINE_GROUP", "alerts-engine"))
+    eng.add_argument("--stale-after-s", type=int, default=engine.stale_after_s,
+                     help="system alert when a watched symbol has no tick for this long in market hours (0: off; "
+                          "ALERTS_STALE_AFTER_S)")
+    eng.add_argument("--transactional-id", default=engine.engine_transactional_id,
+                     help="this instance's transactional.id and static group member id (ALERTS_TRANSACTIONAL_ID; "
+                          "default from $DYNO)")
+    eng.add_argument("--group", default=engine.engine_group, help="consumer group (ALERTS_ENGINE_GROUP)")
     disp = sub.add_parser("dispatch", help="alerts -> delivery rows -> Celery tasks")
-    disp.add_argument("--group", default=os.environ.get("ALERTS_DISPATCH_GROUP", "alerts-dispatch"))
+    disp.add_argument("--group", default=engine.dispatch_group, help="consumer group (ALERTS_DISPATCH_GROUP)")
     wk = sub.add_parser("worker", help="the Celery worker (with the beat sweep of due retries)")
     wk.add_argument("--concurrency", type=int, default=4)
     wk.add_argument("--no-beat", action="store_true")
@@ -103,12 +104,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
+    try:  # every section at once, before anything starts: a bad variable stops the process with one line
         settings = load_settings()
+        engine = load_engine_settings()
+        notify = load_notify_config()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    args = _parser(engine).parse_args(argv)
+    args.notify = notify
     if args.cmd in ("engine", "dispatch", "smtp-sink"):
         from events.kafka import ShutdownFlag
 
@@ -152,11 +156,10 @@ def _engine(settings: Settings, args: Any) -> int:
 
 def _dispatch(settings: Settings, args: Any) -> int:
     from alerts.dispatch import Dispatcher, celery_enqueue
-    from alerts.retry import load_notify_config
     from events.db import session_factory
 
     _logging(settings, "dispatch")
-    config = load_notify_config()
+    config = args.notify
     Dispatcher(settings, session_factory(settings), celery_enqueue(settings, config.queue),
                shutdown=args.shutdown, group_id=args.group,
                digest_window_s=config.digest_window_s if config.digest else 0.0).run()
@@ -164,17 +167,18 @@ def _dispatch(settings: Settings, args: Any) -> int:
 
 
 def _worker(settings: Settings, args: Any) -> int:
-    from alerts.celery_app import app, runtime
-
     import signal
+
+    from alerts.celery_app import create_celery
 
     # until Celery installs its own handlers (warm shutdown), a SIGTERM ends start-up cleanly
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _logging(settings, "worker")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["worker", "-Q", runtime().config.queue, "-P", "threads", "-c", str(args.concurrency),
-            "-l", settings.log_level, "--without-gossip", "--without-mingle",
-            "-n", f"alerts-{runtime().config.queue}@%h"]
+    app = create_celery(settings, args.notify)
+    queue = args.notify.queue
+    argv = ["worker", "-Q", queue, "-P", "threads", "-c", str(args.concurrency),
+            "-l", settings.log_level, "--without-gossip", "--without-mingle", "-n", f"alerts-{queue}@%h"]
     if not args.no_beat:
         argv.append("-B")
     app.worker_main(argv)

@@ -8,11 +8,15 @@ The schedule lives in :class:`NotifyConfig` so tests can run a fast one.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Mapping
+from typing import Annotated, ClassVar, Mapping
+
+import pydantic.dataclasses
+from pydantic import Field
+
+from events.settings import SECTION, QueueName, Seconds, SecondsList, StrictBool, load_section
 
 __all__ = ["NotifyConfig", "Outcome", "SVIX_SCHEDULE_S", "classify_status", "next_delay_s", "parse_retry_after",
            "load_notify_config"]
@@ -21,21 +25,25 @@ SVIX_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000
 MAX_RETRY_AFTER_S = 86_400.0
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=SECTION)
 class NotifyConfig:
-    """How the notifier retries and sweeps (read once from the environment by the worker)."""
+    """How the notifier retries and sweeps: the ``ALERTS_*`` settings section (read once by the worker)."""
 
-    retry_schedule_s: tuple[float, ...] = SVIX_SCHEDULE_S
-    jitter: float = 0.2
-    sweep_interval_s: float = 5.0
-    lease_s: float = 120.0              # a 'sending' row older than this is presumed lost with its worker
-    countdown_max_s: float = 60.0       # shorter delays are also queued with a Celery countdown
-    http_timeout_s: float = 10.0
-    smtp_timeout_s: float = 15.0
-    disable_after_s: float = 3 * 86_400.0  # a channel failing this long is disabled and its user told
-    queue: str = "alerts"
-    digest: bool = False                # group one user's alerts per channel into digests
-    digest_window_s: float = 30.0       # alerts arriving within this window of the first go out together
+    ENV_PREFIX: ClassVar[str] = "ALERTS_"
+    #: ALERTS_RETRY_SCHEDULE: comma-separated seconds
+    retry_schedule_s: SecondsList = Field(
+        default=SVIX_SCHEDULE_S, validation_alias="ALERTS_RETRY_SCHEDULE")
+    jitter: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        default=0.2, validation_alias="ALERTS_RETRY_JITTER")
+    sweep_interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
+    lease_s: Seconds = 120.0              # a 'sending' row older than this is presumed lost with its worker
+    countdown_max_s: Seconds = 60.0       # shorter delays are also queued with a Celery countdown
+    http_timeout_s: Seconds = 10.0
+    smtp_timeout_s: Seconds = 15.0
+    disable_after_s: Seconds = 3 * 86_400.0  # a channel failing this long is disabled and its user told
+    queue: QueueName = "alerts"
+    digest: StrictBool = False            # group one user's alerts per channel into digests
+    digest_window_s: Seconds = 30.0       # alerts arriving within this window of the first go out together
 
 
 @dataclass(frozen=True)
@@ -89,42 +97,7 @@ def next_delay_s(attempts_done: int, config: NotifyConfig, retry_after_s: float 
 
 
 def load_notify_config(env: Mapping[str, str] | None = None) -> NotifyConfig:
-    """From ``ALERTS_RETRY_SCHEDULE`` (comma-separated seconds), ``ALERTS_SWEEP_INTERVAL_S``,
-    ``ALERTS_RETRY_JITTER``, ``ALERTS_LEASE_S``, ``ALERTS_HTTP_TIMEOUT_S``, ``ALERTS_QUEUE``,
-    ``ALERTS_DISABLE_AFTER_S``, ``ALERTS_DIGEST`` (true/false), ``ALERTS_DIGEST_WINDOW_S``.
-    Raises ValueError naming the variable."""
-    env = os.environ if env is None else env
-    d = NotifyConfig()
-
-    def num(name: str, default: float) -> float:
-        raw = env.get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if value < 0:
-            raise ValueError(f"{name} must not be negative")
-        return value
-
-    schedule = d.retry_schedule_s
-    raw = env.get("ALERTS_RETRY_SCHEDULE")
-    if raw:
-        try:
-            schedule = tuple(float(x) for x in raw.split(","))
-        except ValueError:
-            raise ValueError(f"ALERTS_RETRY_SCHEDULE must be comma-separated seconds, got {raw!r}") from None
-    return NotifyConfig(
-        retry_schedule_s=schedule,
-        jitter=num("ALERTS_RETRY_JITTER", d.jitter),
-        sweep_interval_s=num("ALERTS_SWEEP_INTERVAL_S", d.sweep_interval_s) or d.sweep_interval_s,
-        lease_s=num("ALERTS_LEASE_S", d.lease_s),
-        countdown_max_s=num("ALERTS_COUNTDOWN_MAX_S", d.countdown_max_s),
-        http_timeout_s=num("ALERTS_HTTP_TIMEOUT_S", d.http_timeout_s),
-        smtp_timeout_s=num("ALERTS_SMTP_TIMEOUT_S", d.smtp_timeout_s),
-        disable_after_s=num("ALERTS_DISABLE_AFTER_S", d.disable_after_s),
-        queue=env.get("ALERTS_QUEUE") or d.queue,
-        digest=(env.get("ALERTS_DIGEST") or "").strip().lower() in ("1", "true", "yes", "on"),
-        digest_window_s=num("ALERTS_DIGEST_WINDOW_S", d.digest_window_s),
-    )
+    """The ``ALERTS_*`` section (``ALERTS_RETRY_SCHEDULE``, ``ALERTS_RETRY_JITTER``, ``ALERTS_SWEEP_INTERVAL_S``,
+    ...; field ``x`` is ``ALERTS_X``). Raises :class:`~events.settings.SettingsError` (a ValueError) naming
+    every bad variable."""
+    return load_section(NotifyConfig, env)

@@ -1,18 +1,41 @@
 """Celery tasks: deliver one delivery id (alerts and test messages alike); mail an address its
 confirmation link; mail a sign-up's address (its link, or a notice that it has an account); sweep due
-deliveries (beat)."""
+deliveries (beat).
+
+Shared tasks: they run in the app :func:`alerts.celery_app.create_celery` made (the current one).
+A process that enqueues one without having made an app (``python -m web admin resend``) gets the
+app of its environment on first use (:func:`alerts.celery_app.edge_app`)."""
 
 from __future__ import annotations
 
 import logging
 
+from typing import Any, Callable, cast
+
+from celery import Task, shared_task
+
 from alerts import notify
-from alerts.celery_app import app, runtime
+from alerts.celery_app import edge_app, runtime
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="alerts.deliver", acks_late=True, ignore_result=True)
+class AppTask(Task):  # type: ignore[misc]
+    """Enqueues through the app of :func:`~alerts.celery_app.create_celery`, or, in a process that made
+    none (Celery's unconfigured default app is current), through the app of its environment."""
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
+        if not hasattr(self.app, "tickerbell"):
+            return edge_app().tasks[self.name].apply_async(*args, **kwargs)
+        return super().apply_async(*args, **kwargs)
+
+
+def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``shared_task`` with :class:`AppTask` (typed: the decorated function becomes a Celery task)."""
+    return cast(Callable[[Callable[..., Any]], Any], shared_task(base=AppTask, **options))
+
+
+@task(name="alerts.deliver", acks_late=True, ignore_result=True)
 def deliver(delivery_id: int) -> str:
     """Send one delivery if it is still pending and due; schedule a short retry with a countdown."""
     rt = runtime()
@@ -43,7 +66,7 @@ def first_in_window(redis_url: str, prefix: str, window_s: int = CONFIRMATION_WI
     return check
 
 
-@app.task(name="alerts.confirm_channel", ignore_result=True)
+@task(name="alerts.confirm_channel", ignore_result=True)
 def confirm_channel(channel_id: int) -> str:
     """Mail an unconfirmed email channel its confirmation link (throttled per address)."""
     rt = runtime()
@@ -51,7 +74,7 @@ def confirm_channel(channel_id: int) -> str:
     return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config, throttle)
 
 
-@app.task(name="alerts.signup_mail", ignore_result=True)
+@task(name="alerts.signup_mail", ignore_result=True)
 def signup_mail(user_id: int, kind: str) -> str:
     """Mail a sign-up's address: its confirmation link (``link``) or, when the address already has an
     account, a notice to its owner (``taken``); each kind at most once per address per 10 minutes."""
@@ -60,7 +83,7 @@ def signup_mail(user_id: int, kind: str) -> str:
     return notify.send_signup_mail(rt.sessions, int(user_id), str(kind), rt.settings, rt.config, throttle)
 
 
-@app.task(name="alerts.sweep", ignore_result=True)
+@task(name="alerts.sweep", ignore_result=True)
 def sweep() -> int:
     """Enqueue every due delivery (retries whose time has come, leases of dead workers)."""
     rt = runtime()
