@@ -1,9 +1,10 @@
 """The dispatcher process: ``alerts`` -> delivery rows -> one Celery task per delivery.
 
-For each batch: insert a ``deliveries`` row per (firing alert, channel of
-the rule's owner) - a pair already present is left alone (unique alert_id +
-channel_id) - commit, enqueue the ids still ``pending``, and only then
-commit the Kafka offsets. A crash anywhere replays the batch, which inserts
+A consumer pipeline (``events.pipeline``) whose sink, for each batch, inserts a
+``deliveries`` row per (firing alert, channel of the rule's owner) - a pair
+already present is left alone (unique alert_id + channel_id) - commits,
+enqueues the ids still ``pending``; only then does the pipeline commit the
+Kafka offsets. A crash anywhere replays the batch, which inserts
 nothing new and re-enqueues ids the workers' claim guard makes harmless.
 """
 
@@ -14,14 +15,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 import msgspec
-from confluent_kafka import Consumer, Message
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
-from events.contract import Alert, InvalidEvent, decode
-from events.kafka import (Backoff, EventProducer, ShutdownFlag, commit_offsets, consumer_config, dlq_headers,
-                          has_data, rewind, run_until_shutdown)
+from events.contract import Alert
+from events.kafka import ShutdownFlag
+from events.pipeline import Decoded, Pipeline
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,12 @@ def record_deliveries(session: Session, alerts: Iterable[Alert], digest_window_s
 
 
 class Dispatcher:
-    """poll ``alerts`` -> record deliveries -> enqueue -> commit offsets, until the flag is set."""
+    """The dispatcher's pipeline: ``alerts`` -> (sink) delivery rows + Celery tasks -> commit offsets.
+
+    The step is the decoded alerts themselves; the sink records and enqueues them. A database
+    or Redis outage (``RECOVERABLE``) holds the batch and retries it with back-off: nothing is
+    committed before the delivery rows and the tasks exist. Malformed alerts go to the DLQ.
+    """
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], enqueue: Enqueue, *,
                  shutdown: ShutdownFlag | None = None, group_id: str = "alerts-dispatch",
@@ -106,69 +111,48 @@ class Dispatcher:
         self.settings = settings
         self.sessions = sessions
         self.enqueue = enqueue
-        self.shutdown = shutdown or ShutdownFlag()
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
         self.digest_window_s = digest_window_s
         self.topic = settings.topic("alerts")
-        self.consumer = Consumer(consumer_config(settings, group_id, **{"fetch.wait.max.ms": 5}))
-        self.consumer.subscribe([self.topic])
-        self._dlq: EventProducer | None = None
-        self._backoff = Backoff()
-        self.consumed = 0
+        self.pipeline: Pipeline[Alert] = Pipeline(
+            settings, group_id, {self.topic: Alert}, alerts_of, self.deliver, batch_size=batch_size,
+            poll_timeout_s=poll_timeout_s, shutdown=shutdown, consumer_overrides={"fetch.wait.max.ms": 5},
+            recoverable=RECOVERABLE)
+        self.shutdown = self.pipeline.shutdown
+        self.consumer = self.pipeline.consumer
+        self._backoff = self.pipeline.backoff
         self.enqueued = 0
 
-    def run_once(self) -> int:
-        msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
-        if not msgs:
-            return 0
-        alerts: list[Alert] = []
-        for msg in msgs:
-            if not has_data(msg):
-                continue
-            try:
-                alerts.append(decode(msg.value(), Alert))
-            except InvalidEvent as exc:
-                self._dead_letter(msg, str(exc))
-        try:
-            with self.sessions() as session:
-                ids = record_deliveries(session, alerts, self.digest_window_s)
-            for a in alerts:
-                if a.channel_ids:
-                    log.info("alert %s: %s %s for rule %s -> channels %s", a.state, a.symbol, a.op, a.rule_id,
-                             a.channel_ids, extra={"event_id": a.id})
-            if ids:
-                if self.digest_window_s:
-                    self.enqueue(ids, countdown_s=self.digest_window_s)
-                else:
-                    self.enqueue(ids)
-        except RECOVERABLE as exc:
-            # database or Redis away: read the same batch again later; nothing was committed,
-            # and recording is idempotent (one delivery row per alert and channel)
-            rewind(self.consumer, msgs)
-            delay = self._backoff.failed()
-            log.warning("dispatch: %s: %s; retrying the batch in %.1f s", type(exc).__name__, exc, delay)
-            self.shutdown.wait(delay)
-            return 0
-        self._backoff.succeeded()
-        if self._dlq is not None:
-            self._dlq.flush()
-        commit_offsets(self.consumer, msgs, self.shutdown)  # after the delivery rows and the Celery tasks exist
-        self.consumed += len(msgs)
-        self.enqueued += len(ids)
-        return len(msgs)
+    @property
+    def consumed(self) -> int:
+        return self.pipeline.stats.consumed
 
-    def _dead_letter(self, msg: Message, reason: str) -> None:
-        if self._dlq is None:
-            self._dlq = EventProducer(self.settings)
-        log.warning("dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason)
-        self._dlq.produce_bytes((msg.topic() or "") + ".dlq", msg.key(), msg.value(), dlq_headers(msg, reason))
+    def deliver(self, alerts: list[Alert]) -> None:
+        """The sink: insert the delivery rows (idempotent), then enqueue the ids still pending.
+        Raises a ``RECOVERABLE`` error while the database or Redis is away."""
+        with self.sessions() as session:
+            ids = record_deliveries(session, alerts, self.digest_window_s)
+        for a in alerts:
+            if a.channel_ids:
+                log.info("alert %s: %s %s for rule %s -> channels %s", a.state, a.symbol, a.op, a.rule_id,
+                         a.channel_ids, extra={"event_id": a.id})
+        if ids:
+            if self.digest_window_s:
+                self.enqueue(ids, countdown_s=self.digest_window_s)
+            else:
+                self.enqueue(ids)
+        self.enqueued += len(ids)
+
+    def run_once(self) -> int:
+        """One batch (or the retry of a held one); return how many messages it held."""
+        return self.pipeline.run_once()
 
     def run(self, *, idle_stop_s: float | None = None) -> None:
-        try:
-            run_until_shutdown(self.shutdown, self.run_once, idle_stop_s, self.consumer)
-        finally:
-            self.consumer.close()
+        self.pipeline.run(idle_stop_s=idle_stop_s)
+
+
+def alerts_of(batch: list[Decoded]) -> list[Alert]:
+    """The dispatcher's step: the decoded alerts of a batch (pure)."""
+    return [d.event for d in batch if isinstance(d.event, Alert)]
 
 
 def celery_enqueue(settings: Settings, queue: str) -> Enqueue:

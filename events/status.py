@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from events.kafka import admin_client, topic_specs
+from events.pipeline_read import end_offsets
 from events.settings import Settings
 
-
-# a topic just created (or a broker just restarted): its partition leaders are still moving in
-LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                           KafkaError.UNKNOWN_TOPIC_OR_PART})
-
-
-def end_offsets(consumer: Consumer, topic: str, partitions: int, settle_s: float = 15.0) -> list[int]:
-    """Each partition's end offset; waits up to ``settle_s`` for leaders that are moving in."""
-    deadline = time.monotonic() + settle_s
-    ends = []
-    for p in range(partitions):
-        while True:
-            try:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-                break
-            except KafkaException as exc:
-                if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)  # ask again once the leader is in place
-        ends.append(high)
-    return ends
+__all__ = ["end_offsets", "group_lag", "print_status", "topic_totals"]
 
 
 def topic_totals(settings: Settings) -> dict[str, int]:
@@ -58,16 +39,17 @@ def group_lag(settings: Settings) -> dict[str, int]:
     try:
         from confluent_kafka import ConsumerGroupTopicPartitions
 
+        meta = admin.list_topics(timeout=10).topics
+        ends = {name: end_offsets(consumer, name, len(meta[name].partitions)) for name in known if name in meta}
         for gid in groups:
             res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)])[gid].result(timeout=10)
             lag = 0
             ours = False
             for tp in res.topic_partitions:
-                if tp.offset < 0 or tp.topic not in known:
+                if tp.offset < 0 or tp.topic not in ends:
                     continue
                 ours = True
-                _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-                lag += max(0, high - tp.offset)
+                lag += max(0, ends[tp.topic][tp.partition] - tp.offset)
             if ours:
                 lags[gid] = lag
     finally:

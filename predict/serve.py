@@ -12,9 +12,10 @@ while the bar it forecasts has not closed yet (the newest bar of a fresh
 backfill: a forecast of now, not of the past). A model forecasts only bars of
 the size it was trained on: a daily model says nothing about 60 s bars.
 
-:func:`serve` is the runner around it:
-it waits for a promoted model, then polls, and between batches checks the
-registry's pointer so a newly promoted model is served without a restart.
+:func:`serve` runs it as the step of a consumer pipeline (``events.pipeline``,
+producing the predictions): it waits for a promoted model, then consumes, and
+between batches checks the registry's pointer so a newly promoted model is
+served without a restart.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from events.contract import Bar, Prediction, prediction_id
-from events.kafka import Decoded, RunnerStats, ShutdownFlag, StreamRunner
+from events.contract import Bar, Prediction
+from events.contract_ids import prediction_id
+from events.kafka import ShutdownFlag
+from events.pipeline import Decoded, Pipeline, RunnerStats
 from events.settings import Settings
 from predict.features import compute_features, min_history, targets
 from predict.model import Forecaster
@@ -118,7 +121,8 @@ class PredictionStage:
     @property
     def trained_bar_seconds(self) -> int | None:
         """The model's bar size (None: its record does not say, so every bar size is served)."""
-        return self._provenance["trained_bar_seconds"]
+        trained: int | None = self._provenance["trained_bar_seconds"]
+        return trained
 
     def set_model(self, forecaster: Forecaster, meta: dict[str, Any]) -> None:
         self.forecaster, self.meta = forecaster, meta
@@ -293,26 +297,25 @@ def serve(settings: Settings, registry: Registry, *, group_id: str = "predict", 
         log.warning("model %s was trained on %d s bars but BAR_SECONDS is %d: no forecasts for those bars; "
                     "`python -m predict ensure-model` trains one for them", stage.version,
                     stage.trained_bar_seconds, settings.bar_seconds)
-    runner = StreamRunner(settings, settings.topic(group_id), {settings.topic("metrics"): Bar}, stage,
-                          shutdown=shutdown)
+    runner: Pipeline[Prediction] = Pipeline(settings, settings.topic(group_id), {settings.topic("metrics"): Bar},
+                                            stage, shutdown=shutdown)
     reported = time.monotonic()
-    try:
-        while not shutdown.is_set():
-            newer = watcher.poll()
-            if newer is not None:
-                stage.set_model(*newer)
-                log.info("now serving newly promoted model %s (skill %+.4f)", stage.version,
-                         stage.meta.get("skill", float("nan")))
-                if on_model:
-                    on_model(stage.version)
-            runner.run_once()
-            if time.monotonic() - reported > 60:
-                reported = time.monotonic()
-                s = runner.stats
-                log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history, "
-                         "%d stored bars warmed, %d history bars not forecast (their next bar had closed), "
-                         "%d bars of another size than the model's", s.consumed, s.produced, s.dlq,
-                         stage.skipped_short, stage.warmed, stage.skipped_history, stage.skipped_bar_size)
-    finally:
-        runner.close()
-    return runner.stats
+
+    def after_batch(_n: int) -> None:
+        nonlocal reported
+        newer = watcher.poll()
+        if newer is not None:  # swapped between batches: the next batch is forecast by the new model
+            stage.set_model(*newer)
+            log.info("now serving newly promoted model %s (skill %+.4f)", stage.version,
+                     stage.meta.get("skill", float("nan")))
+            if on_model:
+                on_model(stage.version)
+        if time.monotonic() - reported > 60:
+            reported = time.monotonic()
+            s = runner.stats
+            log.info("consumed %d bars, produced %d predictions, %d to DLQ, %d bars short of history, "
+                     "%d stored bars warmed, %d history bars not forecast (their next bar had closed), "
+                     "%d bars of another size than the model's", s.consumed, s.produced, s.dlq,
+                     stage.skipped_short, stage.warmed, stage.skipped_history, stage.skipped_bar_size)
+
+    return runner.run(on_batch=after_batch)

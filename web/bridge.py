@@ -9,8 +9,10 @@ bars at once, and the chart loads history from the API): an update says only
 ``history_ms``, the end of the newest history bar since the last update, so an
 open page knows to reload its bars. Alerts go at
 once to their owner's room as ``alert``. The bridge is a live view: a new
-consumer group starts at the end of the topics (``offset_reset``), and
-offsets are committed after the batch's updates are handed to Redis.
+consumer group starts at the end of the topics (``offset_reset``). It is a
+consumer pipeline (``events.pipeline``): the step (:func:`emissions`) routes and
+coalesces without I/O, the sink emits, and offsets are committed after the
+batch's emissions are handed to Redis.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import socketio
 
 from events import contract
 from events.contract import Alert, Bar, Prediction, Tick
-from events.kafka import Decoded, IdleClock, ShutdownFlag, StreamRunner
+from events.kafka import ShutdownFlag
+from events.pipeline import Decoded, Pipeline
 from events.settings import Settings
 from web.rooms import symbol_room, user_room
 
@@ -146,6 +149,18 @@ def redis_emitter(settings: Settings, channel: str) -> tuple[Emit, socketio.Redi
     return emit, manager
 
 
+Emission = tuple[str, dict[str, Any], str]  # (event, payload, room), for the sink to emit
+
+
+def emissions(events: list[contract.Event], coalescer: Coalescer, now_s: float) -> list[Emission]:
+    """The bridge's step (no I/O): alerts at once, market data into the coalescer, and the
+    updates due at ``now_s``."""
+    out: list[Emission] = []
+    route(events, coalescer, lambda event, payload, room: out.append((event, payload, room)))
+    out += [("update", payload, symbol_room(payload["symbol"])) for payload in coalescer.due(now_s)]
+    return out
+
+
 def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "tickerbell-socketio",
                group_id: str = "tickerbell-bridge", offset_reset: str = "latest", interval_s: float = 0.1,
                redis_prefix: str = "tickerbell:", idle_stop_s: float | None = None,
@@ -153,55 +168,46 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
     """Run until ``shutdown`` is set (or ``idle_stop_s`` without input); return counters."""
     from web.status import heartbeat
 
-    if emit is None:
-        emit, _manager = redis_emitter(settings, channel)
+    send: Emit = emit if emit is not None else redis_emitter(settings, channel)[0]
     coalescer = Coalescer(interval_s)
     counts = {"consumed": 0, "updates": 0, "alerts": 0}
 
-    def send_due(now_s: float) -> None:
-        for payload in coalescer.due(now_s):
-            emit("update", payload, symbol_room(payload["symbol"]))
-            counts["updates"] += 1
+    def sink(out: list[Emission]) -> None:
+        for event, payload, room in out:
+            send(event, payload, room)
+            counts["updates" if event == "update" else "alerts"] += 1
 
-    def transform(batch: list[Decoded]) -> list[contract.Event]:
-        events = [d.event for d in batch if d.event is not None]
-        counts["alerts"] += sum(1 for e in events if isinstance(e, Alert))
-        route(events, coalescer, emit)
-        send_due(time.monotonic())
-        return []
+    def step(batch: list[Decoded]) -> list[Emission]:
+        return emissions([d.event for d in batch if d.event is not None], coalescer, time.monotonic())
 
     types: dict[str, type[contract.Event]] = {
         settings.topic("ticks"): Tick, settings.topic("metrics"): Bar,
         settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert,
     }
-    runner = StreamRunner(settings, group_id, types, transform, batch_size=2000, poll_timeout_s=interval_s / 2,
-                          shutdown=shutdown, consumer_overrides={"auto.offset.reset": offset_reset})
+    runner: Pipeline[Emission] = Pipeline(
+        settings, group_id, types, step, sink, batch_size=2000, poll_timeout_s=interval_s / 2, shutdown=shutdown,
+        consumer_overrides={"auto.offset.reset": offset_reset})
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     last_beat = time.monotonic()
-    idle = IdleClock(idle_stop_s, runner.consumer)
 
     def report() -> None:
         heartbeat(beat, redis_prefix, "bridge", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
                                                  "updates": counts["updates"], "alerts": counts["alerts"],
                                                  "last_event_ms": runner.stats.last_event_ts_ms})
 
+    def after_batch(_n: int) -> None:
+        nonlocal last_beat
+        now = time.monotonic()
+        sink([("update", payload, symbol_room(payload["symbol"])) for payload in coalescer.due(now)])
+        if now - last_beat > 2.0:
+            last_beat = now
+            report()
+
     try:
-        while not shutdown.is_set():
-            n = runner.run_once()
-            now = time.monotonic()
-            send_due(now)
-            if n:
-                idle.busy()
-            elif coalescer.next_due_in_s(now) is None and idle.expired():
-                break
-            if now - last_beat > 2.0:
-                last_beat = now
-                report()
+        runner.run(idle_stop_s=idle_stop_s, on_batch=after_batch,
+                   holding=lambda: coalescer.next_due_in_s(time.monotonic()) is not None)
     finally:
-        for payload in coalescer.drain():
-            emit("update", payload, symbol_room(payload["symbol"]))
-            counts["updates"] += 1
-        runner.close()
+        sink([("update", payload, symbol_room(payload["symbol"])) for payload in coalescer.drain()])
         report()
         beat.close()
     counts["consumed"] = runner.stats.consumed

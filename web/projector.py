@@ -7,10 +7,11 @@ either arrival order (live: prediction first; a replay: maybe a whole topic
 first) ends with the same rows. The aggregates (live skill, p, coverage,
 direction) are computed on read, and exported as Prometheus gauges here.
 
-Each batch is upserted (insert, or update on the primary key) and committed;
-only then does the runner commit the Kafka offsets. Replaying a topic, or a
+A consumer pipeline (``events.pipeline``): its sink upserts each batch (insert,
+or update on the primary key) and commits; only then does the pipeline commit
+the Kafka offsets. Replaying a topic, or a
 crash between the two commits, rewrites the same rows with the same values:
-the projection is idempotent. Malformed messages go to the DLQ (the runner).
+the projection is idempotent. Malformed messages go to the DLQ (the pipeline).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
 from events.contract import Alert, Bar, FeedStatus, Prediction
-from events.kafka import Decoded, IdleClock, ShutdownFlag, StreamRunner
+from events.kafka import ShutdownFlag
+from events.pipeline import Decoded, Pipeline
 from events.settings import Settings
 from predict import scoreboard as sb
+from predict.metrics import significant
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 500
@@ -77,14 +80,18 @@ def rows_by_table(events: Sequence[contract.Event]) -> dict[type[models.Base], l
 
 def upsert(session: Session, model: type[models.Base], rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE, on PostgreSQL and SQLite alike."""
+    from sqlalchemy import inspect
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = session.get_bind().dialect.name
+    insert: Any
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        insert = postgresql.insert
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        insert = sqlite.insert
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"no upsert for {dialect}")
-    keys = [c.name for c in model.__table__.primary_key.columns]
+    keys = [c.name for c in inspect(model).primary_key]
     stmt = insert(model)
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
     for i in range(0, len(rows), CHUNK_ROWS):
@@ -196,7 +203,7 @@ def scoreboard(session: Session, symbol: str, window: int = sb.WINDOW) -> list[d
             "from_ms": latest.holdout_from_ms, "to_ms": latest.holdout_to_ms,
             "trained_from_ms": latest.trained_from_ms, "trained_to_ms": latest.trained_to_ms,
             "bar_seconds": latest.trained_bar_seconds, "data_source": latest.data_source,
-            "significant": sb.significant(latest.skill, latest.skill_p, latest.holdout_n, min_n=sb.MIN_N)}
+            "significant": significant(latest.skill, latest.skill_p, latest.holdout_n, min_n=sb.MIN_N)}
         out.append({"model_version": version, "bar_seconds": latest.bar_seconds if latest else None,
                     "last_prediction_ms": latest.base_start_ms if latest else None,
                     "window": window, "live": live, "holdout": holdout,
@@ -216,16 +223,21 @@ def export_gauges(session: Session, keys: set[tuple[str, str]]) -> None:
             gauge.labels(**labels).set(float("nan") if value is None else value)
 
 
+def events_of(batch: list[Decoded]) -> list[contract.Event]:
+    """The projector's step: the decoded events of a batch (pure; tombstones carry nothing)."""
+    return [d.event for d in batch if d.event is not None]
+
+
 def make_runner(settings: Settings, sessions: sessionmaker[Session], shutdown: ShutdownFlag,
-                group_id: str = "tickerbell-projector") -> StreamRunner:
-    def transform(batch: list[Decoded]) -> list[contract.Event]:
-        project(sessions, [d.event for d in batch if d.event is not None])
-        return []  # nothing to produce: the runner commits offsets after this returns
+                group_id: str = "tickerbell-projector") -> Pipeline[contract.Event]:
+    """The projector's pipeline: decode -> events -> (sink) one SQL transaction -> commit offsets."""
+    def sink(events: list[contract.Event]) -> None:
+        project(sessions, events)
 
     types: dict[str, type[contract.Event]] = {
         settings.topic("metrics"): Bar, settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert,
         settings.topic("feed"): FeedStatus}
-    return StreamRunner(settings, group_id, types, transform, batch_size=2000, poll_timeout_s=0.5, shutdown=shutdown)
+    return Pipeline(settings, group_id, types, events_of, sink, batch_size=2000, poll_timeout_s=0.5, shutdown=shutdown)
 
 
 def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown: ShutdownFlag, *,
@@ -240,28 +252,24 @@ def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown:
 
     runner = make_runner(settings, sessions, shutdown, group_id)
     beat = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    idle = IdleClock(idle_stop_s, runner.consumer)
     last_beat = time.monotonic()
 
     def report() -> None:
         heartbeat(beat, redis_prefix, "projector", {"consumed": runner.stats.consumed, "dlq": runner.stats.dlq,
                                                     "last_event_ms": runner.stats.last_event_ts_ms})
 
+    def after_batch(n: int) -> None:
+        nonlocal last_beat
+        if n and on_batch is not None:
+            on_batch(n)
+        now = time.monotonic()
+        if now - last_beat > 2.0:
+            last_beat = now
+            report()
+
     try:
-        while not shutdown.is_set():
-            n = runner.run_once()
-            now = time.monotonic()
-            if n:
-                idle.busy()
-                if on_batch is not None:
-                    on_batch(n)
-            elif idle.expired():
-                break
-            if now - last_beat > 2.0:
-                last_beat = now
-                report()
+        runner.run(idle_stop_s=idle_stop_s, on_batch=after_batch)
     finally:
-        runner.close()
         report()
         beat.close()
     return runner.stats.consumed

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 
 from events.contract import DLQ_SUFFIX
 from events.kafka import admin_client, topic_specs
+from events.pipeline_read import end_offsets
 from events.settings import Settings
 from predict import scoreboard as sb
 
@@ -66,7 +67,7 @@ def _sample(settings: Settings, admin: Any, consumer: Consumer, names: list[str]
     for name in names:
         if name not in meta:
             continue
-        ends = [consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)[1] for p in meta[name].partitions]
+        ends = end_offsets(consumer, name, len(meta[name].partitions))
         topics[name] = {"total": sum(ends), "ends": ends}
     groups: dict[str, dict[str, Any]] = {}
     listed = admin.list_consumer_groups().result(timeout=10).valid
@@ -104,7 +105,8 @@ def _last_event_ms(consumer: Consumer, ends: dict[str, list[int]]) -> dict[str, 
             if m.error() is None:
                 got += 1
                 _kind, ts = m.timestamp()
-                out[m.topic()] = max(out.get(m.topic(), 0), ts)
+                topic = m.topic() or ""
+                out[topic] = max(out.get(topic, 0), ts)
     consumer.unassign()
     return out
 
