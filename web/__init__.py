@@ -124,9 +124,10 @@ CSP = "; ".join([
 
 def csp_nonce() -> str:
     """This response's script nonce (templates call it on each inline <script>)."""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
+    nonce = g.get("csp_nonce")
+    if not isinstance(nonce, str):
+        nonce = g.csp_nonce = secrets.token_urlsafe(16)
+    return nonce
 
 
 def _security_headers(response: Response) -> Response:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_limiter.errors import RateLimitExceeded
-from flask_login import current_user, login_required, logout_user
+from flask_login import current_user, logout_user
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from web.auth import (end_all_sessions, login_limited, remember_client, retry_after_s, signup_limited,
-                      start_session, uid)
+from web.auth import (end_all_sessions, login_limited, login_required, remember_client, retry_after_s,
+                      signup_limited, start_session, uid)
 from events import models
 from web.db import get_db
 from web.errors import ApiError
+from web.extensions import app_settings
 from web.store import users
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ def checked_confirmed(user: models.User) -> None:
 
 
 def _secret_key() -> str:
-    return current_app.extensions["tickerbell_settings"].secret_key.get()
+    return app_settings().secret_key.get()
 
 
 def _safe_next(target: str | None) -> str:
@@ -58,7 +61,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.errorhandler(RateLimitExceeded)
-def _too_many(exc: RateLimitExceeded):
+def _too_many(exc: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
     """The form again, saying how long to wait (the limits are in web.auth)."""
     wait_s = retry_after_s()
     wait = f"{wait_s} s" if wait_s < 120 else f"{wait_s // 60} min"
@@ -73,7 +76,7 @@ def _too_many(exc: RateLimitExceeded):
 
 @bp.route("/register", methods=["GET", "POST"])
 @signup_limited
-def register():
+def register() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("pages.dashboard"))
     errors: dict[str, str] = {}
@@ -90,7 +93,7 @@ def register():
 
 
 @bp.route("/register/confirm/<token>", methods=["GET", "POST"])
-def confirm_sign_up(token: str):
+def confirm_sign_up(token: str) -> ResponseReturnValue:
     """The link in a sign-up mail. GET only shows a button: mail scanners fetch every link in a
     message, and a fetch must not confirm (and log in) on the reader's behalf; the POST does."""
     session = get_db()
@@ -108,7 +111,7 @@ def confirm_sign_up(token: str):
 
 @bp.route("/login", methods=["GET", "POST"])
 @login_limited
-def login():
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     error = None
@@ -132,7 +135,7 @@ def login():
 
 @bp.post("/logout")
 @login_required
-def logout():
+def logout() -> WerkzeugResponse:
     """Log out everywhere: the nonce rotates, so this and every other session and remember-me cookie end."""
     end_all_sessions(get_db(), uid())
     logout_user()

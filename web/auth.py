@@ -9,21 +9,25 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast
 
 import redis
-from flask import current_app, g, request
+from flask import Request, Response, current_app, g, request
+from flask.typing import ResponseReturnValue
+import flask_login
 from flask_login import current_user, login_user
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from events import models
 from web.db import get_db
 from web.errors import ApiError
-from web.extensions import limiter, login_manager
+from web.extensions import app_settings, limiter, login_manager
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tb_"
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
 
 
 def hash_token(token: str) -> str:
@@ -34,7 +38,7 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def user_for_token(session: Any, token: str) -> models.User | None:
+def user_for_token(session: Session, token: str) -> models.User | None:
     row = session.scalar(select(models.ApiToken).where(models.ApiToken.token_hash == hash_token(token)))
     if row is None:
         return None
@@ -89,7 +93,6 @@ def parse_login_id(text: str) -> LoginId | None:
     return login_id if login_id.user_id < 2**31 else None
 
 
-@login_manager.user_loader
 def _load_user(text: str) -> LoginUser | None:
     login_id = parse_login_id(text)
     if login_id is None:
@@ -107,7 +110,7 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def start_session(session: Any, user: models.User, remember: bool = False) -> None:
+def start_session(session: Session, user: models.User, remember: bool = False) -> None:
     """Log ``user`` in on this browser (the user's first login gives them a nonce)."""
     if not user.auth_nonce:
         user.auth_nonce = new_nonce()
@@ -115,7 +118,7 @@ def start_session(session: Any, user: models.User, remember: bool = False) -> No
     login_user(LoginUser(user), remember=remember)
 
 
-def end_all_sessions(session: Any, user_id: int) -> None:
+def end_all_sessions(session: Session, user_id: int) -> None:
     """Rotate the user's nonce: every session and remember-me cookie issued so far stops working."""
     user = session.get(models.User, user_id)
     if user is not None:
@@ -123,8 +126,7 @@ def end_all_sessions(session: Any, user_id: int) -> None:
         session.commit()
 
 
-@login_manager.request_loader
-def _load_from_bearer(req: Any) -> LoginUser | None:
+def _load_from_bearer(req: Request) -> LoginUser | None:
     header = req.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
         return None
@@ -135,8 +137,7 @@ def _load_from_bearer(req: Any) -> LoginUser | None:
     return LoginUser(user)
 
 
-@login_manager.unauthorized_handler
-def _unauthorized():
+def _unauthorized() -> ResponseReturnValue:
     from flask import redirect, url_for
 
     from web.errors import wants_json
@@ -144,6 +145,18 @@ def _unauthorized():
     if wants_json():
         raise ApiError(401, "authentication required: log in or send `Authorization: Bearer <token>`")
     return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
+
+
+# Flask-Login's registration decorators are untyped: registered by call, the functions keep their types
+login_manager.user_loader(_load_user)
+login_manager.request_loader(_load_from_bearer)
+login_manager.unauthorized_handler(_unauthorized)
+
+
+def login_required(view: View) -> View:
+    """Flask-Login's ``login_required``, typed: it wraps with ``functools.wraps`` (same signature),
+    but Flask-Login ships no type information."""
+    return cast(View, flask_login.login_required(view))
 
 
 def uid() -> int:
@@ -173,7 +186,7 @@ KNOWN_CLIENT_TTL_S = 30 * 86_400
 
 
 def _prefix() -> str:
-    return current_app.config["REDIS_PREFIX"]
+    return str(current_app.config["REDIS_PREFIX"])
 
 
 def _digest(text: str) -> str:
@@ -236,36 +249,40 @@ def _is_known_client() -> bool:
         return False
 
 
-def _failed(response: Any) -> bool:
+def _failed(response: Response) -> bool:
     return response.status_code in (401, 403)
 
 
 def _config_limit(name: str) -> Callable[[], str]:
-    return lambda: current_app.config[name]
+    return lambda: str(current_app.config[name])
 
 
-def login_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+def limited_view(view: View, limit: Callable[[], str] | str, scope: str, **options: Any) -> View:
+    """``view`` under one shared Flask-Limiter limit. The limiter wraps with ``functools.wraps`` (the
+    view keeps its signature) but types its result as any view: the cast restores the view's type."""
+    return cast(View, limiter.shared_limit(limit, scope, methods=["POST"], **options)(view))
+
+
+def login_limited(view: View) -> View:
     """The three failed-login limits on a view that checks a password (shared by the page and the API)."""
-    view = limiter.shared_limit(_config_limit("LOGIN_LIMIT_ACCOUNT_CLIENT"), LOGIN_ACCOUNT_CLIENT,
-                                key_func=account_client_key, deduct_when=_failed, methods=["POST"])(view)
-    view = limiter.shared_limit(_config_limit("LOGIN_LIMIT_CLIENT"), LOGIN_CLIENT,
-                                key_func=client_key, deduct_when=_failed, methods=["POST"])(view)
-    view = limiter.shared_limit(_config_limit("LOGIN_LIMIT_ACCOUNT"), LOGIN_ACCOUNT, key_func=account_key,
-                                deduct_when=_failed, exempt_when=_is_known_client, methods=["POST"])(view)
-    return view
+    view = limited_view(view, _config_limit("LOGIN_LIMIT_ACCOUNT_CLIENT"), LOGIN_ACCOUNT_CLIENT,
+                  key_func=account_client_key, deduct_when=_failed)
+    view = limited_view(view, _config_limit("LOGIN_LIMIT_CLIENT"), LOGIN_CLIENT, key_func=client_key, deduct_when=_failed)
+    return limited_view(view, _config_limit("LOGIN_LIMIT_ACCOUNT"), LOGIN_ACCOUNT, key_func=account_key,
+                  deduct_when=_failed, exempt_when=_is_known_client)
 
 
-def signup_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+def signup_limited(view: View) -> View:
     """Sign-ups per client, every attempt counted (mass sign-ups, probing which emails exist)."""
-    return limiter.shared_limit(_config_limit("SIGNUP_LIMIT"), "signup", key_func=client_key, methods=["POST"])(view)
+    return limited_view(view, _config_limit("SIGNUP_LIMIT"), "signup", key_func=client_key)
 
 
-def test_send_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+def test_send_limited(view: View) -> View:
     """Channel test-sends per user (the page and the API share the count)."""
-    return limiter.shared_limit(_config_limit("TEST_SEND_LIMIT"), "test-send", key_func=user_key, methods=["POST"])(view)
+    return limited_view(view, _config_limit("TEST_SEND_LIMIT"), "test-send", key_func=user_key)
 
 
-def rate_limited(exc: Exception) -> Any:
+def rate_limited(exc: Exception) -> Response:
     """429 with Retry-After, as JSON to API clients and as a page to people."""
     from flask import jsonify, render_template
 
@@ -293,7 +310,6 @@ def retry_after_s() -> int:
 def redis_client() -> redis.Redis:
     ext = current_app.extensions
     if "tickerbell_redis" not in ext:
-        ext["tickerbell_redis"] = redis.Redis.from_url(
-            ext["tickerbell_settings"].redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
-    return ext["tickerbell_redis"]
+        ext["tickerbell_redis"] = redis.Redis.from_url(app_settings().redis_url, socket_timeout=2,
+                                                       socket_connect_timeout=2)
+    return cast(redis.Redis, ext["tickerbell_redis"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,13 +17,14 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def sessions() -> sessionmaker[Session]:
-    return current_app.extensions["tickerbell_sessions"]
+    return cast("sessionmaker[Session]", current_app.extensions["tickerbell_sessions"])
 
 
 def get_db() -> Session:
-    if "db" not in g:
-        g.db = sessions()()
-    return g.db
+    session = g.get("db")
+    if not isinstance(session, Session):
+        session = g.db = sessions()()
+    return session
 
 
 def _close(_exc: BaseException | None) -> None:

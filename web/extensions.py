@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFProtect
+
+from events.settings import Settings
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -20,3 +25,8 @@ socketio = SocketIO()
 # process in memory rather than failing the request.
 limiter = Limiter(get_remote_address, strategy="moving-window", headers_enabled=True,
                   in_memory_fallback_enabled=True)
+
+
+def app_settings() -> Settings:
+    """The current app's settings (``create_app`` stores them; call inside an app context)."""
+    return cast(Settings, current_app.extensions["tickerbell_settings"])

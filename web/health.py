@@ -6,18 +6,19 @@ import logging
 import time
 from typing import Any, Callable
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from web.auth import redis_client
 from web.db import get_db
+from web.extensions import app_settings
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     return jsonify(status="ok")
 
 
@@ -36,12 +37,11 @@ def _check(name: str, fn: Callable[[], Any]) -> dict[str, Any]:
 def _kafka() -> None:
     from events.kafka import admin_client
 
-    settings = current_app.extensions["tickerbell_settings"]
-    admin_client(settings).list_topics(timeout=2)
+    admin_client(app_settings()).list_topics(timeout=2)
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> tuple[Response, int]:
     checks = {
         "database": _check("database", lambda: get_db().execute(text("select 1"))),
         "redis": _check("redis", lambda: redis_client().ping()),

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
 from web.errors import ApiError
-from web.extensions import limiter
+
+if TYPE_CHECKING:
+    from web.auth import View
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,16 @@ def cap_reached(cap: str, limit: int, what: str) -> ApiError:
 CHANNEL_CREATE_LIMIT = "20/hour;100/day"  # the default of the app's CHANNEL_CREATE_LIMIT
 
 
-def channel_create_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+def channel_create_limited(view: View) -> View:
     """Channel creations per user: creating an email channel mails its address a confirmation, so
     an account must not create them without end (the per-address window in the worker bounds one
     address; this bounds one account over many addresses). Only creations count (201): a refused
     body mails nothing. A Flask-Limiter limit in Redis like the sign-in limits (web.auth); over
     it, a 429 with Retry-After before anything is created."""
-    from web.auth import user_key
+    from web.auth import limited_view, user_key
 
-    return limiter.shared_limit(lambda: current_app.config.get("CHANNEL_CREATE_LIMIT", CHANNEL_CREATE_LIMIT),
-                                "channel-create", key_func=user_key, methods=["POST"],
-                                deduct_when=lambda resp: resp.status_code == 201)(view)
+    return limited_view(view, lambda: str(current_app.config.get("CHANNEL_CREATE_LIMIT", CHANNEL_CREATE_LIMIT)),
+                        "channel-create", key_func=user_key, deduct_when=lambda resp: resp.status_code == 201)
 
 
 _TOKENS = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)  # an escape pair, a quote or a bracket: no backtracking

@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import fmean, pstdev
-from typing import Iterable
+from typing import Iterable, TypedDict
 
 DAY_MS = 86_400_000
 
@@ -21,6 +21,29 @@ class BarRow:
     close: float
     volume: float
     sma_20: float | None = None
+
+
+class DaySummary(TypedDict):
+    """One symbol's UTC day in the overview's daily summary."""
+
+    symbol: str
+    day: str
+    bars: int
+    avg_close: float
+    last_close: float
+    high: float
+    low: float
+    volume: float
+    change_pct: float | None
+
+
+class SmaDistancePoint(TypedDict):
+    """One symbol's UTC day: mean distance of the close from its SMA 20 and the day's volatility (%)."""
+
+    symbol: str
+    day: str
+    distance_pct: float
+    volatility_pct: float
 
 
 def day_of(ts_ms: int) -> str:
@@ -40,13 +63,13 @@ def _by_symbol_day(rows: Iterable[BarRow]) -> dict[str, dict[str, list[BarRow]]]
     return out
 
 
-def daily_summary(rows: Iterable[BarRow]) -> list[dict]:
+def daily_summary(rows: Iterable[BarRow]) -> list[DaySummary]:
     """Per symbol and UTC day: average and last close, high, low, total volume, % change.
 
     % change is from the previous day's last close, or from the day's first
     open when the previous day is not in the range.
     """
-    out = []
+    out: list[DaySummary] = []
     for symbol, days in _by_symbol_day(rows).items():
         prev_close: float | None = None
         for day in sorted(days):
@@ -84,9 +107,9 @@ def volatility_by_symbol(rows: Iterable[BarRow]) -> dict[str, float | None]:
     return out
 
 
-def volatility_vs_sma_distance(rows: Iterable[BarRow]) -> list[dict]:
+def volatility_vs_sma_distance(rows: Iterable[BarRow]) -> list[SmaDistancePoint]:
     """One point per symbol and day: mean distance of the close from its SMA 20 (%) and that day's volatility (%)."""
-    points = []
+    points: list[SmaDistancePoint] = []
     for symbol, days in _by_symbol_day(rows).items():
         for day, bars in sorted(days.items()):
             dists = [(b.close / b.sma_20 - 1.0) * 100.0 for b in bars if b.sma_20]

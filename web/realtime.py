@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from flask import Flask, current_app, g, request
@@ -155,43 +155,52 @@ class OpenSockets:
 
 def open_sockets(app: Flask | None = None) -> OpenSockets:
     """The app's :class:`OpenSockets` (made on first use: ``create_app`` knows nothing of it)."""
+    # the proxy's object itself: the socket threads outlive the app context (Flask types current_app
+    # as a plain Flask, without the proxy's methods)
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     found = app.extensions.get("tickerbell_open_sockets")
     if found is None:
         found = app.extensions.setdefault("tickerbell_open_sockets", OpenSockets(app, app.extensions["socketio"]))
-    return found
+    return cast(OpenSockets, found)
 
 
-@user_logged_out.connect
 def _on_logout(app: Flask, user: Any = None, **_: Any) -> None:
     """Logging out rotates the user's nonce (every session ends): their session sockets end with it."""
     if user is not None and getattr(user, "id", None) is not None and "tickerbell_open_sockets" in app.extensions:
         open_sockets(app).drop_sessions_of(int(user.id))
 
 
+user_logged_out.connect(_on_logout)  # by call: Flask-Login's signal is untyped, the function keeps its type
+
+
 def _symbol(data: Any) -> str | None:
     raw = data.get("symbol") if isinstance(data, dict) else data
     try:
-        return msgspec.convert(str(raw or "").strip().upper(), contract.Symbol)  # type: ignore[attr-defined]
+        return msgspec.convert(str(raw or "").strip().upper(), contract.Symbol)
     except msgspec.ValidationError:
         return None
 
 
+def _sid() -> str:
+    """This socket's id: Flask-SocketIO sets ``request.sid`` on the request of each event (Flask's
+    types do not know the attribute)."""
+    return str(request.sid)  # type: ignore[attr-defined]
+
+
 def register(socketio: SocketIO) -> None:
-    @socketio.on("connect")
+    """Bind the socket events (by ``on_event``: Flask-SocketIO is untyped, the handlers keep their types)."""
+
     def on_connect(auth: Any = None) -> None:
         found = _authenticate(auth)
         if found is None:
             raise ConnectionRefusedError("authentication required")
         flask_session["sio_user_id"] = found.user_id
         join_room(user_room(found.user_id))
-        open_sockets().add(request.sid, found)  # type: ignore[attr-defined]
+        open_sockets().add(_sid(), found)
 
-    @socketio.on("disconnect")
     def on_disconnect(*_reason: Any) -> None:
-        open_sockets().remove(request.sid)  # type: ignore[attr-defined]
+        open_sockets().remove(_sid())
 
-    @socketio.on("join")
     def on_join(data: Any) -> dict[str, Any]:
         symbol = _symbol(data)
         if symbol is None:
@@ -201,14 +210,12 @@ def register(socketio: SocketIO) -> None:
         join_room(symbol_room(symbol))
         return {"ok": True, "room": symbol_room(symbol)}
 
-    @socketio.on("leave")
     def on_leave(data: Any) -> dict[str, Any]:
         symbol = _symbol(data)
         if symbol is not None:
             leave_room(symbol_room(symbol))
         return {"ok": True}
 
-    @socketio.on("join_user")
     def on_join_user(data: Any) -> dict[str, Any]:
         """Only ever the caller's own room (it is joined on connect already)."""
         own = flask_session.get("sio_user_id")
@@ -217,3 +224,9 @@ def register(socketio: SocketIO) -> None:
             return {"ok": False, "error": "forbidden"}
         join_room(user_room(own))
         return {"ok": True, "room": user_room(own)}
+
+    socketio.on_event("connect", on_connect)
+    socketio.on_event("disconnect", on_disconnect)
+    socketio.on_event("join", on_join)
+    socketio.on_event("leave", on_leave)
+    socketio.on_event("join_user", on_join_user)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, g, request
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from events.settings import Settings
 from web.errors import ApiError, ValidationFailed
-from web.extensions import csrf
+from web.extensions import app_settings, csrf
 from web.limits import api_limits, json_depth
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -71,8 +72,8 @@ def body() -> dict[str, Any]:
     return data
 
 
-def settings():  # type: ignore[no-untyped-def]
-    return current_app.extensions["tickerbell_settings"]
+def settings() -> Settings:
+    return app_settings()
 
 
 from web.api import account_routes, channel_routes, history_routes, rule_routes, status_routes, watchlist_routes  # noqa: E402,F401

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from typing import Any
+
+from flask import Response, g, jsonify
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
@@ -16,13 +18,13 @@ from web.store import users
 
 
 @bp.get("/csrf")
-def csrf_token():
+def csrf_token() -> Response:
     return jsonify(csrf_token=generate_csrf())
 
 
 @bp.post("/auth/register")
 @signup_limited
-def register():
+def register() -> tuple[Response, int]:
     """202 whatever the email: a new one gets an unconfirmed account and its link by mail, a taken
     one a notice to its owner (web.accounts); nobody is logged in until the link is followed."""
     data = body()
@@ -31,7 +33,7 @@ def register():
     return jsonify(status="check_inbox", message=CHECK_INBOX), 202
 
 
-def _checked_login(data: dict) -> models.User:
+def _checked_login(data: dict[str, Any]) -> models.User:
     """The user whose email and password ``data`` gives (a view using it is ``login_limited``); a
     right password on an unconfirmed account is a 403 that mails the link again."""
     email = data.get("email")
@@ -45,14 +47,14 @@ def _checked_login(data: dict) -> models.User:
 
 @bp.post("/auth/login")
 @login_limited
-def login():
+def login() -> Response:
     user = _checked_login(body())
     start_session(get_db(), user)
     return jsonify(id=user.id, email=user.email)
 
 
 @bp.post("/auth/logout")
-def logout():
+def logout() -> Response:
     """Log out everywhere: rotating the nonce ends every session and remember-me cookie of the user."""
     if current_user.is_authenticated and not _bearer():
         end_all_sessions(get_db(), uid())
@@ -66,7 +68,7 @@ def _bearer() -> bool:
 
 @bp.post("/auth/password")
 @login_limited
-def change_password():
+def change_password() -> Response:
     """A new password (the current one confirms it); every other session and remember-me cookie ends."""
     data = body()
     session = get_db()
@@ -82,7 +84,7 @@ def change_password():
 
 @bp.post("/auth/token")
 @login_limited
-def issue_token():
+def issue_token() -> tuple[Response, int]:
     """Trade email + password for a bearer token (no session is created)."""
     data = body()
     user = _checked_login(data)
@@ -91,22 +93,22 @@ def issue_token():
 
 
 @bp.get("/me")
-def me():
+def me() -> Response:
     return jsonify(id=uid(), email=current_user.email)
 
 
 @bp.get("/tokens")
-def list_tokens():
+def list_tokens() -> Response:
     return jsonify([users.token_json(t) for t in users.list_tokens(get_db(), uid())])
 
 
 @bp.post("/tokens")
-def create_token():
+def create_token() -> tuple[Response, int]:
     row, token = users.create_token(get_db(), uid(), body().get("name"))
     return jsonify(token=token, **users.token_json(row)), 201
 
 
 @bp.delete("/tokens/<int:token_id>")
-def delete_token(token_id: int):
+def delete_token(token_id: int) -> tuple[str, int]:
     users.delete_token(get_db(), uid(), token_id)
     return "", 204

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
 
 from events import models
 from web.api import body, bp, settings
@@ -15,7 +17,7 @@ from web.store import channels as ch_store
 from web.store import history
 
 
-def enqueue(name: str, args: list) -> None:  # type: ignore[type-arg]
+def enqueue(name: str, args: list[Any]) -> None:
     """Hand a task to the notification workers (``ALERTS_QUEUE`` in the app's config, else the
     workers' own setting); the Celery client is made once per app."""
     sender = current_app.extensions.get("tickerbell_alerts_sender")
@@ -29,57 +31,57 @@ def enqueue(name: str, args: list) -> None:  # type: ignore[type-arg]
 
 
 @bp.get("/channels")
-def list_channels():
+def list_channels() -> Response:
     return jsonify([ch_store.channel_json(c) for c in ch_store.list_channels(get_db(), uid())])
 
 
 @bp.post("/channels")
 @channel_create_limited
-def create_channel():
+def create_channel() -> tuple[Response, int]:
     ch = ch_store.create_channel(get_db(), settings(), uid(), body(), enqueue)
     return jsonify(ch_store.channel_json(ch, reveal_secret=True)), 201
 
 
 @bp.get("/channels/<int:channel_id>")
-def get_channel(channel_id: int):
+def get_channel(channel_id: int) -> Response:
     return jsonify(ch_store.channel_json(ch_store.get_channel(get_db(), uid(), channel_id)))
 
 
 @bp.patch("/channels/<int:channel_id>")
-def update_channel(channel_id: int):
+def update_channel(channel_id: int) -> Response:
     return jsonify(ch_store.channel_json(ch_store.update_channel(get_db(), settings(), uid(), channel_id, body(),
                                                                  enqueue)))
 
 
 @bp.delete("/channels/<int:channel_id>")
-def delete_channel(channel_id: int):
+def delete_channel(channel_id: int) -> tuple[str, int]:
     ch_store.delete_channel(get_db(), settings(), uid(), channel_id)
     return "", 204
 
 
 @bp.post("/channels/<int:channel_id>/rotate-secret")
-def rotate_secret(channel_id: int):
+def rotate_secret(channel_id: int) -> Response:
     """A new signing secret, shown in this answer only."""
     return jsonify(ch_store.channel_json(ch_store.rotate_secret(get_db(), uid(), channel_id), reveal_secret=True))
 
 
 @bp.post("/channels/<int:channel_id>/test")
 @test_send_limited
-def test_channel(channel_id: int):
+def test_channel(channel_id: int) -> tuple[Response, int]:
     """202: a worker sends the test message; poll ``poll`` (the delivery and its attempt log)."""
     return jsonify(ch_store.test_send(get_db(), settings(), uid(), channel_id, enqueue)), 202
 
 
 @bp.post("/channels/<int:channel_id>/confirmation")
 @test_send_limited  # mail on demand, like a test-send: one count for both
-def resend_confirmation(channel_id: int):
+def resend_confirmation(channel_id: int) -> tuple[Response, int]:
     """Mail an unconfirmed address its confirmation link again."""
     ch = ch_store.resend_confirmation(get_db(), uid(), channel_id, enqueue)
     return jsonify(ch_store.channel_json(ch)), 202
 
 
 @bp.get("/channels/<int:channel_id>/deliveries/<int:delivery_id>")
-def channel_delivery(channel_id: int, delivery_id: int):
+def channel_delivery(channel_id: int, delivery_id: int) -> Response:
     session = get_db()
     ch = ch_store.get_channel(session, uid(), channel_id)
     d = session.get(models.Delivery, delivery_id)
@@ -89,7 +91,7 @@ def channel_delivery(channel_id: int, delivery_id: int):
 
 
 @bp.get("/channels/<int:channel_id>/deliveries")
-def channel_deliveries(channel_id: int):
+def channel_deliveries(channel_id: int) -> Response:
     session = get_db()
     ch_store.get_channel(session, uid(), channel_id)
     rng = parse_range(request.args, default_days=30, default_limit=200)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from flask import Response, jsonify, request, stream_with_context
 
@@ -19,21 +19,21 @@ from web.store.watchlists import normalise_symbol, user_symbols
 
 
 @bp.get("/symbols/<symbol>/bars")
-def symbol_bars(symbol: str):
+def symbol_bars(symbol: str) -> Response:
     symbol = normalise_symbol(symbol)
     rng = parse_range(request.args, default_days=7, default_limit=500, max_limit=20_000)
     return jsonify([history.bar_json(b) for b in history.bars(get_db(), symbol, rng)])
 
 
 @bp.get("/symbols/<symbol>/predictions")
-def symbol_predictions(symbol: str):
+def symbol_predictions(symbol: str) -> Response:
     symbol = normalise_symbol(symbol)
     rng = parse_range(request.args, default_days=7, default_limit=500, max_limit=20_000)
     return jsonify([history.prediction_json(p) for p in history.predictions(get_db(), symbol, rng)])
 
 
 @bp.get("/quotes")
-def quotes():
+def quotes() -> Response:
     raw = request.args.get("symbols")
     symbols = [normalise_symbol(s) for s in raw.split(",") if s.strip()] if raw else user_symbols(get_db(), uid())
     if len(symbols) > 200:
@@ -50,7 +50,7 @@ def _rule_id(raw: str | None) -> int | None:
 
 
 @bp.get("/alerts")
-def list_alerts():
+def list_alerts() -> Response:
     rng = parse_range(request.args, default_days=30, default_limit=200)
     state = request.args.get("state") or None
     if state not in (None, "firing", "resolved"):
@@ -62,7 +62,7 @@ def list_alerts():
 
 
 @bp.get("/alerts/<path:alert_id>")
-def get_alert(alert_id: str):
+def get_alert(alert_id: str) -> Response:
     session = get_db()
     alert = history.get_alert(session, uid(), alert_id)
     out = history.alert_json(alert, history.rule_names(session, uid()))
@@ -71,7 +71,7 @@ def get_alert(alert_id: str):
 
 
 @bp.get("/deliveries")
-def list_deliveries():
+def list_deliveries() -> Response:
     rng = parse_range(request.args, default_days=30, default_limit=200)
     return jsonify([history.delivery_json(d, c) for d, c in history.deliveries(get_db(), uid(), rng)])
 
@@ -81,7 +81,7 @@ def _overview_symbols(symbols: tuple[str, ...]) -> list[str]:
     return [s for s in symbols if s in mine] if symbols else mine
 
 
-def overview_data(args: Any) -> dict[str, Any]:
+def overview_data(args: Mapping[str, str]) -> dict[str, Any]:
     """The overview's aggregates over at most the ``overview_rows`` cap of bars (all of them are held
     in memory at once); ``truncated`` says the range held more."""
     cap = api_limits().overview_rows
@@ -106,17 +106,17 @@ def overview_data(args: Any) -> dict[str, Any]:
 
 
 @bp.get("/overview")
-def overview_json():
+def overview_json() -> Response:
     return jsonify(overview_data(request.args))
 
 
-def _csv(name: str, header: list[str], rows: Any) -> Response:
+def _csv(name: str, header: list[str], rows: Iterator[list[Any]]) -> Response:
     resp = Response(stream_with_context(history.csv_rows(header, rows)), mimetype="text/csv")
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return resp
 
 
-def _export_range(args: Any) -> Range:
+def _export_range(args: Mapping[str, str]) -> Range:
     """The range of an export; ``limit`` (rows of the whole file) at most the ``export_rows`` cap."""
     cap = api_limits().export_rows
     try:
@@ -129,12 +129,12 @@ def _export_range(args: Any) -> Range:
 
 
 @bp.get("/export/bars.csv")
-def export_bars():
+def export_bars() -> Response:
     rng = _export_range(request.args)
     symbols = _overview_symbols(rng.symbols)
     session = get_db()
 
-    def rows():
+    def rows() -> Iterator[list[Any]]:
         left = rng.limit  # of the whole file, not per symbol
         for symbol in symbols:
             for b in history.bars(session, symbol, replace(rng, limit=left)):
@@ -147,7 +147,7 @@ def export_bars():
 
 
 @bp.get("/export/alerts.csv")
-def export_alerts():
+def export_alerts() -> Response:
     rng = _export_range(request.args)
     session = get_db()
     names = history.rule_names(session, uid())
@@ -157,7 +157,7 @@ def export_alerts():
 
 
 @bp.get("/export/deliveries.csv")
-def export_deliveries():
+def export_deliveries() -> Response:
     rng = _export_range(request.args)
     cols = ["id", "alert_id", "channel_id", "channel_name", "channel_kind", "status", "attempts",
             "last_status_code", "last_error", "created_at", "delivered_at"]

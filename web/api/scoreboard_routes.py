@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
 from predict import scoreboard as sb
 from web.api import bp
@@ -23,7 +23,7 @@ def _window(raw: str | None) -> int:
 
 
 @bp.get("/symbols/<symbol>/scoreboard")
-def symbol_scoreboard(symbol: str):
+def symbol_scoreboard(symbol: str) -> Response:
     """Live scoreboard: per model version, live skill against persistence (HAC DM p, n), coverage, direction."""
     symbol = normalise_symbol(symbol)
     window = _window(request.args.get("window"))

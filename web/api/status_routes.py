@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import Response, current_app, jsonify
 from flask_login import current_user
 
 from web import status
@@ -13,7 +13,7 @@ from web.errors import ApiError
 
 
 @bp.get("/status")
-def status_json():
+def status_json() -> Response:
     if not status.may_view(current_user):
         raise ApiError(403, "the status numbers are for administrators")
     drift = status.forecast_drift(get_db())
@@ -22,7 +22,7 @@ def status_json():
 
 
 @bp.get("/openapi.json")
-def openapi():
+def openapi() -> Response:
     from web.openapi import document
 
     return jsonify(document(current_app))
