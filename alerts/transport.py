@@ -55,7 +55,7 @@ def deadline(seconds: float) -> Iterator[None]:
 
 def _bounded(timeout: float | None, exc: type[Exception]) -> float | None:
     """``timeout`` shortened to what is left of this thread's deadline; ``exc`` once none is left."""
-    end = getattr(_local, "deadline", None)
+    end: float | None = getattr(_local, "deadline", None)
     if end is None:
         return timeout
     left = end - time.monotonic()

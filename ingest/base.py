@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
-from events.contract import Tick, tick_id
+from events.contract import Tick
+from events.contract_ids import tick_id
 
 
 Session = Literal["pre", "regular", "post"]

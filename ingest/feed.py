@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from events.contract import FeedState, FeedStatus, feed_status_id
+from events.contract import FeedState, FeedStatus
+from events.contract_ids import feed_status_id
 
 __all__ = ["FeedWatch"]
 

@@ -19,7 +19,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from events.contract import HistoryBar, history_bar_id
+from events.contract import HistoryBar
+from events.contract_ids import history_bar_id
 from ingest.yahoo import frame_to_bars
 
 __all__ = ["SymbolParams", "frame_to_history", "history_window", "simulated_history", "symbol_params", "yahoo_history"]

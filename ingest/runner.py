@@ -123,7 +123,7 @@ class DemandTracker:
         self._collect()
         follow = self.wanted - set(self.pending)
         if follow != self.current:
-            self.source.follow(follow)  # type: ignore[attr-defined]
+            self.source.follow(follow)
             self.current = follow
         self._publish_feed()
 

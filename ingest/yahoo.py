@@ -95,7 +95,7 @@ class YahooSource:
                      f"{st.last_error}" for sym, st in self.polls.items() if st.failures >= 3}
 
     def backoff_ms(self, failures: int) -> int:
-        return min(self.max_backoff_ms, 1000 * 2 ** min(failures, 20))
+        return min(self.max_backoff_ms, int(1000 * 2 ** min(failures, 20)))
 
     def poll_symbol(self, symbol: str, now: int) -> list[RawTick]:
         st = self.polls[symbol]
