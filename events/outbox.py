@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
+from events.contract_ids import rule_event_id
 from events.kafka import Backoff, DeliveryError, EventProducer, ShutdownFlag
 from events.settings import Settings
 
@@ -48,7 +49,7 @@ def rule_event(session: Session, rule: models.Rule) -> contract.Rule:
 
     payload = {
         "type": "rule",
-        "id": contract.rule_event_id(rule.id, rule.version),
+        "id": rule_event_id(rule.id, rule.version),
         "ts": _ms(rule.updated_at) or _ms(datetime.now(timezone.utc)),
         "rule_id": rule.id,
         "version": rule.version,
@@ -126,7 +127,7 @@ def topic_is_empty(settings: Settings, topic: str) -> bool:
     from confluent_kafka import Consumer
 
     from events.kafka import consumer_config
-    from events.status import end_offsets
+    from events.pipeline_read import end_offsets
 
     probe = Consumer(consumer_config(settings, "tickerbell-relay-probe"))
     try:
