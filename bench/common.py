@@ -60,7 +60,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     xs = sorted(values)
-    pick = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
     return {"n": len(xs), "p50": pick(0.5), "p99": pick(0.99), "max": xs[-1], "mean": statistics.fmean(xs)}
 
 

@@ -1,387 +1,92 @@
-"""End-to-end benchmark of the running stack (``make bench`` -> bench/results/e2e.json).
+"""End-to-end benchmark of the running stack (``make bench`` -> bench/results/e2e.json, profiles.json).
 
 One stack of real Procfile processes (tests/e2e/stack.py: its own topic
 prefix, SQLite database, var folder and Celery queue): ``stream`` (Spark,
 1-second bars, 500 ms lateness), ``alerts`` (engine), ``dispatch``,
 ``worker``, ``bridge``, ``projector``, ``relay`` and ``web`` (the Procfile's
-gunicorn line). ``ingest`` is replaced by this module's paced producer, so the
-offered rate is known; ``predict`` is left out (TensorFlow would take a core
-of the two this machine has, and no latency here goes through it).
+gunicorn line). ``ingest`` is replaced by a paced producer with ingest's own
+producer settings, so the offered rate is known; ``predict`` is left out
+(TensorFlow would take a core of the two this machine has, and no measured
+path goes through it). Load and observers: bench/e2e_stack.py.
 
-10,000 rules (10 per symbol over 1,000 symbols) go straight to the stack's
-``rules`` topic; 9,700 are set far from any price and never fire; 300
-(three per symbol on the first 100 symbols: crossings of the symbol's base
-price, every time with a 10 s cooldown) fire a few dozen times a second and
-notify a webhook channel pointing at a loopback HTTP receiver
-(``ALLOW_PRIVATE_WEBHOOKS=true``). A python-socketio client logged in with an
-API token joins the rooms of five symbols.
-
-For each step (100 and 1,000 symbols x 1k, 5k, 20k ticks/s; 50k when 20k was
-sustained), measured over ``STEP_S`` seconds:
-
-* sustained: the engine group's consumer lag on ``ticks`` (sampled each
-  second) does not grow, and the producer reached the offered rate;
-* latency tick produced -> firing alert on ``alerts`` (read_committed),
-  tick -> webhook received, tick -> Socket.IO ``update`` in the browser client
-  (includes the bridge's 100 ms coalescing), bar close -> metrics event
-  (from the production of the watermark-closing tick, and from the bar end);
-* CPU (cores) and peak RSS of each process, its whole process tree summed
-  (from /proc).
-
-Then, in the same run after the stack is stopped, the ceiling: a bare
-confluent-kafka produce + consume round trip of the same tick messages on the
-same broker (unpaced for throughput, paced at 20k/s for latency).
+The headline is the highest sustained rate over 1,000 symbols and 10,000 rules
+at which EVERY path meets its aim (bench/search.py: bar close -> metrics p99
+< 2 s, tick -> alert p99 < 50 ms, tick -> webhook p99 < 250 ms, tick ->
+browser p99 < 250 ms), found by doubling then bisection over a bounded number
+of probes. A probe runs at one rate until every path has at least ``MIN_N``
+samples (at least ``PROBE_MIN_S``, at most ``PROBE_MAX_S``), then settles
+(a trickle of unmeasured ticks until the engine's lag is back to zero and the
+probe's last bars are out); it passes when the producer reached the rate, the
+engine's lag did not grow, and every path's p99 met its aim with n >= MIN_N.
+Each probe reports every path's p50/p99 with n and its verdict, and CPU and
+RSS per process. Right after each probe, with the stack still up, the
+bare-Kafka ceiling is measured (bench/ceiling.py: same producer settings,
+partitions, messages and broker). Finally one probe at 5,000 ticks/s is run
+with every process profiled (bench/profile.py: py-spy, and JFR for Spark's
+JVM); its self-time tables go to bench/results/profiles.json.
 """
 
 from __future__ import annotations
 
-import http.server
 import os
-import random
 import shutil
+import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import msgspec
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
-
+from bench import ceiling
 from bench.common import percentiles, write_result
-from events import contract
-from events.kafka import EventProducer, admin_client, consumer_config, producer_config
+from bench.e2e_stack import (BAR_SECONDS, COOLDOWN_S, FIRING_SYMBOLS, LATENESS_MS, N_SYMBOLS, PARTITIONS, PROCESSES,
+                             ROOM_SYMBOLS, RULES_PER_SYMBOL, WARMUP, Book, Walk, connect_browser, make_rules,
+                             produce, read_alerts, read_metrics, sample_lag, seed_database, start_receiver,
+                             web_healthy)
+from bench.profile import ProcSampler, profile_processes, usage
+from bench.search import AIMS_P99_MS, SearchPlan, judge, search
+from events.kafka import EventProducer, admin_client
 from events.settings import Settings, load_settings
 from tests.e2e.stack import Stack, free_port, procfile, wait_for
 
-N_SYMBOLS_MAX = 1000
-RULES_PER_SYMBOL = 10
-FIRING_SYMBOLS = 100
-SYMBOL_SETS = (100, 1000)
-RATES = (1000, 5000, 20000)
-EXTRA_RATE = 50000
-STEP_S = 15.0
-SETTLE_S = 12.0
-PARTITIONS = 2
-BAR_SECONDS = 1
-LATENESS_MS = 500
-COOLDOWN_S = 10
-ROOM_SYMBOLS = [f"S{i:04d}" for i in range(5)]
-PROCESSES = ["relay", "projector", "bridge", "dispatch", "worker", "alerts", "stream", "web"]
-CEILING_TICKS = 200_000
-CEILING_PACED_RATE = 20000
-CEILING_PACED_S = 5.0
-WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 COMMAND = "PYTHONPATH=. .venv/bin/python -m bench e2e"
-
-
-def base_price(i: int) -> float:
-    return 50.0 + (i % 200)
-
-
-def make_rules(channel_id: int, user_id: int) -> list[contract.Rule]:
-    rules: list[contract.Rule] = []
-    for i in range(N_SYMBOLS_MAX):
-        p = base_price(i)
-        quiet: list[dict[str, Any]] = [
-            {"series": "price", "op": "greater_than", "value": p * 100},
-            {"series": "price", "op": "less_than", "value": p * 0.01},
-            {"series": "price", "op": "crossing", "value": p * 50},
-            {"series": "price", "op": "crossing_up", "value": p * 60},
-            {"series": "price", "op": "crossing_down", "value": p * 0.02},
-            {"series": "price", "op": "entering_channel", "lower": p * 10, "upper": p * 11},
-            {"series": "price", "op": "outside_channel", "lower": p * 0.01, "upper": p * 100},
-            {"series": "price", "op": "moving_up_pct", "value": 500.0, "window_s": 10},
-            {"series": "price", "op": "moving_down_pct", "value": 90.0, "window_s": 10},
-            {"series": "price", "op": "greater_than", "value": p * 200},
-        ]
-        firing = [{"series": "price", "op": op, "value": p} for op in ("crossing", "crossing_up", "crossing_down")]
-        conds = (firing + quiet[:RULES_PER_SYMBOL - 3]) if i < FIRING_SYMBOLS else quiet[:RULES_PER_SYMBOL]
-        for k, cond in enumerate(conds):
-            rid = i * RULES_PER_SYMBOL + k + 1
-            fires = i < FIRING_SYMBOLS and k < 3
-            rules.append(msgspec.convert({
-                "type": "rule", "id": f"rule:{rid}:1", "ts": int(time.time() * 1000), "rule_id": rid, "version": 1,
-                "user_id": user_id, "symbols": [f"S{i:04d}"], "condition": cond, "frequency": "every_time",
-                "cooldown_s": COOLDOWN_S if fires else 0, "channel_ids": [channel_id] if fires else []},
-                contract.Rule))
-    return rules
-
-
-# --- measurements shared by the reader threads -------------------------------------------------
+MIN_N = 300              # samples per path before a probe's p99 counts
+PROBE_MIN_S = 30.0       # also >= 30 bar closes per probe
+PROBE_MAX_S = 120.0
+SETTLE_MAX_S = 60.0
+IDLE_RATE = 200          # unmeasured ticks/s while settling (bars close only when later ticks arrive)
+CEILING_MSGS = 100_000
+CEILING_PACED_S = 3.0
+PROFILE_RATE = 5000
+PROFILE_S = 20.0
+PY_SPY_HZ = 25
+PLAN = SearchPlan(start=1000, floor=250, top=64000, max_probes=8, resolution=0.15)
+PATHS = {"alert": "tick_to_alert", "webhook": "tick_to_webhook", "browser": "tick_to_browser",
+         "bar": "bar_close_to_metrics"}
 
 
 @dataclass
-class Book:
-    """What was sent when, and what arrived when (wall-clock seconds, one process)."""
+class Bench:
+    """Everything one run shares: the stack, the observers' book, the producer, the ceiling topic."""
 
-    step: int = -1
-    sent: dict[str, tuple[float, int]] = field(default_factory=dict)        # tick id -> (t, step)
-    closing: dict[int, tuple[float, int]] = field(default_factory=dict)     # bar end ms -> (t closing tick, step)
-    alerts: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # alert id -> (t tick, t alert, step)
-    hooks: dict[str, float] = field(default_factory=dict)                   # alert id -> t received
-    hook_posts: int = 0
-    socket: list[tuple[int, float]] = field(default_factory=list)           # (step, latency ms)
-    bars: list[tuple[int, float, float]] = field(default_factory=list)      # (step, ms from closing tick, ms from bar end)
-    lag: list[tuple[int, float, int]] = field(default_factory=list)         # (step, t, engine lag)
-    alert_events: int = 0
-    socket_updates: int = 0
-    socket_connects: int = 0
-    socket_disconnects: list[str] = field(default_factory=list)
-    resolved: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    settings: Settings
+    stack: Stack
+    book: Book
+    producer: EventProducer
+    walk: Walk
+    sampler: ProcSampler
+    ceiling_topic: str
+    ceiling_values: list[tuple[bytes, bytes]]
 
 
-def read_alerts(settings: Settings, book: Book, stop: threading.Event) -> None:
-    consumer = Consumer(consumer_config(settings, f"bench-e2e-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 5}))
-    consumer.subscribe([settings.topic("alerts")])
-    decoder = msgspec.json.Decoder(contract.Alert)
-    try:
-        while not stop.is_set():
-            first = consumer.poll(0.1)
-            if first is None:
-                continue
-            for m in [first, *consumer.consume(1000, 0)]:
-                if m.error() is not None:
-                    continue
-                now = time.time()
-                try:
-                    a = decoder.decode(m.value() or b"")
-                except msgspec.ValidationError:
-                    continue
-                book.alert_events += 1
-                if a.state != "firing":
-                    book.resolved += 1
-                    continue
-                sent = book.sent.get(a.trigger_event_id)
-                if sent is not None:
-                    book.alerts[a.id] = (sent[0], now, sent[1])
-    finally:
-        consumer.close()
-
-
-def read_metrics(settings: Settings, book: Book, stop: threading.Event) -> None:
-    consumer = Consumer(consumer_config(settings, f"bench-e2e-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 5}))
-    consumer.subscribe([settings.topic("metrics")])
-    decoder = msgspec.json.Decoder(contract.Bar)
-    try:
-        while not stop.is_set():
-            first = consumer.poll(0.1)
-            if first is None:
-                continue
-            for m in [first, *consumer.consume(2000, 0)]:
-                if m.error() is not None:
-                    continue
-                now = time.time()
-                try:
-                    bar = decoder.decode(m.value() or b"")
-                except msgspec.ValidationError:
-                    continue
-                end_ms = bar.start_ms + bar.bar_seconds * 1000
-                closing = book.closing.get(end_ms)
-                if closing is not None:
-                    book.bars.append((closing[1], (now - closing[0]) * 1000, now * 1000 - end_ms))
-    finally:
-        consumer.close()
-
-
-def sample_lag(settings: Settings, group: str, book: Book, stop: threading.Event, procs: "ProcSampler") -> None:
-    probe = Consumer({**settings.kafka_common(), "group.id": group, "enable.auto.commit": False})
-    topic = settings.topic("ticks")
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    try:
-        while not stop.wait(1.0):
-            procs.sample()
-            try:
-                committed = probe.committed(parts, timeout=5)
-                lag = 0
-                for tp in committed:
-                    high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5, cached=False)[1]
-                    lag += high - max(tp.offset, 0)
-            except Exception:  # noqa: BLE001 - a missed sample is not fatal to the benchmark
-                continue
-            book.lag.append((book.step, time.time(), lag))
-    finally:
-        probe.close()
-
-
-def start_receiver(book: Book) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("content-length") or 0))
-            now = time.time()
-            with book.lock:
-                book.hook_posts += 1
-                book.hooks.setdefault(self.headers.get("webhook-id", "").rsplit(".c", 1)[0], now)
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
-
-
-def join_rooms(client: Any) -> None:
-    for sym in ROOM_SYMBOLS:
-        answer = client.call("join", {"symbol": sym}, timeout=10)
-        if not (isinstance(answer, dict) and answer.get("ok")):
-            raise RuntimeError(f"could not join the room of {sym}: {answer}")
-
-
-def connect_browser(port: int, token: str, book: Book) -> Any:
-    import socketio
-
-    client = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
-
-    @client.on("update")
-    def on_update(data: dict[str, Any]) -> None:
-        ts_ms = data.get("ts_ms") if isinstance(data, dict) else None
-        book.socket_updates += 1
-        if ts_ms and data.get("price") is not None and book.step >= 0:
-            book.socket.append((book.step, time.time() * 1000 - ts_ms))
-
-    @client.on("connect")
-    def on_connect() -> None:
-        book.socket_connects += 1
-        if book.socket_connects > 1:  # a reconnect: rooms are per connection, join them again
-            threading.Thread(target=join_rooms, args=(client,), daemon=True).start()
-
-    @client.on("disconnect")
-    def on_disconnect(*reason: Any) -> None:
-        book.socket_disconnects.append(f"{time.time():.1f} step {book.step}: {reason}")
-
-    client.connect(f"http://127.0.0.1:{port}", auth={"token": token}, wait_timeout=20)
-    join_rooms(client)
-    return client
-
-
-# --- per-process CPU and memory from /proc -----------------------------------------------------
-
-
-class ProcSampler:
-    """CPU seconds and RSS of each stack process, its whole process tree summed (Spark's JVM included)."""
-
-    def __init__(self, roots: dict[str, int]) -> None:
-        self.roots = roots
-        self.tick_hz = os.sysconf("SC_CLK_TCK")
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.last: dict[str, tuple[float, float, int]] = {}   # name -> (t, cpu_s, rss)
-        self.peak: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def _tree(self) -> dict[int, tuple[int, float, int]]:
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            ppid, utime, stime, rss_pages = int(fields[1]), int(fields[11]), int(fields[12]), int(fields[21])
-            out[int(entry)] = (ppid, (utime + stime) / self.tick_hz, rss_pages * self.page)
-        return out
-
-    def sample(self) -> dict[str, tuple[float, float, int]]:
-        procs = self._tree()
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
-        now = time.time()
-        current = {}
-        for name, root in self.roots.items():
-            todo, cpu, rss = [root], 0.0, 0
-            while todo:
-                pid = todo.pop()
-                if pid in procs:
-                    cpu += procs[pid][1]
-                    rss += procs[pid][2]
-                    todo.extend(children.get(pid, []))
-            current[name] = (now, cpu, rss)
-        with self.lock:
-            self.last = current
-            for name, (_, _, rss) in current.items():
-                self.peak[name] = max(self.peak.get(name, 0), rss)
-        return current
-
-    def reset_peaks(self) -> None:
-        with self.lock:
-            self.peak = {}
-
-
-def usage(before: dict[str, tuple[float, float, int]], after: dict[str, tuple[float, float, int]],
-          peak: dict[str, int]) -> dict[str, dict[str, float | None]]:
-    out = {}
-    for name, (t1, cpu1, rss1) in after.items():
-        t0, cpu0, _ = before.get(name, (t1, cpu1, rss1))
-        out[name] = {"cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2) if t1 > t0 else None,
-                     "rss_mib_peak": round(max(peak.get(name, 0), rss1) / 2**20, 1)}
-    return out
-
-
-# --- the offered load --------------------------------------------------------------------------
-
-
-class Walk:
-    """Random-walk prices around each symbol's base price (0.2 % steps, pulled back to base)."""
-
-    def __init__(self, seed: int = 7) -> None:
-        self.rng = random.Random(seed)
-        self.price = [base_price(i) for i in range(N_SYMBOLS_MAX)]
-        self.seq = 0
-
-    def next(self, n_symbols: int, ts_ms: int) -> contract.Tick:
-        i = self.seq % n_symbols
-        p = self.price[i]
-        p += p * 0.002 * self.rng.uniform(-1, 1) + (base_price(i) - p) * 0.05
-        self.price[i] = p
-        self.seq += 1
-        return contract.Tick(id=f"e2e:S{i:04d}:{self.seq}", ts=ts_ms, symbol=f"S{i:04d}", price=round(p, 4),
-                             size=1.0, source="bench", seq=self.seq)
-
-
-def produce(producer: EventProducer, walk: Walk, book: Book, n_symbols: int, rate: int, seconds: float,
-            step: int, record: bool = True) -> tuple[int, float]:
-    """Paced in 10 ms slices; records each tick's production time and each bar end's closing tick."""
-    chunk = max(1, rate // 100)
-    start = time.time()
-    produced = 0
-    next_close = ((int(start * 1000) - LATENESS_MS) // (BAR_SECONDS * 1000) + 1) * BAR_SECONDS * 1000
-    for k in range(int(seconds * 100)):
-        delay = start + k / 100 - time.time()
-        if delay > 0:
-            time.sleep(delay)  # pacing the offered load
-        now = time.time()
-        now_ms = int(now * 1000)
-        if record and now_ms - LATENESS_MS >= next_close:
-            book.closing[next_close] = (now, step)  # this slice's first tick closes the bar ending at next_close
-            next_close = ((now_ms - LATENESS_MS) // (BAR_SECONDS * 1000) + 1) * BAR_SECONDS * 1000
-        for _ in range(chunk):
-            t = walk.next(n_symbols, now_ms)
-            if record:
-                book.sent[t.id] = (now, step)
-            producer.produce(t)
-        producer.raw.poll(0)
-        produced += chunk
-    producer.flush()
-    return produced, time.time() - start
+def rnd(stats: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()}
 
 
 def lag_summary(samples: list[tuple[float, int]], rate: int, t_end: float) -> dict[str, Any]:
     during = [(t, lag) for t, lag in samples if t <= t_end + 0.5]
-    after = [(t, lag) for t, lag in samples if t > t_end + 0.5]
     if len(during) < 3:
         return {"samples": len(during)}
     half = during[len(during) // 2:]
@@ -390,182 +95,138 @@ def lag_summary(samples: list[tuple[float, int]], rate: int, t_end: float) -> di
     ml = sum(lag for _, lag in half) / n
     den = sum((t - mt) ** 2 for t, _ in half) or 1.0
     slope = sum((t - mt) * (lag - ml) for t, lag in half) / den
-    drained = next((round(t - t_end, 1) for t, lag in after if lag <= max(50, rate // 100)), None)
     return {"samples": len(during), "max": max(lag for _, lag in during), "at_end": during[-1][1],
-            "slope_msgs_per_s_second_half": round(slope, 1), "drain_s_after_end": drained}
+            "slope_msgs_per_s_second_half": round(slope, 1)}
 
 
-def run_step(step: int, n_symbols: int, rate: int, producer: EventProducer, walk: Walk, book: Book,
-             sampler: ProcSampler) -> dict[str, Any]:
+def settle(b: Bench, probe: int, rate: int, t_end: float) -> float:
+    """Trickle unmeasured ticks until the engine's lag is drained and the probe's bars are out; seconds taken."""
+    book = b.book
+    book.probe = WARMUP
+
+    def settled(elapsed: float) -> bool:
+        recent = [lag for p, t, lag in book.lag if t > t_end + 1]
+        bars_out = book.newest_bar_end_ms >= int(t_end * 1000) - LATENESS_MS - BAR_SECONDS * 1000
+        return elapsed >= SETTLE_MAX_S or (elapsed >= 3 and bars_out and bool(recent)
+                                           and recent[-1] <= max(50, rate // 100))
+
+    produce(b.producer, b.walk, book, IDLE_RATE, WARMUP, settled)
+    return round(time.time() - t_end, 1)
+
+
+def latencies(book: Book, probe: int) -> dict[str, dict[str, float]]:
+    alerts = {aid: (t0, t1) for aid, (t0, t1, p) in list(book.alerts.items()) if p == probe}
+    bars = [(ms, end) for p, ms, _, end in book.bars if p == probe]
+    slowest: dict[int, float] = {}
+    for ms, end in bars:
+        slowest[end] = max(ms, slowest.get(end, 0.0))
+    return {
+        "tick_to_alert": rnd(percentiles([(t1 - t0) * 1000 for t0, t1 in alerts.values()])),
+        "tick_to_webhook": rnd(percentiles([(book.hooks[aid] - t0) * 1000 for aid, (t0, _) in alerts.items()
+                                            if aid in book.hooks])),
+        "tick_to_browser": rnd(percentiles([v for p, v in book.socket if p == probe])),
+        "bar_close_to_metrics": rnd(percentiles([ms for ms, _ in bars])),
+        "bar_close_to_metrics_slowest_bar_per_close": rnd(percentiles(list(slowest.values()))),
+        "bar_end_to_metrics": rnd(percentiles([v for p, _, v, _ in book.bars if p == probe])),
+    }
+
+
+def run_probe(b: Bench, probe: int, rate: int, during: Callable[[], object] | None = None) -> dict[str, Any]:
+    """The stack at ``rate`` ticks/s until every path has MIN_N samples; then settle and judge."""
+    book = b.book
     load_before = os.getloadavg()[0]
-    book.step = step
-    sampler.reset_peaks()
-    before = sampler.sample()
-    produced, elapsed = produce(producer, walk, book, n_symbols, rate, STEP_S, step)
+    book.probe = probe
+    b.sampler.reset_peaks()
+    before = b.sampler.sample()
+    worker = threading.Thread(target=during, daemon=True) if during else None
+    if worker:
+        worker.start()
+
+    def enough(elapsed: float) -> bool:
+        if worker and worker.is_alive():
+            return False
+        if elapsed >= PROBE_MAX_S:
+            return True
+        return elapsed >= PROBE_MIN_S and all(book.counts[(probe, path)] >= MIN_N for path in PATHS)
+
+    produced, elapsed = produce(b.producer, b.walk, book, rate, probe, enough)
     t_end = time.time()
-    after = sampler.sample()
-    peaks = dict(sampler.peak)
-    # settle: the engine drains its lag, the last alerts and webhooks arrive
-    deadline = time.monotonic() + SETTLE_S
-    while time.monotonic() < deadline:
-        recent = [lag for s, t, lag in book.lag if s == step and t > t_end]
-        if recent and recent[-1] <= max(50, rate // 100) and time.time() - t_end > 3:
-            break
-        time.sleep(0.5)  # waiting on other processes, bounded by the deadline
-    lag = lag_summary([(t, lag) for s, t, lag in book.lag if s == step], rate, t_end)
+    after = b.sampler.sample()
+    peaks = dict(b.sampler.peak)
+    settle_s = settle(b, probe, rate, t_end)
+    lag = lag_summary([(t, lag) for p, t, lag in book.lag if p == probe], rate, t_end)
     achieved = produced / elapsed
     slope = lag.get("slope_msgs_per_s_second_half")
-    sustained = bool(achieved >= 0.95 * rate and slope is not None and slope < 0.02 * rate
-                     and lag.get("at_end", 1e12) <= rate)
-    alerts = [(t1 - t0) * 1000 for t0, t1, s in list(book.alerts.values()) if s == step]
-    hooks = [(book.hooks[aid] - t0) * 1000 for aid, (t0, _, s) in list(book.alerts.items())
-             if s == step and aid in book.hooks]
-    fired = sum(1 for *_, s in book.alerts.values() if s == step)
-    ticks_to_alerts = fired / produced if produced else 0
+    engine_kept_up = bool(slope is not None and slope < 0.02 * rate and lag.get("at_end", 1e12) <= rate)
+    lat = latencies(book, probe)
+    verdict = judge(lat, MIN_N)
+    passed = bool(achieved >= 0.95 * rate and engine_kept_up and all(v["met"] for v in verdict.values()))
+    fired = sum(1 for *_, p in list(book.alerts.values()) if p == probe)
+    closes = lat["bar_close_to_metrics_slowest_bar_per_close"].get("n", 0)
     return {
-        "symbols": n_symbols, "offered_ticks_per_s": rate, "achieved_ticks_per_s": round(achieved),
-        "ticks": produced, "seconds": round(elapsed, 1), "sustained": sustained, "engine_lag": lag,
-        "alerts_fired": fired, "alerts_per_tick": round(ticks_to_alerts, 5), "webhooks_received": len(hooks),
-        "latency_ms": {
-            "tick_to_alert": rnd(percentiles(alerts)),
-            "tick_to_webhook": rnd(percentiles(hooks)),
-            "tick_to_browser": rnd(percentiles([v for s, v in book.socket if s == step])),
-            "bar_close_to_metrics": rnd(percentiles([v for s, v, _ in book.bars if s == step])),
-            "bar_end_to_metrics": rnd(percentiles([v for s, _, v in book.bars if s == step])),
-        },
-        "processes": usage(before, after, peaks),
+        "probe": probe, "symbols": N_SYMBOLS, "offered_ticks_per_s": rate, "achieved_ticks_per_s": round(achieved),
+        "ticks": produced, "seconds": round(elapsed, 1), "settle_s": settle_s, "engine_kept_up": engine_kept_up,
+        "engine_lag": lag, "alerts_fired": fired, "bar_closes": closes, "latency_ms": lat, "aims": verdict,
+        "passed": passed, "processes": usage(before, after, peaks),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
-def rnd(stats: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()}
+def probe_and_ceiling(b: Bench, probes: list[dict[str, Any]]) -> Callable[[int], bool]:
+    def probe(rate: int) -> bool:
+        n = len(probes)
+        print(f"   probe {n}: {rate} ticks/s over {N_SYMBOLS} symbols", flush=True)
+        result = run_probe(b, n, rate)
+        result["ceiling"] = ceiling.measure(b.settings, b.ceiling_topic, b.ceiling_values, rate, CEILING_PACED_S)
+        b.book.forget(n)
+        probes.append(result)
+        failed = [k for k, v in result["aims"].items() if not v["met"]]
+        print(f"   probe {n}: {'passed' if result['passed'] else 'failed'} "
+              f"(achieved {result['achieved_ticks_per_s']}/s, engine kept up {result['engine_kept_up']}, "
+              f"aims missed: {', '.join(failed) or 'none'})", flush=True)
+        return bool(result["passed"])
+    return probe
 
 
-# --- the ceiling: bare confluent-kafka on the same broker ---------------------------------------
+def start_stack(workdir: Path, prefix: str, web_port: int, group: str) -> Stack:
+    return Stack.create(
+        workdir, prefix, KAFKA_PARTITIONS=str(PARTITIONS), ALLOW_PRIVATE_WEBHOOKS="true",
+        BAR_SECONDS=str(BAR_SECONDS), STREAM_LATENESS_MS=str(LATENESS_MS), ALERTS_STALE_AFTER_S="0",
+        ALERTS_ENGINE_GROUP=group, ALERTS_DISPATCH_GROUP=f"{prefix}dispatch",
+        ALERTS_TRANSACTIONAL_ID=f"{prefix}engine", LOG_LEVEL="WARNING", PORT=str(web_port),
+        SMTP_URL=f"smtp://127.0.0.1:{free_port()}")
 
 
-def ceiling(settings: Settings) -> dict[str, Any]:
-    topic = settings.topic("ceiling")
-    admin = admin_client(settings)
-    for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
-        f.result(30)
-    walk = Walk(seed=11)
-    now_ms = int(time.time() * 1000)
-    enc = msgspec.json.Encoder()
-    values = [(t.symbol.encode(), enc.encode(t)) for t in (walk.next(N_SYMBOLS_MAX, now_ms) for _ in range(CEILING_TICKS))]
-    out: dict[str, Any] = {"what": "same tick messages (1,000 symbols), same producer settings as the stack "
-                                    "(idempotent, acks=all, lz4, linger 5 ms), read_committed consumer; "
-                                    f"{PARTITIONS} partitions, stack stopped"}
-    try:
-        for mode, rate, count in (("unpaced", None, CEILING_TICKS),
-                                  ("paced", CEILING_PACED_RATE, int(CEILING_PACED_RATE * CEILING_PACED_S))):
-            consumer = Consumer(consumer_config(settings, f"bench-e2e-ceiling-{uuid.uuid4().hex}",
-                                                **{"fetch.wait.max.ms": 5}))
-            consumer.assign([TopicPartition(topic, p, -1) for p in range(PARTITIONS)])  # from the end: only new
-            consumer.poll(0.5)
-            received = 0
-            latencies: list[float] = []
-            done = threading.Event()
-            last = [0.0]
+def warm_up(b: Bench) -> int:
+    """1,000 ticks/s until every path has carried something (Spark starts slowest); seconds taken."""
+    book = b.book
+    started = time.monotonic()
+    deadline = started + 180
 
-            def read() -> None:
-                nonlocal received
-                while not done.is_set() and received < count:
-                    for m in consumer.consume(5000, 0.1):
-                        if m.error() is None:
-                            now = time.time()
-                            received += 1
-                            latencies.append(now * 1000 - m.timestamp()[1])
-                            last[0] = now
-                done.set()
+    def ready(elapsed: float) -> bool:
+        for name, proc in b.stack.procs.items():
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited during warm-up:\n{proc.tail()}")
+        paths = bool(book.alert_events and book.hooks and book.bars and book.socket_updates)
+        if time.monotonic() > deadline and not paths:
+            raise RuntimeError(f"warm-up did not complete: alerts={book.alert_events} hooks={len(book.hooks)} "
+                               f"bars={len(book.bars)} socket updates={book.socket_updates}")
+        return paths and elapsed >= 10
 
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
-            producer = Producer(producer_config(settings))
-            start = time.time()
-            if rate is None:
-                for key, value in values[:count]:
-                    while True:
-                        try:
-                            producer.produce(topic, value, key)
-                            break
-                        except BufferError:
-                            producer.poll(0.01)
-                    producer.poll(0)
-            else:
-                chunk = rate // 100
-                for k in range(count // chunk):
-                    delay = start + k / 100 - time.time()
-                    if delay > 0:
-                        time.sleep(delay)  # pacing the offered load
-                    for key, value in values[k * chunk:(k + 1) * chunk]:
-                        producer.produce(topic, value, key)
-                    producer.poll(0)
-            producer.flush(30)
-            produced_s = time.time() - start
-            done.wait(30)
-            done.set()
-            reader.join(5)
-            consumer.close()
-            out[mode] = {"messages": count, "received": received,
-                         "produce_msgs_per_s": round(count / produced_s),
-                         "round_trip_msgs_per_s": round(received / (last[0] - start)) if last[0] > start else None,
-                         "latency_ms": rnd(percentiles(latencies))}
-            if rate:
-                out[mode]["offered_msgs_per_s"] = rate
-    finally:
-        admin.delete_topics([topic], operation_timeout=10)
-    return out
+    produce(b.producer, b.walk, book, 1000, WARMUP, ready)
+    return round(time.monotonic() - started)
 
 
-# --- the run -----------------------------------------------------------------------------------
-
-
-def seed_database(url: str, receiver_port: int) -> tuple[int, int, str]:
-    from sqlalchemy.orm import Session
-
-    from events import models
-    from events.db import make_engine
-    from web.auth import hash_token, new_token
-
-    engine = make_engine(url)
-    token = new_token()
-    with Session(engine) as s:
-        user = models.User(email="bench-e2e@example.com", password_hash="x")
-        s.add(user)
-        s.flush()
-        s.add(models.ApiToken(user_id=user.id, name="bench", token_hash=hash_token(token)))
-        ch = models.Channel(user_id=user.id, kind="webhook", name="bench-receiver",
-                            target=f"http://127.0.0.1:{receiver_port}/hook", secret=WHSEC)
-        s.add(ch)
-        s.commit()
-        ids = (user.id, ch.id)
-    engine.dispose()
-    return ids[0], ids[1], token
-
-
-def web_healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def main() -> dict[str, Any]:
+def main(rates: list[int] | None = None) -> dict[str, Any]:
+    """The search (or, with ``rates``, one probe at each: a quick check of the harness), then the profile."""
+    rates = rates or [int(r) for r in os.environ.get("BENCH_E2E_RATES", "").split(",") if r.strip()]
     started = time.monotonic()
     load_start = os.getloadavg()[0]
     prefix = f"bench-e2e-{uuid.uuid4().hex[:6]}."
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     web_port = free_port()
     group = f"{prefix}engine"
-    stack = Stack.create(
-        workdir, prefix, KAFKA_PARTITIONS=str(PARTITIONS), ALLOW_PRIVATE_WEBHOOKS="true",
-        BAR_SECONDS=str(BAR_SECONDS), STREAM_LATENESS_MS=str(LATENESS_MS), ALERTS_STALE_AFTER_S="0",
-        ALERTS_ENGINE_GROUP=group, ALERTS_DISPATCH_GROUP=f"{prefix}dispatch",
-        ALERTS_TRANSACTIONAL_ID=f"{prefix}engine", LOG_LEVEL="WARNING", PORT=str(web_port),
-        SMTP_URL=f"smtp://127.0.0.1:{free_port()}")
+    stack = start_stack(workdir, prefix, web_port, group)
     settings = replace(load_settings(), kafka_topic_prefix=prefix, kafka_partitions=PARTITIONS)
     book = Book()
     stop = threading.Event()
@@ -573,64 +234,55 @@ def main() -> dict[str, Any]:
     threads: list[threading.Thread] = []
     client = None
     results: dict[str, Any] = {}
+    probes: list[dict[str, Any]] = []
+    profile: dict[str, Any] = {}
     try:
         release = stack.run(procfile()["release"], timeout_s=180)
         if release.returncode != 0:
             raise RuntimeError(f"release failed: {release.stderr[-2000:]}")
         user_id, channel_id, token = seed_database(stack.env["DATABASE_URL"], server.server_address[1])
-        rules = make_rules(channel_id, user_id)
         rule_producer = EventProducer(settings)
-        for r in rules:
+        for r in make_rules(channel_id, user_id):
             rule_producer.produce(r)
         rule_producer.flush()
         for name in PROCESSES:
             stack.start(name)
-        sampler = ProcSampler({name: p.popen.pid for name, p in stack.procs.items()})  # type: ignore[union-attr]
+        roots = {name: p.popen.pid for name, p in stack.procs.items() if p.popen is not None}
+        sampler = ProcSampler(roots)
         for target, args in ((read_alerts, (settings, book, stop)), (read_metrics, (settings, book, stop)),
-                             (sample_lag, (settings, group, book, stop, sampler))):
+                             (sample_lag, (settings, group, book, stop, sampler.sample))):
             threads.append(threading.Thread(target=target, args=args, daemon=True))
             threads[-1].start()
         wait_for(lambda: web_healthy(web_port), 90, "the web app's /healthz")
         client = connect_browser(web_port, token, book)
-        producer = EventProducer(settings, **{"linger.ms": 1})
-        walk = Walk()
-        # warm-up at 1k ticks/s on 100 symbols until every path has carried something (Spark starts slowest)
-        warm_deadline = time.monotonic() + 180
-        book.step = -1
-        warm_s = 0
-        while time.monotonic() < warm_deadline:
-            for name, proc in stack.procs.items():
-                if not proc.alive():
-                    raise RuntimeError(f"{name} exited during warm-up:\n{proc.tail()}")
-            produce(producer, walk, book, 100, 1000, 2.0, -1)
-            warm_s += 2
-            if book.alert_events and book.hooks and book.bars and book.socket_updates and warm_s >= 10:
-                break
+        b = Bench(settings, stack, book, EventProducer(settings), Walk(), sampler, ceiling.create_topic(settings),
+                  ceiling.messages(CEILING_MSGS))
+        results["warm_up_s"] = warm_up(b)
+        probe = probe_and_ceiling(b, probes)
+        if rates:
+            for rate in rates:
+                probe(rate)
+            results["search"] = {"fixed_rates": rates, "best_ticks_per_s": max(
+                (p["offered_ticks_per_s"] for p in probes if p["passed"]), default=None)}
         else:
-            raise RuntimeError(f"warm-up did not complete: alerts={book.alert_events} hooks={len(book.hooks)} "
-                               f"bars={len(book.bars)} socket updates={book.socket_updates}")
-        results["warm_up_s"] = warm_s
-        steps = []
-        step = 0
-        plan = [(n, r) for n in SYMBOL_SETS for r in RATES]
-        for n_symbols, rate in plan:
-            print(f"   step {step}: {n_symbols} symbols at {rate} ticks/s", flush=True)
-            steps.append(run_step(step, n_symbols, rate, producer, walk, book, sampler))
-            step += 1
-        if steps[-1]["sustained"]:
-            print(f"   step {step}: 1000 symbols at {EXTRA_RATE} ticks/s", flush=True)
-            steps.append(run_step(step, 1000, EXTRA_RATE, producer, walk, book, sampler))
-        for name, proc in stack.procs.items():
-            if not proc.alive():
-                steps[-1].setdefault("exited", []).append(name)
-        results["steps"] = steps
-        results["alert_events_total"] = book.alert_events
-        results["webhook_posts_total"] = book.hook_posts
+            outcome = search(probe, PLAN)
+            results["search"] = {**outcome.as_dict(), "plan": vars(PLAN)}
+        print(f"   profile: {PROFILE_RATE} ticks/s, every process for {PROFILE_S:.0f} s", flush=True)
+        n = len(probes)
+        holder: dict[str, Any] = {}
+
+        def record() -> None:
+            time.sleep(3)  # let the step reach its rate before sampling
+            holder.update(profile_processes(roots, PROFILE_S, PY_SPY_HZ, workdir / "profiles"))
+
+        profile = {"step": run_probe(b, n, PROFILE_RATE, during=record), **holder}
+        book.forget(n)
         results["browser"] = {"transport": client.transport(), "connects": book.socket_connects,
                               "updates": book.socket_updates, "disconnects": book.socket_disconnects[:10]}
+        results["exited"] = [name for name, proc in stack.procs.items() if not proc.alive()]
     finally:
         stop.set()
-        book.step = 10**6
+        book.probe = WARMUP
         if client is not None:
             try:
                 client.disconnect()
@@ -640,26 +292,33 @@ def main() -> dict[str, Any]:
         for t in threads:
             t.join(10)
         server.shutdown()
-    try:
-        results["ceiling"] = ceiling(settings)
-    finally:
         cleanup(settings, stack)
-    sustained = [s["achieved_ticks_per_s"] for s in results["steps"] if s["sustained"]]
-    best = max(sustained, default=0)
-    ceiling_rate = results["ceiling"]["unpaced"]["round_trip_msgs_per_s"] or 0
-    results["e2e_sustained_ticks_per_s_max"] = best
-    results["ceiling_round_trip_msgs_per_s"] = ceiling_rate
-    results["ratio_e2e_to_ceiling"] = round(best / ceiling_rate, 3) if ceiling_rate else None
+    results["probes"] = probes
+    results.update(headline(results["search"].get("best_ticks_per_s"), probes))
+    results["aims_p99_ms"] = AIMS_P99_MS
     results["setup"] = {
-        "processes": PROCESSES, "partitions": PARTITIONS, "rules": N_SYMBOLS_MAX * RULES_PER_SYMBOL,
+        "processes": PROCESSES, "partitions": PARTITIONS, "symbols": N_SYMBOLS, "rules": N_SYMBOLS * RULES_PER_SYMBOL,
         "firing_rules": FIRING_SYMBOLS * 3, "firing_rule_cooldown_s": COOLDOWN_S, "bar_seconds": BAR_SECONDS,
-        "lateness_ms": LATENESS_MS, "step_s": STEP_S, "browser_rooms": ROOM_SYMBOLS,
+        "lateness_ms": LATENESS_MS, "min_samples_per_path": MIN_N, "probe_s": [PROBE_MIN_S, PROBE_MAX_S],
+        "settle_max_s": SETTLE_MAX_S, "browser_rooms": ROOM_SYMBOLS, "ceiling": ceiling.WHAT,
         "left_out": "ingest (replaced by the paced producer), predict (TensorFlow; no measured path goes through it)",
     }
     results["load_avg_1m"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     results["seconds_total"] = round(time.monotonic() - started)
     results["logs"] = str(workdir)
+    if profile:
+        write_result("profiles", {"rate_ticks_per_s": PROFILE_RATE, "py_spy_hz": PY_SPY_HZ, **profile},
+                     command=COMMAND)
     return write_result("e2e", results, command=COMMAND)
+
+
+def headline(best: int | None, probes: list[dict[str, Any]]) -> dict[str, Any]:
+    ceilings = [p["ceiling"]["unpaced"]["round_trip_msgs_per_s"] for p in probes
+                if p.get("ceiling", {}).get("unpaced", {}).get("round_trip_msgs_per_s")]
+    ceiling_median = round(statistics.median(ceilings)) if ceilings else None
+    return {"e2e_all_aims_ticks_per_s": best, "ceiling_round_trip_msgs_per_s_median": ceiling_median,
+            "ceiling_round_trip_msgs_per_s_range": [min(ceilings), max(ceilings)] if ceilings else None,
+            "ratio_e2e_to_ceiling": round(best / ceiling_median, 3) if best and ceiling_median else None}
 
 
 def cleanup(settings: Settings, stack: Stack) -> None:
@@ -679,7 +338,7 @@ def cleanup(settings: Settings, stack: Stack) -> None:
             client.delete(*keys)
     except Exception:  # noqa: BLE001 - cleanup only
         pass
-    shutil.rmtree(stack.workdir / "var", ignore_errors=True)  # Spark checkpoint; the logs stay
+    shutil.rmtree(stack.workdir / "var", ignore_errors=True)  # Spark checkpoint; the logs and profiles stay
 
 
 if __name__ == "__main__":

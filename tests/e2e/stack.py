@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from tests.support import free_port, wait_for  # noqa: E402,F401 (re-exported for the stack's users)
+from tests.support import free_port, wait_for
+
+__all__ = ["ROOT", "Proc", "Stack", "free_port", "procfile", "wait_for"]  # the last two re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +39,7 @@ class Proc:
     command: str
     env: dict[str, str]
     log: Path
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
 
     def alive(self) -> bool:
@@ -75,7 +77,7 @@ class Stack:
         }
         return cls(workdir, env)
 
-    def run(self, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    def run(self, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a one-shot command (e.g. the release phase) in the stack's environment."""
         return subprocess.run(["bash", "-c", command], env=self.env, cwd=ROOT, capture_output=True, text=True,
                               timeout=timeout_s)
@@ -133,6 +135,6 @@ class Stack:
 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.procs[name].metrics_port}/metrics", timeout=2) as r:
-                return r.read().decode()
+                return str(r.read().decode())
         except (urllib.error.URLError, OSError):
             return ""
