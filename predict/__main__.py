@@ -1,14 +1,13 @@
 """``python -m predict train|evaluate|list|promote|serve|ensure-model``.
 
-Settings are read here, once: the usual process settings plus
-``MODEL_REGISTRY`` (default ``$TICKERBELL_VAR/models``).
+Settings are read here, once, by the one loader: the usual process settings, among them
+``MODEL_REGISTRY`` (default ``$TICKERBELL_VAR/models``, :attr:`~events.settings.Settings.registry_root`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,8 @@ from events.settings import Settings, SettingsError, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def registry_root(settings: Settings, env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    return Path(env.get("MODEL_REGISTRY") or settings.var_dir / "models")
+def registry_root(settings: Settings) -> Path:
+    return settings.registry_root
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

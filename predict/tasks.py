@@ -12,13 +12,13 @@ serving model on the same held-out bars (:mod:`predict.retrain`).
 
 from __future__ import annotations
 
-import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from celery import Celery
 
-from events.settings import Settings, load_settings
+from events.settings import Settings, SettingsError, load_settings
 
 
 _DEFAULTS = Settings()
@@ -66,13 +66,14 @@ def retrain_from_bars(settings: Settings, config: RetrainConfig, *, registry_roo
     if not series:
         return {"status": "skipped", "reason": f"no symbol has {config.min_bars} stored {settings.bar_seconds} s bars"}
     model = ModelConfig() if config.epochs is None else replace(ModelConfig(), epochs=config.epochs)
-    root = Path(registry_root or os.environ.get("MODEL_REGISTRY") or settings.var_dir / "models")
+    root = Path(registry_root or settings.registry_root)
     meta, decision = retrain(series, Registry(root), source=f"bars projection ({settings.bar_seconds} s)",
                              data_source="bars", config=model, margin=config.margin, alpha=config.alpha, log=log)
     return {"status": meta["status"], "version": meta["version"], "reason": decision.reason}
 
 
 def make_celery(settings: Settings, config: RetrainConfig) -> Celery:
+    """The retrain's app (a factory: the process's settings passed in, read nowhere else)."""
     celery = Celery("tickerbell-predict", broker=settings.redis_url)
     schedule = {} if config.interval_s <= 0 else {
         "retrain": {"task": "predict.retrain", "schedule": float(config.interval_s),
@@ -82,11 +83,11 @@ def make_celery(settings: Settings, config: RetrainConfig) -> Celery:
                        worker_hijack_root_logger=False, beat_schedule=schedule,
                        beat_schedule_filename=str(settings.var_dir / f"celerybeat-{config.queue}"))
 
-    @celery.task(name="predict.retrain", shared=False)
     def retrain_task() -> dict[str, Any]:
         return retrain_from_bars(settings, config)
 
-    celery.tickerbell = (settings, config)  # type: ignore[attr-defined]
+    celery.task(name="predict.retrain", shared=False)(retrain_task)
+    celery.tickerbell = (settings, config)
     return celery
 
 
@@ -95,13 +96,18 @@ def main() -> int:
     time, serving /metrics like every long-running process. With no interval it idles (no schedule)."""
     import logging
     import signal
-    import sys
 
     from events.observability import serve_metrics, setup_logging
 
     # until Celery installs its own handlers (warm shutdown), a SIGTERM ends start-up cleanly
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    settings, config = app.tickerbell  # type: ignore[attr-defined]
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    config = retrain_config(settings)
+    app = make_celery(settings, config)
     setup_logging("retrain", settings.log_level, json_logs=True)
     serve_metrics(settings.metrics_port)
     if config.interval_s <= 0:
@@ -112,10 +118,19 @@ def main() -> int:
     return 0
 
 
-_settings = load_settings(os.environ)
-app = make_celery(_settings, retrain_config(_settings))
+_app: Celery | None = None
 
-if __name__ == "__main__":  # python -m predict.tasks: run the app of the imported module, not a second copy
-    from predict.tasks import main as _main
 
-    raise SystemExit(_main())
+def __getattr__(name: str) -> Any:
+    """``app``, for ``celery -A predict.tasks``: made on first access from this process's environment."""
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        settings = load_settings()
+        _app = make_celery(settings, retrain_config(settings))
+    return _app
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
