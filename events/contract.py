@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from events.contract_ids import (  # noqa: F401 - re-exported: ids are part of the contract
+from events.contract_ids import (  # re-exported (__all__): the ids are part of the contract
     alert_id, bar_id, event_id, feed_status_id, history_bar_id, prediction_id, rule_event_id, tick_id, watched_id,
 )
 from events.vocabulary import Condition, Frequency, OperatorName
@@ -34,7 +34,8 @@ Operator = OperatorName  # the contract's older name for it
 __all__ = [
     "Alert", "AlertState", "Bar", "Condition", "DLQ_SUFFIX", "Event", "FeedStatus", "Frequency", "HistoryBar",
     "InvalidEvent", "Operator", "Prediction", "Rule", "TOPICS", "Tick", "Watched", "decode", "decoder_for", "encode",
-    "event_id", "topic_of",
+    "topic_of", "alert_id", "bar_id", "event_id", "feed_status_id", "history_bar_id", "prediction_id",
+    "rule_event_id", "tick_id", "watched_id",
 ]
 
 DLQ_SUFFIX = ".dlq"

@@ -157,11 +157,12 @@ def problems(cond: Condition, prefix: str = "condition.", depth: int = 0) -> dic
     return errors
 
 
-def rule_problems(cond: Condition, *, recovery: float | None = None, timezone: str = "America/New_York",
+def rule_problems(cond: Condition | None, *, recovery: float | None = None, timezone: str = "America/New_York",
                   active_from_min: int | None = None, active_to_min: int | None = None) -> dict[str, str]:
-    """What makes a rule's own settings meaningless next to its condition, ``{field: message}``."""
+    """What makes a rule's own settings meaningless next to its condition, ``{field: message}``
+    (``cond`` None: the condition is itself invalid, so the recovery level is not judged)."""
     errors: dict[str, str] = {}
-    if recovery is not None:
+    if recovery is not None and cond is not None:
         o = OPERATORS.get(cond.op)
         direction = o.direction if o is not None else 0
         if direction == 0 or cond.value is None:

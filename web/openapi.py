@@ -13,31 +13,22 @@ from typing import Any
 
 from flask import Flask
 
+from events.vocabulary_check import condition_schema, frequency_schema
 from web.limits import type_name
-from web.store.conditions import FREQUENCIES, OPERATORS, SERIES
 
 DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # a 32-bit signed primary key
 EPOCH_MS = {"minimum": 0, "maximum": 4_102_444_800_000}  # up to 2100-01-01
 # JavaScript's safe integers: the bound of an integer field that names none (no SQL column overflows)
 SAFE_INT = 2**53 - 1
 
-_CONDITION = {
-    "type": "object", "required": ["series", "op"],
-    "properties": {
-        "series": {"type": "string", "enum": list(SERIES)}, "op": {"type": "string", "enum": list(OPERATORS)},
-        "value": {"type": ["number", "null"]}, "other": {"type": ["string", "null"], "enum": [*SERIES, None]},
-        "lower": {"type": ["number", "null"]}, "upper": {"type": ["number", "null"]},
-        "window_bars": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000},
-        "window_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 2678400},
-        "also": {"oneOf": [{"$ref": "#/components/schemas/Condition"}, {"type": "null"}]},
-    },
-}
+# the condition's schema is the vocabulary's (events/vocabulary.py): its series and operators are the enums
+_CONDITION = condition_schema("#/components/schemas/Condition")
 _RULE: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "maxLength": 200}, "symbol": {"type": ["string", "null"]},
         "watchlist_id": {**DB_ID, "type": ["integer", "null"]}, "condition": {"$ref": "#/components/schemas/Condition"},
-        "frequency": {"type": "string", "enum": list(FREQUENCIES)},
+        "frequency": frequency_schema(),
         "cooldown_s": {"type": "integer", "minimum": 0, "maximum": 365 * 86_400},
         "pending_s": {"type": "integer", "minimum": 0, "maximum": 86_400}, "recovery": {"type": ["number", "null"]},
         "expires_ms": {"type": ["integer", "null"], **EPOCH_MS}, "enabled": {"type": "boolean"},

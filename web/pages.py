@@ -90,10 +90,7 @@ def _rule_form(rule_id: int | None):
         "rule_form.html", rule=rule, preset_symbol=(request.args.get("symbol") or "").upper(),
         watchlists=[wls.watchlist_json(w) for w in wls.list_watchlists(session, uid())],
         channels=[ch_store.channel_json(c) for c in ch_store.list_channels(session, uid())],
-        catalog={"series": conditions.SERIES, "operators": conditions.OPERATORS,
-                 "frequencies": conditions.FREQUENCIES, "presets": conditions.PRESETS,
-                 "groups": {"compare": conditions.COMPARE_OPS, "channel": conditions.CHANNEL_OPS,
-                            "move": conditions.MOVE_OPS}},
+        catalog=conditions.catalog(),
     )
 
 
@@ -110,7 +107,8 @@ def confirm_channel(token: str):
     point is that someone reading that mailbox agrees to receive alerts, and that may be a shared
     inbox whose readers have no Tickerbell account. GET only shows a button: mail scanners that
     fetch every link in a message must not confirm on the reader's behalf; the POST does."""
-    from web.errors import ApiError
+    from web.errors import status_of
+    from web.store.errors import BadLink, StoreError
 
     settings = current_app.extensions["tickerbell_settings"]
     session = get_db()
@@ -123,10 +121,10 @@ def confirm_channel(token: str):
         try:
             address = read_confirmation_token(settings.secret_key.get(), token).address
         except ConfirmationInvalid as exc:
-            raise ApiError(400, str(exc)) from None
+            raise BadLink(str(exc)) from None
         return render_template("channel_confirm.html", state="ask", address=address, token=token)
-    except ApiError as exc:
-        return render_template("channel_confirm.html", state="invalid", message=exc.message), exc.status
+    except StoreError as exc:
+        return render_template("channel_confirm.html", state="invalid", message=exc.message), status_of(exc)
 
 
 @bp.get("/alerts")

@@ -80,21 +80,21 @@ def test_rule_cli_create_list_preview_delete(database_url: str, monkeypatch: pyt
         add_bars(s, [149, 151], end_ms=(__import__("time").time_ns() // 1_000_000) // MIN * MIN)
     assert main(["rules", "create", "--user-id", "1", "--symbol", "aapl", "--op", "crossing_up", "--value", "150",
                  "--channel", "4", "--name", "Apple 150"]) == 0
-    assert "rule 1 v1 created: AAPL: price crossing_up 150" in capsys.readouterr().out
+    assert "rule 1 v1 created: AAPL: price crossing up 150" in capsys.readouterr().out
     assert main(["rules", "create", "--user-id", "1", "--symbol", "AAPL",
                  "--condition", json.dumps({"series": "sma_5", "op": "crossing", "other": "sma_20"}),
                  "--active-hours", "09:30-16:00"]) == 0
     capsys.readouterr()
     assert main(["rules", "list"]) == 0
     listed = capsys.readouterr().out
-    assert "price crossing_up 150" in listed and "sma_5 crossing sma_20" in listed
+    assert "price crossing up 150" in listed and "SMA 5 crossing SMA 20" in listed
     assert main(["preview", "1", "--days", "1"]) == 0
     assert "1 firings in the last 1 days" in capsys.readouterr().out
     # nonsense is refused with a message naming the problem, and nothing is written
     assert main(["rules", "create", "--user-id", "1", "--symbol", "AAPL", "--op", "greater_than"]) == 2
-    assert "exactly one of `value`" in capsys.readouterr().err
+    assert "give either a level (value) or another series (other)" in capsys.readouterr().err
     assert main(["rules", "create", "--user-id", "1", "--symbol", "AAPL", "--op", "above", "--value", "1"]) == 2
-    assert "invalid condition" in capsys.readouterr().err
+    assert "unknown operator 'above'" in capsys.readouterr().err
     assert main(["rules", "create", "--user-id", "1", "--symbol", "AAPL", "--op", "greater_than", "--value", "1",
                  "--channel", "99"]) == 2
     assert "no channel 99" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.vocabulary import SERIES as SERIES_DEFS
 from web.store.conditions import PRESETS, describe, validate_condition
 
 
@@ -43,9 +44,14 @@ def test_every_preset_is_valid_and_described() -> None:
     for preset in PRESETS:
         clean, errors = validate_condition(preset["condition"])
         assert errors == {}, preset["key"]
-        assert describe(clean).startswith(clean["series"])
-    assert describe({"series": "zscore_20", "op": "outside_channel", "lower": -3.0, "upper": 3.0}) == "zscore_20 outside channel -3..3"
-    assert describe({"series": "price", "op": "moving_down_pct", "value": 3.0, "window_s": 3600}) == "price moving down 3 % within 1 h"
+        assert describe(clean).startswith(SERIES_DEFS[clean["series"]].label or "price")
+    # the words of the alerts themselves (alerts/templates.py), one wording for pages, API, CLIs and messages
+    assert describe({"series": "zscore_20", "op": "outside_channel", "lower": -3.0, "upper": 3.0}) == "z-score 20 outside -3..3"
+    assert describe({"series": "price", "op": "moving_down_pct", "value": 3.0, "window_s": 3600}) == \
+        "price down at least 3 % in 1 h"
+    assert describe({"series": "forecast.move_pct", "op": "greater_than", "value": 1.0,
+                     "also": {"series": "forecast.lower_move_pct", "op": "greater_than", "value": 0.0}}) == \
+        "forecast move above 1 % and forecast low move above 0 %"
 
 
 def test_the_form_offers_exactly_the_series_and_operators_the_engine_evaluates() -> None:

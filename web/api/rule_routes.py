@@ -20,9 +20,9 @@ def _one(rule):  # type: ignore[no-untyped-def]
 @bp.get("/rules/catalog")
 def rule_catalog():
     """What a condition may say: series, operators, frequencies and presets, each explained."""
-    return jsonify(series=conditions.SERIES, operators=conditions.OPERATORS, frequencies=conditions.FREQUENCIES,
-                   presets=conditions.PRESETS, operator_groups={
-                       "compare": conditions.COMPARE_OPS, "channel": conditions.CHANNEL_OPS, "move": conditions.MOVE_OPS})
+    cat = conditions.catalog()
+    # operator_groups: the older name of "groups", kept for clients that read it
+    return jsonify(**cat, operator_groups=cat["groups"])
 
 
 @bp.get("/rules")

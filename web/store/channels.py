@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from events import models
 from events.outbox import save_rule
 from events.settings import Settings
-from web.errors import ApiError, ValidationFailed, not_found
+from web.store.errors import BadLink, Conflict, Invalid, NotFound, Unavailable
 from web.store.names import NO_CONTROL, has_control
 from web.store.users import EMAIL
 
@@ -64,7 +64,7 @@ def list_channels(session: Session, user_id: int) -> list[models.Channel]:
 def get_channel(session: Session, user_id: int, channel_id: int) -> models.Channel:
     ch = session.get(models.Channel, channel_id)
     if ch is None or ch.user_id != user_id:
-        raise not_found("channel")
+        raise NotFound("channel")
     return ch
 
 
@@ -72,23 +72,23 @@ def check_url(url: str, settings: Settings, kind: str) -> None:
     """Refuse URLs that are malformed or reach private, loopback or link-local addresses."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed({"target": "must be an http(s):// URL"})
+        raise Invalid({"target": "must be an http(s):// URL"})
     if kind == "slack" and parts.scheme != "https":
-        raise ValidationFailed({"target": "Slack webhook URLs use https://"})
+        raise Invalid({"target": "Slack webhook URLs use https://"})
     from alerts.netguard import UnsafeURL
     from alerts.netguard import check_url as netguard_check
 
     try:
         netguard_check(url, allow_private=settings.allow_private_webhooks)
     except UnsafeURL as exc:
-        raise ValidationFailed({"target": f"not allowed: {exc}"}) from None
+        raise Invalid({"target": f"not allowed: {exc}"}) from None
 
 
 def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     if kind not in KINDS:
-        raise ValidationFailed({"kind": f"choose one of: {', '.join(KINDS)}"})
+        raise Invalid({"kind": f"choose one of: {', '.join(KINDS)}"})
     if "name" in data:
         name = str(data.get("name") or "").strip()
         if not 1 <= len(name) <= 100:
@@ -106,7 +106,7 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
         else:
             try:
                 check_url(target, settings, kind)
-            except ValidationFailed as exc:
+            except Invalid as exc:
                 errors.update(exc.fields)
         clean["target"] = target
     if "enabled" in data:
@@ -126,7 +126,7 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
                 errors["body_template"] = str(exc)
         clean["body_template"] = tpl
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return clean
 
 
@@ -148,14 +148,14 @@ def create_channel(session: Session, settings: Settings, user_id: int, data: Any
                    enqueue: Enqueue | None = None) -> models.Channel:
     """Save a channel; a new email address is mailed its confirmation link (through ``enqueue``)."""
     if not isinstance(data, dict):
-        raise ValidationFailed({"body": "send a JSON object"})
+        raise Invalid({"body": "send a JSON object"})
     kind = data.get("kind")
     missing = {f: "is required" for f in ("name", "target") if not data.get(f)}
     if missing and kind in KINDS:
-        raise ValidationFailed(missing)
+        raise Invalid(missing)
     clean = _validate(settings, kind, {"enabled": True, **data})
     if kind == "email" and _unconfirmed(session, user_id) >= MAX_UNCONFIRMED:
-        raise ApiError(409, f"you have {MAX_UNCONFIRMED} email channels waiting for confirmation: confirm or "
+        raise Conflict(f"you have {MAX_UNCONFIRMED} email channels waiting for confirmation: confirm or "
                             "delete one first", {"target": "too many unconfirmed addresses"})
     ch = models.Channel(user_id=user_id, kind=kind, secret=new_secret() if kind == "webhook" else None,
                         confirmed_at=None if kind == "email" else _now(), **clean)
@@ -178,9 +178,9 @@ def update_channel(session: Session, settings: Settings, user_id: int, channel_i
                    enqueue: Enqueue | None = None) -> models.Channel:
     ch = get_channel(session, user_id, channel_id)
     if not isinstance(data, dict):
-        raise ValidationFailed({"body": "send a JSON object"})
+        raise Invalid({"body": "send a JSON object"})
     if "kind" in data and data["kind"] != ch.kind:
-        raise ValidationFailed({"kind": "cannot change; create a new channel instead"})
+        raise Invalid({"kind": "cannot change; create a new channel instead"})
     clean = _validate(settings, ch.kind, {k: v for k, v in data.items() if k != "kind"})
     readdressed = ch.kind == "email" and "target" in clean and clean["target"] != ch.target
     for name, value in clean.items():
@@ -199,14 +199,14 @@ def update_channel(session: Session, settings: Settings, user_id: int, channel_i
 def resend_confirmation(session: Session, user_id: int, channel_id: int, enqueue: Enqueue) -> models.Channel:
     ch = get_channel(session, user_id, channel_id)
     if ch.kind != "email":
-        raise ApiError(409, "only email channels are confirmed by mail")
+        raise Conflict("only email channels are confirmed by mail")
     if ch.confirmed_at is not None:
-        raise ApiError(409, "this address is already confirmed")
+        raise Conflict("this address is already confirmed")
     try:
         enqueue("alerts.confirm_channel", [ch.id])
     except Exception:  # noqa: BLE001
         log.exception("channel %s: could not queue its confirmation mail", ch.id)
-        raise ApiError(503, "the notification workers cannot be reached right now; try again shortly") from None
+        raise Unavailable("the notification workers cannot be reached right now; try again shortly") from None
     return ch
 
 
@@ -217,10 +217,10 @@ def confirm(session: Session, settings: Settings, token: str) -> models.Channel:
     try:
         confirmation = read_confirmation_token(settings.secret_key.get(), token)
     except ConfirmationInvalid as exc:
-        raise ApiError(400, str(exc)) from None
+        raise BadLink(str(exc)) from None
     ch = session.get(models.Channel, confirmation.channel_id)
     if ch is None or ch.kind != "email" or ch.target != confirmation.address:
-        raise ApiError(400, "this confirmation link is for an address that is no longer in use")
+        raise BadLink("this confirmation link is for an address that is no longer in use")
     if ch.confirmed_at is None:
         ch.confirmed_at = _now()
         session.commit()
@@ -230,7 +230,7 @@ def confirm(session: Session, settings: Settings, token: str) -> models.Channel:
 def rotate_secret(session: Session, user_id: int, channel_id: int) -> models.Channel:
     ch = get_channel(session, user_id, channel_id)
     if ch.kind != "webhook":
-        raise ApiError(409, "only webhook channels have a signing secret")
+        raise Conflict("only webhook channels have a signing secret")
     ch.secret = new_secret()
     session.commit()
     return ch
@@ -258,7 +258,7 @@ def test_send(session: Session, settings: Settings, user_id: int, channel_id: in
     ch = get_channel(session, user_id, channel_id)
     refused = refusal(ch)
     if refused is not None:
-        raise ApiError(409, refused.error or "this channel may not receive messages now")
+        raise Conflict(refused.error or "this channel may not receive messages now")
     delivery_id = create_test_delivery(session, ch)
     session.commit()
     queued = True

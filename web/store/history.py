@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from events import models
-from web.errors import not_found
+from web.store.errors import NotFound
 from web.filters import DAY_MS, Range
 from web.overview import BarRow
 
@@ -132,7 +132,7 @@ def alerts(session: Session, user_id: int, rng: Range, rule_id: int | None = Non
 def get_alert(session: Session, user_id: int, alert_id: str) -> models.AlertRecord:
     a = session.get(models.AlertRecord, alert_id)
     if a is None or a.user_id != user_id or user_id == 0:
-        raise not_found("alert")
+        raise NotFound("alert")
     return a
 
 

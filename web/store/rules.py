@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from sqlalchemy import func, select
@@ -14,8 +13,10 @@ from events import contract, models
 from events.outbox import delete_rule as outbox_delete_rule
 from events.outbox import rule_event, rule_symbols, save_rule
 from events.settings import Settings
-from web.errors import ApiError, ValidationFailed, not_found
-from web.limits import ApiLimits, cap_reached
+from events.vocabulary import Condition
+from events.vocabulary_check import rule_problems
+from web.store.errors import Invalid, LimitExceeded, NotFound, StoreError
+from web.limits import ApiLimits
 from web.store.conditions import FREQUENCIES, describe, validate_condition
 from web.store.names import NO_CONTROL, has_control
 from web.store.watchlists import get_watchlist, normalise_symbol
@@ -77,7 +78,7 @@ def list_rules(session: Session, user_id: int, symbol: str | None = None) -> lis
 def get_rule(session: Session, user_id: int, rule_id: int) -> models.Rule:
     rule = session.get(models.Rule, rule_id)
     if rule is None or rule.user_id != user_id:
-        raise not_found("rule")
+        raise NotFound("rule")
     return rule
 
 
@@ -98,27 +99,16 @@ def _int_field(data: dict[str, Any], name: str, lo: int, hi: int, errors: dict[s
     return value
 
 
-def engine_check(condition: dict[str, Any]) -> dict[str, str]:
-    """Ask the rule engine itself whether it can evaluate the condition (the final word)."""
-    from alerts.conditions import ConditionError, compile_condition
-
-    try:
-        compile_condition(msgspec.convert(condition, contract.Condition))
-    except ConditionError as exc:
-        return {"condition": str(exc)}
-    return {}
-
-
 def validate_rule(session: Session, user_id: int, data: Any, current: models.Rule | None = None) -> dict[str, Any]:
     """Check a full or partial rule payload; return the clean values; raise 422 with every field's message.
 
     With ``current`` (an edit), missing fields keep their current values.
     """
     if not isinstance(data, dict):
-        raise ValidationFailed({"body": "send a JSON object"})
+        raise Invalid({"body": "send a JSON object"})
     unknown = sorted(set(data) - set(EDITABLE) - {"id", "version", "state", "symbols", "description", "updated_at"})
     if unknown:
-        raise ValidationFailed({unknown[0]: f"unknown field (known: {', '.join(EDITABLE)})"})
+        raise Invalid({unknown[0]: f"unknown field (known: {', '.join(EDITABLE)})"})
     base: dict[str, Any] = rule_json(session, current) if current is not None else {}
     merged = {**base, **data}
     errors: dict[str, str] = {}
@@ -142,7 +132,7 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
     elif symbol is not None:
         try:
             symbol = normalise_symbol(symbol)
-        except ValidationFailed as exc:
+        except Invalid as exc:
             errors.update(exc.fields)
     else:
         try:
@@ -150,13 +140,11 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
             if not wl.symbols:
                 errors["watchlist_id"] = f"{wl.name} has no symbols yet; add one first"
             watchlist_id = wl.id
-        except (ApiError, ValueError, TypeError):
+        except (StoreError, ValueError, TypeError):
             errors["watchlist_id"] = "no such watchlist of yours"
     clean["symbol"], clean["watchlist_id"] = symbol, watchlist_id
 
-    condition, cond_errors = validate_condition(merged.get("condition"))
-    if not cond_errors:
-        cond_errors = engine_check(condition)
+    condition, cond_errors = validate_condition(merged.get("condition"))  # the engine's own check
     errors.update(cond_errors)
     clean["condition"] = condition
 
@@ -187,17 +175,14 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
     clean["enabled"] = bool(enabled)
     a_from = _int_field(merged, "active_from_min", 0, 1440, errors)
     a_to = _int_field(merged, "active_to_min", 0, 1440, errors)
-    if (a_from is None) != (a_to is None):
-        errors["active_to_min"] = "give both ends of the active hours, or neither"
-    elif a_from is not None and a_from == a_to:
-        errors["active_to_min"] = "must differ from active_from_min (leave both empty for all day)"
     clean["active_from_min"], clean["active_to_min"] = a_from, a_to
     tz = str(merged.get("timezone") or "America/New_York")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        errors["timezone"] = f"unknown time zone {tz!r} (e.g. America/New_York, Europe/London, UTC)"
     clean["timezone"] = tz
+    # what the rule's settings mean next to its condition: the same check the engine's CLI runs
+    found = rule_problems(None if cond_errors else msgspec.convert(condition, Condition),
+                          recovery=clean.get("recovery"), timezone=tz, active_from_min=a_from, active_to_min=a_to)
+    for field, text in found.items():
+        errors.setdefault(field, text)
     message = str(merged.get("message") or "")
     if len(message) > 4000:
         errors["message"] = "at most 4000 characters"
@@ -223,7 +208,7 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
             channels.append(ch)
     clean["channels"] = channels
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return clean
 
 
@@ -244,7 +229,7 @@ def create_rule(session: Session, settings: Settings, user_id: int, data: Any,
                 limits: ApiLimits = ApiLimits()) -> models.Rule:
     count = session.scalar(select(func.count()).select_from(models.Rule).where(models.Rule.user_id == user_id))
     if (count or 0) >= limits.rules_per_user:
-        raise cap_reached("rules_per_user", limits.rules_per_user, "rules per account")
+        raise LimitExceeded("rules_per_user", limits.rules_per_user, "rules per account")
     clean = validate_rule(session, user_id, data)
     rule = models.Rule(user_id=user_id, version=1, channels=[])
     _apply(rule, clean)
@@ -274,7 +259,7 @@ def snooze(session: Session, settings: Settings, user_id: int, rule_id: int, min
         if isinstance(minutes, bool) or not 0 <= minutes <= 30 * 24 * 60:
             raise ValueError
     except (TypeError, ValueError):
-        raise ValidationFailed({"minutes": "snooze for 0 (un-snooze) to 43200 minutes (30 days)"}) from None
+        raise Invalid({"minutes": "snooze for 0 (un-snooze) to 43200 minutes (30 days)"}) from None
     until = None
     if minutes:
         until = int((datetime.now(timezone.utc) + timedelta(minutes=minutes)).timestamp() * 1000)
@@ -309,7 +294,7 @@ def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id
         if not 1 <= days <= 365:
             raise ValueError
     except (TypeError, ValueError):
-        raise ValidationFailed({"days": "look back 1 to 365 days"}) from None
+        raise Invalid({"days": "look back 1 to 365 days"}) from None
     current = get_rule(session, user_id, rule_id) if rule_id else None
     clean = validate_rule(session, user_id, data, current=current)
     draft = models.Rule(user_id=user_id, id=rule_id or 1, version=(current.version if current else 1), channels=[])
@@ -323,7 +308,7 @@ def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id
     if needed > limits.preview_bars:
         session.rollback()
         most = max(1, limits.preview_bars // max(1, preview_bars(1, bar_seconds, len(event.symbols))))
-        raise ValidationFailed({"days": f"a preview reads at most {limits.preview_bars} bars (preview_bars); "
+        raise Invalid({"days": f"a preview reads at most {limits.preview_bars} bars (preview_bars); "
                                         f"{days} days of {len(event.symbols)} symbol(s) are {needed}: "
                                         f"look back at most {most} days"})
     from alerts.conditions import ConditionError
@@ -332,7 +317,7 @@ def preview(session: Session, user_id: int, data: Any, days: Any = None, rule_id
     try:
         fired = preview_rule(session, event, days=days)
     except ConditionError as exc:
-        raise ValidationFailed({"condition": str(exc)}) from None
+        raise Invalid({"condition": str(exc)}) from None
     finally:
         session.rollback()  # a preview never changes anything
     return {"count": sum(1 for a in fired if a.get("state", "firing") == "firing"), "days": days,

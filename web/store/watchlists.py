@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from events import contract, models
 from events.outbox import republish_watchlist_rules
 from events.settings import Settings
-from web.errors import ApiError, ValidationFailed, not_found
-from web.limits import ApiLimits, cap_reached
+from web.store.errors import Conflict, Invalid, LimitExceeded, NotFound
+from web.limits import ApiLimits
 from web.store.names import NO_CONTROL, has_control
 
 _SYMBOL_TYPE = contract.Symbol  # type: ignore[attr-defined]
@@ -23,7 +23,7 @@ def normalise_symbol(raw: Any, field: str = "symbol") -> str:
     try:
         return msgspec.convert(symbol, _SYMBOL_TYPE)
     except msgspec.ValidationError:
-        raise ValidationFailed({field: f"{symbol or 'an empty value'} is not a ticker symbol "
+        raise Invalid({field: f"{symbol or 'an empty value'} is not a ticker symbol "
                                        "(1-16 of A-Z 0-9 . - = ^, e.g. AAPL, BRK.B, ^GSPC, BTC-USD)"}) from None
 
 
@@ -39,16 +39,16 @@ def list_watchlists(session: Session, user_id: int) -> list[models.Watchlist]:
 def get_watchlist(session: Session, user_id: int, watchlist_id: int) -> models.Watchlist:
     wl = session.get(models.Watchlist, watchlist_id)
     if wl is None or wl.user_id != user_id:
-        raise not_found("watchlist")
+        raise NotFound("watchlist")
     return wl
 
 
 def _name(raw: Any) -> str:
     name = str(raw or "").strip()
     if not 1 <= len(name) <= 100:
-        raise ValidationFailed({"name": "give the list a name (1-100 characters)"})
+        raise Invalid({"name": "give the list a name (1-100 characters)"})
     if has_control(name):
-        raise ValidationFailed({"name": NO_CONTROL})
+        raise Invalid({"name": NO_CONTROL})
     return name
 
 
@@ -56,16 +56,16 @@ def _check_unique(session: Session, user_id: int, name: str, except_id: int | No
     q = select(models.Watchlist.id).where(models.Watchlist.user_id == user_id, models.Watchlist.name == name)
     found = session.scalar(q)
     if found is not None and found != except_id:
-        raise ApiError(409, f"you already have a watchlist named {name!r}", {"name": "already used"})
+        raise Conflict(f"you already have a watchlist named {name!r}", {"name": "already used"})
 
 
 def create_watchlist(session: Session, user_id: int, name: Any, symbols: Any = None,
                      limits: ApiLimits = ApiLimits()) -> models.Watchlist:
     name = _name(name)
     if symbols is not None and not isinstance(symbols, list):
-        raise ValidationFailed({"symbols": "must be a list of ticker symbols"})
+        raise Invalid({"symbols": "must be a list of ticker symbols"})
     if symbols is not None and len(symbols) > limits.symbols_per_watchlist:
-        raise cap_reached("symbols_per_watchlist", limits.symbols_per_watchlist, "symbols in one watchlist")
+        raise LimitExceeded("symbols_per_watchlist", limits.symbols_per_watchlist, "symbols in one watchlist")
     clean = []
     for i, raw in enumerate(symbols or []):
         sym = normalise_symbol(raw, f"symbols[{i}]")
@@ -73,7 +73,7 @@ def create_watchlist(session: Session, user_id: int, name: Any, symbols: Any = N
             clean.append(sym)
     count = session.scalar(select(func.count()).select_from(models.Watchlist).where(models.Watchlist.user_id == user_id))
     if (count or 0) >= limits.watchlists_per_user:
-        raise cap_reached("watchlists_per_user", limits.watchlists_per_user, "watchlists per account")
+        raise LimitExceeded("watchlists_per_user", limits.watchlists_per_user, "watchlists per account")
     _check_unique(session, user_id, name)
     wl = models.Watchlist(user_id=user_id, name=name)
     wl.symbols = [models.WatchlistSymbol(symbol=s, position=i) for i, s in enumerate(clean)]
@@ -100,7 +100,7 @@ def delete_watchlist(session: Session, user_id: int, watchlist_id: int) -> None:
     rules = _rules_using(session, wl.id)
     if rules:
         names = ", ".join(r.name or f"#{r.id}" for r in rules[:5])
-        raise ApiError(409, f"rules watch this list ({names}); delete them or point them elsewhere first")
+        raise Conflict(f"rules watch this list ({names}); delete them or point them elsewhere first")
     session.delete(wl)
     session.commit()
 
@@ -110,9 +110,9 @@ def add_symbol(session: Session, settings: Settings, user_id: int, watchlist_id:
     wl = get_watchlist(session, user_id, watchlist_id)
     symbol = normalise_symbol(raw)
     if any(s.symbol == symbol for s in wl.symbols):
-        raise ApiError(409, f"{symbol} is already in {wl.name}", {"symbol": "already in the list"})
+        raise Conflict(f"{symbol} is already in {wl.name}", {"symbol": "already in the list"})
     if len(wl.symbols) >= limits.symbols_per_watchlist:
-        raise cap_reached("symbols_per_watchlist", limits.symbols_per_watchlist, f"symbols in {wl.name}")
+        raise LimitExceeded("symbols_per_watchlist", limits.symbols_per_watchlist, f"symbols in {wl.name}")
     position = 1 + max((s.position for s in wl.symbols), default=-1)
     wl.symbols.append(models.WatchlistSymbol(symbol=symbol, position=position))
     session.flush()
@@ -126,9 +126,9 @@ def remove_symbol(session: Session, settings: Settings, user_id: int, watchlist_
     symbol = str(raw or "").strip().upper()
     row = next((s for s in wl.symbols if s.symbol == symbol), None)
     if row is None:
-        raise not_found(f"symbol {symbol} in this watchlist")
+        raise NotFound(f"symbol {symbol} in this watchlist")
     if len(wl.symbols) == 1 and _rules_using(session, wl.id):
-        raise ApiError(409, "rules watch this list; it must keep at least one symbol")
+        raise Conflict("rules watch this list; it must keep at least one symbol")
     wl.symbols.remove(row)
     session.flush()
     republish_watchlist_rules(session, wl.id, settings)
