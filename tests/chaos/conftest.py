@@ -7,8 +7,9 @@ import getpass
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -22,7 +23,8 @@ from events.settings import Settings, load_settings
 from tests.chaos import scenario
 from tests.chaos.infra import CuttableProxy, DedicatedKafka, DedicatedRedis, Receivers
 from tests.conftest import PG_SOCKET_DIR
-from tests.e2e.stack import Stack, procfile, wait_for
+from tests.e2e.stack import Stack, procfile
+from tests.support import free_port, wait_for
 from tests.support import topic_size
 
 FAULTS = [
@@ -32,12 +34,12 @@ FAULTS = [
     "SIGKILL Celery worker",
     "SIGKILL Spark job",
     "SIGKILL bridge",
-    "Kafka broker down 20 s",
+    "Kafka broker down 10 s",
     "Redis restarted",
-    "SMTP+webhook down 25 s",
-    "database unreachable 20 s",
+    "SMTP+webhook down 10 s",
+    "database unreachable 8 s",
 ]
-PROCESSES = ["relay", "alerts", "dispatch", "worker", "stream", "bridge"]
+PROCESSES = ["relay", "alerts", "dispatch", "worker", "stream", "bridge", "web"]
 ENV = {
     "ALLOW_PRIVATE_WEBHOOKS": "true",
     "PUBLIC_URL": "http://tb.chaos",
@@ -45,17 +47,60 @@ ENV = {
     "BAR_SECONDS": "1",
     "STREAM_LATENESS_MS": "500",
     "STREAM_SHARDS": "2",
-    # retries every 1-3 s for ~40 s: the receivers' 25 s outage is covered, no jitter to wait out
+    # retries every 1-3 s for ~40 s: the receivers' 10 s outage is covered, no jitter to wait out
     "ALERTS_RETRY_SCHEDULE": "0,1,1,2,2,3,3,3,3,3,3,3,3,3,3,3",
     "ALERTS_RETRY_JITTER": "0",
     "ALERTS_SWEEP_INTERVAL_S": "1",
     # a killed worker's claims come back after this; a worker whose send went out keeps trying to
-    # record it for half of it (the database fault lasts 20 s)
-    "ALERTS_LEASE_S": "50",
+    # record it for half of it (the database fault lasts 8 s)
+    "ALERTS_LEASE_S": "20",
     "ALERTS_STALE_AFTER_S": "0",
 }
-TICK_INTERVAL_S = 0.25   # the sequence flows over ~4 s of wall time
+TICK_INTERVAL_S = 0.25   # the sequence flows over ~7 s of wall time
 SETTLE_S = 180           # a fault's notifications must all arrive within this after the fault
+SOAK_SYMBOLS = 100       # one webhook rule each, for the soak (test_soak.py)
+
+
+@dataclass
+class Strike:
+    """A fault as it happened: what, when (epoch s), and what the target held at that moment."""
+
+    target: str
+    moment: str
+    busy: str
+    at: float = field(default_factory=time.time)
+
+
+class LiveClient:
+    """A Socket.IO client of the running ``web`` process, signed in with the chaos user's API
+    token: its user room gets every ``alert`` the bridge emits; kept with arrival times."""
+
+    def __init__(self, url: str, token: str) -> None:
+        import socketio
+
+        self.events: list[tuple[dict[str, Any], float]] = []
+        self._lock = threading.Lock()
+        self.client = socketio.Client(reconnection=True, reconnection_delay=0.5)
+        self.client.on("alert", self._on_alert)
+        self.url, self.token = url, token
+
+    def _on_alert(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append((data, time.time()))
+
+    def connect(self) -> bool:
+        try:
+            self.client.connect(self.url, transports=["polling"], auth={"token": self.token}, wait_timeout=10)
+        except Exception:  # noqa: BLE001 - the web process is still starting: try again
+            return False
+        return True
+
+    def got(self) -> list[tuple[dict[str, Any], float]]:
+        with self._lock:
+            return list(self.events)
+
+    def close(self) -> None:
+        self.client.disconnect()
 
 
 class Chaos:
@@ -72,7 +117,11 @@ class Chaos:
         self.direct_url = f"postgresql+psycopg:///{self.db_name}?host={PG_SOCKET_DIR}"
         self.rounds: dict[str, scenario.Round] = {}
         self.rows: dict[str, scenario.Row] = {}
+        self.soak_rules: dict[str, int] = {}   # symbol -> rule id
+        self.hook_channel = self.mail_channel = 0
+        self.history_owed: dict[scenario.Key, str] = {}   # every notification owed so far, for the checker
         self.stack: Stack | None = None
+        self.live: LiveClient | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.settings: Settings | None = None
         self.restarted: list[str] = []
@@ -100,11 +149,14 @@ class Chaos:
         self._create_rules()
         self.stack.start("relay")
         rules_topic = self.settings.topic("rules")
-        wait_for(lambda: topic_size(self.settings, rules_topic) >= 2 * len(FAULTS), 60,  # type: ignore[arg-type]
-                 "the relay to publish every rule")
+        settings = self.settings
+        wait_for(lambda: topic_size(settings, rules_topic) >= 2 * len(FAULTS) + SOAK_SYMBOLS,
+                 60, "the relay to publish every rule")
         # the engine loads the whole rules topic at start: every rule is known before the first tick
         for name in PROCESSES[1:]:
-            self.stack.start(name)
+            self.stack.start(name, **({"PORT": str(free_port())} if name == "web" else {}))
+        self.live = LiveClient(f"http://127.0.0.1:{self.stack.procs['web'].env['PORT']}", self._token())
+        wait_for(self.live.connect, 90, "a Socket.IO client to connect to the web process", interval_s=1)
 
     def _create_rules(self) -> None:
         assert self.sessions is not None and self.settings is not None
@@ -134,9 +186,34 @@ class Chaos:
                     ids.append(rule.id)
                 self.rounds[fault] = scenario.Round(fault, symbol, ids[0], ids[1],
                                                     {"email": mail.id, "webhook": hook.id}, t0 + k * 60_000)
+            for k in range(SOAK_SYMBOLS):
+                symbol = f"SK{k:03d}"
+                rule = models.Rule(user_id=user.id, symbol=symbol, frequency="every_time", version=1,
+                                   condition={"series": "price", "op": "crossing_up", "value": 150},
+                                   channels=[mail, hook], message=scenario.MESSAGE)
+                s.add(rule)
+                s.flush()
+                save_rule(s, rule, self.settings)
+                self.soak_rules[symbol] = rule.id
+            self.hook_channel, self.mail_channel = hook.id, mail.id
             s.commit()
 
+    def _token(self) -> str:
+        """A new API token of the chaos user (only its hash is stored, as the web app does)."""
+        from web.auth import hash_token, new_token
+
+        assert self.sessions is not None
+        token = new_token()
+        with self.sessions() as s:
+            user = s.scalar(select(models.User).where(models.User.email == "chaos@example.com"))
+            assert user is not None
+            s.add(models.ApiToken(user_id=user.id, name="chaos", token_hash=hash_token(token)))
+            s.commit()
+        return token
+
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         if self.stack is not None:
             self.stack.stop_all()
         self.receivers.stop()
@@ -158,35 +235,43 @@ class Chaos:
                 self.stack.restart(name)
 
     def kill_and_restart(self, name: str) -> None:
+        """SIGKILL ``name`` (running or frozen), keep it dead while ticks flow, start it again."""
         assert self.stack is not None
         self.stack.kill(name)
-        hold(2)  # the process stays dead while ticks flow
+        hold(2)
         self.stack.restart(name)
+
+    def wait_receipts(self, fault: str, n: int, timeout_s: float = 60) -> None:
+        """Until ``n`` of the round's notifications have arrived: the round is under way."""
+        rnd = self.rounds[fault]
+        wait_for(lambda: len(rnd.receipts(self.receivers.got())) >= n, timeout_s,
+                 f"{n} notifications of round {fault!r}", interval_s=0.01)
 
     def deliveries_settled(self, rnd: scenario.Round) -> bool:
         """Every delivery row of the round's alerts is ``delivered`` (none pending, sending or failed)."""
         assert self.sessions is not None
-        alert_ids = [hook.rsplit(".c", 1)[0] for hook in (v["webhook"] for v in rnd.expected().values())]
+        alert_ids = list(rnd.alerts().values())
         with self.sessions() as s:
             rows = s.scalars(select(models.Delivery.status).where(models.Delivery.alert_id.in_(alert_ids))).all()
         return len(rows) == 2 * len(alert_ids) and set(rows) == {"delivered"}
 
-    def run_round(self, fault: str, inject: Callable[[], None]) -> scenario.Row:
-        """Flow the round's ticks, inject the fault half-way, wait until its notifications settle."""
-        assert self.settings is not None
+    def run_round(self, fault: str, inject: Callable[[], Strike | None],
+                  live: bool = False) -> tuple[Strike | None, scenario.Tally]:
+        """Flow the round's ticks, let ``inject`` strike while they flow (it decides when), wait until
+        the round's notifications settle; return the strike and the round's count (at the receivers,
+        or with ``live`` of the ``alert`` events at the Socket.IO client)."""
+        assert self.settings is not None and self.live is not None
         rnd = self.rounds[fault]
         self.restarted = []
-        ticks = rnd.ticks()
-        sent = threading.Semaphore(0)
+        self.history_owed.update(scenario.owed_notifications(rnd))
         errors: list[BaseException] = []
 
         def flow() -> None:
             try:
                 producer = EventProducer(self.settings)  # type: ignore[arg-type]
-                for t in ticks:
+                for t in rnd.ticks():
                     producer.produce(t)
                     producer.raw.poll(0)
-                    sent.release()
                     hold(TICK_INTERVAL_S)  # pacing: the sequence flows while the fault happens
                 producer.flush(150)  # through a broker outage
             except BaseException as exc:  # noqa: BLE001 - reported by the test thread
@@ -194,44 +279,30 @@ class Chaos:
 
         thread = threading.Thread(target=flow, daemon=True)
         thread.start()
-        for _ in range(len(ticks) // 2):
-            assert sent.acquire(timeout=30), "the tick producer stalled"
-        inject()
+        strike = inject()
         thread.join(180)
         assert not thread.is_alive() and not errors, f"producing the sequence failed: {errors}"
+        at = strike.at if strike is not None else None
+
+        def counted() -> scenario.Tally:
+            if live:
+                return scenario.count_live(rnd, self.live.got(), at)  # type: ignore[union-attr]
+            return scenario.count(rnd, self.receivers.got(), at)
 
         def done() -> bool:
             self.supervise()
-            row = scenario.count(rnd, self.receivers.got())
-            return row.delivered == row.expected and self.deliveries_settled(rnd)
+            return (scenario.count(rnd, self.receivers.got()).lost == 0 and counted().lost == 0
+                    and self.deliveries_settled(rnd))
 
         try:
             wait_for(done, SETTLE_S, f"every notification of round {fault!r}", interval_s=0.5)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {scenario.count(rnd, self.receivers.got())}\n{self.logs()}") from None
-        finally:
-            self.rows[fault] = scenario.count(rnd, self.receivers.got(), ",".join(sorted(set(self.restarted))))
-        return self.rows[fault]
+            raise AssertionError(f"{exc}: {counted()}\n{self.logs()}") from None
+        return strike, counted()
 
-    def recount(self) -> list[scenario.Row]:
-        """Count every round again from everything received so far (late copies included)."""
-        for fault, row in list(self.rows.items()):
-            self.rows[fault] = scenario.count(self.rounds[fault], self.receivers.got(), row.restarts)
-        return list(self.rows.values())
-
-    def bridge_heartbeat(self) -> dict:
-        """The bridge's last heartbeat in Redis (its counters since it started), or {}."""
-        import json
-
-        import redis
-
-        assert self.stack is not None
-        client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
-        try:
-            raw = client.get(f"tickerbell:{self.stack.env['KAFKA_TOPIC_PREFIX']}proc:bridge")
-        finally:
-            client.close()
-        return json.loads(raw) if raw else {}
+    def record(self, row: scenario.Row) -> None:
+        """Keep a row whose figures the test has asserted; the session writes them out."""
+        self.rows[row.fault] = row
 
     def logs(self) -> str:
         assert self.stack is not None
@@ -260,8 +331,9 @@ def chaos(tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str) -> 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     if not _CHAOS or not _CHAOS[0].rows:
         return
-    terminalreporter.section("fault suite: notifications counted at the receivers")
-    terminalreporter.write_line(scenario.HEADER)
-    for row in _CHAOS[0].rows.values():
-        terminalreporter.write_line(row.line())
-    terminalreporter.write_line("(figures: tests/chaos/scenario.py Row; 'restarted' = exited during the fault)")
+    from tests.chaos import report
+
+    path = report.save(list(_CHAOS[0].rows.values()))
+    terminalreporter.section("fault suite: rows asserted (written to %s)" % path.relative_to(report.ROOT))
+    for line in report.table(list(_CHAOS[0].rows.values())):
+        terminalreporter.write_line(line)

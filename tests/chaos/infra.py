@@ -18,10 +18,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from aiosmtpd.controller import Controller
 
-from tests.e2e.stack import ROOT, free_port, wait_for
+from tests.e2e.stack import ROOT
+from tests.support import free_port, wait_for
 
 
 def port_open(port: int) -> bool:
@@ -62,7 +64,7 @@ class DedicatedRedis:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
-        self.popen: subprocess.Popen | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -162,6 +164,32 @@ class Receipt:
 
 
 @dataclass
+class Hold:
+    """An armed trap in the webhook receiver: the first request whose body ``match`` accepts is
+    recorded, then held open (no response) until ``release``; ``held`` is set meanwhile. After the
+    release the receiver looks whether the sender hung up while it waited (``peer_closed``)."""
+
+    match: Callable[[str], bool]
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    msg_id: str = ""
+    at: float = 0.0
+    peer_closed: bool = False
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True when the other end of ``sock`` has gone (EOF or reset) within a few seconds."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
 class Receivers:
     """A real SMTP server and HTTP receiver on fixed loopback ports, both stoppable and restartable;
     what they received survives their restarts."""
@@ -172,10 +200,27 @@ class Receivers:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _smtp: Controller | None = None
     _http: http.server.ThreadingHTTPServer | None = None
+    _hold: Hold | None = None
+    open_requests: int = 0   # requests held open right now
 
     def add(self, receipt: Receipt) -> None:
         with self.lock:
             self.receipts.append(receipt)
+
+    def arm(self, match: Callable[[str], bool]) -> Hold:
+        hold = Hold(match)
+        with self.lock:
+            self._hold = hold
+        return hold
+
+    def take_hold(self, content: str) -> Hold | None:
+        with self.lock:
+            hold = self._hold
+            if hold is None or not hold.match(content):
+                return None
+            self._hold = None
+            self.open_requests += 1
+            return hold
 
     def got(self) -> list[Receipt]:
         with self.lock:
@@ -217,8 +262,21 @@ def _http_handler(receivers: Receivers) -> type[http.server.BaseHTTPRequestHandl
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            receivers.add(Receipt("webhook", self.headers.get("webhook-id", ""), body.decode(errors="replace"),
-                                  time.time()))
+            content = body.decode(errors="replace")
+            receipt = Receipt("webhook", self.headers.get("webhook-id", ""), content, time.time())
+            receivers.add(receipt)
+            hold = receivers.take_hold(content)
+            if hold is not None:
+                hold.msg_id, hold.at = receipt.msg_id, receipt.at
+                hold.held.set()
+                hold.release.wait(120)
+                hold.peer_closed = _peer_closed(self.connection)
+                with receivers.lock:
+                    receivers.open_requests -= 1
+                hold.done.set()
+                self.close_connection = True
+                if hold.peer_closed:
+                    return
             self.send_response(200)
             self.send_header("content-length", "2")
             self.end_headers()

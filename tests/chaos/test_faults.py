@@ -1,112 +1,123 @@
-"""Nothing lost, nothing sent twice, under faults.
+"""Nothing lost, nothing sent twice, under faults struck at the worst moment.
 
-While the known sequence of ticks flows (``scenario.py``), each fault in turn strikes the running
-stack; afterwards the notifications are counted at the SMTP server and the webhook receiver by
-their ids. Every round must deliver each expected alert on both channels under its own id, with
-no (alert, channel) pair notified under two ids or with two contents. Copies under the SAME id
-(a worker killed mid-send) are allowed and reported: receivers deduplicate by that id.
+While a round's known sequence of ticks flows (``scenario.py``), its fault strikes the running
+stack once the round's first notifications have arrived, catching its target inside its critical
+section (``strikes.py``: an open Kafka transaction holding alerts, tasks enqueued for uncommitted
+offsets, a request the receiver holds open, an uncommitted Spark micro-batch). Afterwards the
+notifications are counted by their ids at the SMTP server and the webhook receiver (for the
+bridge: the ``alert`` events at a Socket.IO client). Every row asserts:
 
-The faults act only on what the session started: its own broker and Redis, a proxy in front of
-PostgreSQL (cut = every connection closed, new ones refused), its own receivers and processes.
+- owed = received, lost = 0: each owed notification arrived under the id it must carry;
+- duplicated = 0: no (alert, channel) pair under two ids or with two contents, nothing unowed;
+- the split: some of the round's notifications arrived before the strike, some after;
+- the busy proof the strike observed (and, where the fault leaves a trace, that trace).
+
+Copies under the SAME id (a sender killed mid-send sends again) are allowed and reported.
+The faults act only on what the session started: its own broker, Redis, receivers, processes
+and a proxy in front of PostgreSQL (cut = every connection closed, new ones refused).
 """
 
 from __future__ import annotations
 
-from tests.chaos.conftest import Chaos, hold
-from tests.e2e.stack import wait_for
+from typing import Any
+
+from tests.chaos import scenario, strikes
+from tests.chaos.conftest import Chaos, Strike
+
+OWED = 2 * scenario.CYCLES * len(scenario.KINDS)   # two rules, one notification per channel
 
 
-def check(chaos: Chaos, fault: str, inject) -> None:  # type: ignore[no-untyped-def]
-    row = chaos.run_round(fault, inject)
-    assert row.expected == 12
-    assert row.delivered == row.expected, row
-    assert row.duplicated == 0, row
+def check(chaos: Chaos, fault: str, strike: Strike | None, t: scenario.Tally, counted_at: str = "receivers",
+          owed: int = OWED) -> scenario.Row:
+    assert t.owed == owed, t
+    assert t.received == t.owed and t.lost == 0, t
+    assert t.duplicated == 0, t
+    if strike is not None:
+        assert t.before > 0 and t.after > 0, f"the fault did not split the round: {t}"
+    row = scenario.Row.of(fault, strike.target if strike else "-", strike.moment if strike else "-",
+                          strike.busy if strike else "-", counted_at, t, ",".join(sorted(set(chaos.restarted))))
+    chaos.record(row)
+    return row
 
 
 def test_baseline_without_fault(chaos: Chaos) -> None:
-    check(chaos, "none (baseline)", lambda: None)
+    fault = "none (baseline)"
+    strike, t = chaos.run_round(fault, lambda: None)
+    check(chaos, fault, strike, t)
+    assert t.copies == 0, t
 
 
-def test_sigkill_alert_engine(chaos: Chaos) -> None:
-    check(chaos, "SIGKILL alert engine", lambda: chaos.kill_and_restart("alerts"))
+def test_sigkill_alert_engine_inside_its_transaction(chaos: Chaos) -> None:
+    fault, facts = "SIGKILL alert engine", dict[str, Any]()
+    strike, t = chaos.run_round(fault, lambda: strikes.engine(chaos, fault, facts))
+    assert strike is not None and facts["open"] > 0
+    aborted = strikes.engine_aborted(facts)
+    # the killed transaction was aborted: read_committed never sees what it held
+    assert aborted >= facts["open"], (aborted, facts["open"])
+    strike.busy += f"; {aborted} aborted after the restart (read_uncommitted minus read_committed)"
+    check(chaos, fault, strike, t)
 
 
-def test_sigkill_dispatcher(chaos: Chaos) -> None:
-    check(chaos, "SIGKILL dispatcher", lambda: chaos.kill_and_restart("dispatch"))
+def test_sigkill_dispatcher_between_enqueue_and_commit(chaos: Chaos) -> None:
+    fault = "SIGKILL dispatcher"
+    strike, t = chaos.run_round(fault, lambda: strikes.dispatcher(chaos, fault))
+    check(chaos, fault, strike, t)
 
 
-def test_sigkill_celery_worker(chaos: Chaos) -> None:
-    def inject() -> None:
-        # land the kill while the round's notifications are going out
-        wait_for(lambda: chaos.rounds["SIGKILL Celery worker"].receipts(chaos.receivers.got()), 30,
-                 "the round's first notification")
-        chaos.kill_and_restart("worker")
-
-    check(chaos, "SIGKILL Celery worker", inject)
-
-
-def test_sigkill_spark_job(chaos: Chaos) -> None:
-    check(chaos, "SIGKILL Spark job", lambda: chaos.kill_and_restart("stream"))
+def test_sigkill_celery_worker_mid_send(chaos: Chaos) -> None:
+    fault, facts = "SIGKILL Celery worker", dict[str, Any]()
+    strike, t = chaos.run_round(fault, lambda: strikes.worker(chaos, fault, facts))
+    # the held request was received but never answered: it went out again under the same id
+    again = [r for r in chaos.receivers.got() if r.msg_id == facts["held_id"]]
+    assert len(again) >= 2 and t.copies >= 1, (len(again), t)
+    check(chaos, fault, strike, t)
 
 
-def test_sigkill_bridge(chaos: Chaos) -> None:
-    def inject() -> None:
-        chaos.kill_and_restart("bridge")
-        assert chaos.stack is not None
-        wait_for(lambda: "process_cpu_seconds_total" in chaos.stack.metrics("bridge"), 60,  # type: ignore[union-attr]
-                 "the restarted bridge to answer")
-
-    check(chaos, "SIGKILL bridge", inject)
-    # the restarted bridge went on from its committed offsets through the end of the round's ticks
-    last_tick_ms = chaos.rounds["SIGKILL bridge"].ticks()[-1].ts
-    wait_for(lambda: chaos.bridge_heartbeat().get("last_event_ms", 0) >= last_tick_ms, 30,
-             "the restarted bridge to consume the round's last tick")
+def test_sigkill_spark_job_mid_batch(chaos: Chaos) -> None:
+    fault = "SIGKILL Spark job"
+    strike, t = chaos.run_round(fault, lambda: strikes.spark(chaos, fault))
+    check(chaos, fault, strike, t)
 
 
-def test_kafka_broker_down_20s(chaos: Chaos) -> None:
-    def inject() -> None:
-        chaos.kafka.stop()
-        hold(20)
-        chaos.kafka.start()
+def test_sigkill_bridge_counted_at_a_socketio_client(chaos: Chaos) -> None:
+    fault = "SIGKILL bridge"
+    strike, t = chaos.run_round(fault, lambda: strikes.bridge(chaos, fault), live=True)
+    # what the bridge delivers: one live alert event per alert, by id (it may repeat, must not lose)
+    check(chaos, fault, strike, t, counted_at="Socket.IO client", owed=2 * scenario.CYCLES)
+    rnd = chaos.rounds[fault]
+    at_receivers = scenario.count(rnd, chaos.receivers.got())
+    assert at_receivers.lost == 0 and at_receivers.duplicated == 0, at_receivers
 
-    check(chaos, "Kafka broker down 20 s", inject)
+
+def test_kafka_broker_down(chaos: Chaos) -> None:
+    fault = "Kafka broker down 10 s"
+    strike, t = chaos.run_round(fault, lambda: strikes.outage(chaos, fault, "Kafka broker", chaos.kafka.stop,
+                                                              chaos.kafka.start, 10))
     # every process rode the outage out in place (the engine starts over from its last commit
     # in-process): under honcho one exited process would stop them all
-    assert chaos.rows["Kafka broker down 20 s"].restarts == "", chaos.rows["Kafka broker down 20 s"]
+    assert chaos.restarted == [], chaos.restarted
+    check(chaos, fault, strike, t)
 
 
 def test_redis_restarted(chaos: Chaos) -> None:
-    def inject() -> None:
-        chaos.redis.stop()  # no persistence: every queued task is lost with it
-        hold(3)
-        chaos.redis.start()
-
-    check(chaos, "Redis restarted", inject)
-
-
-def test_receivers_down_25s(chaos: Chaos) -> None:
-    def inject() -> None:
-        chaos.receivers.stop()
-        hold(25)
-        chaos.receivers.start()
-
-    check(chaos, "SMTP+webhook down 25 s", inject)
+    fault = "Redis restarted"
+    # no persistence: every queued task is lost with it
+    strike, t = chaos.run_round(fault, lambda: strikes.outage(chaos, fault, "Redis", chaos.redis.stop,
+                                                              chaos.redis.start, 3))
+    check(chaos, fault, strike, t)
 
 
-def test_database_unreachable_20s(chaos: Chaos) -> None:
-    def inject() -> None:
-        chaos.proxy.cut()
-        hold(20)
-        chaos.proxy.restore()
+def test_receivers_down(chaos: Chaos) -> None:
+    fault = "SMTP+webhook down 10 s"
+    strike, t = chaos.run_round(fault, lambda: strikes.outage(chaos, fault, "SMTP server + webhook receiver",
+                                                              chaos.receivers.stop, chaos.receivers.start, 10))
+    check(chaos, fault, strike, t)
 
-    check(chaos, "database unreachable 20 s", inject)
+
+def test_database_unreachable(chaos: Chaos) -> None:
+    fault = "database unreachable 8 s"
+    strike, t = chaos.run_round(fault, lambda: strikes.outage(chaos, fault, "PostgreSQL (proxy cut)",
+                                                              chaos.proxy.cut, chaos.proxy.restore, 8))
     # a send that went out while the database was away was recorded once it came back, not re-sent
-    assert chaos.rows["database unreachable 20 s"].redelivered == 0, chaos.rows["database unreachable 20 s"]
-
-
-def test_no_late_copies_under_other_ids(chaos: Chaos) -> None:
-    """Recount every round from all that arrived by the end: a late copy under another id fails."""
-    rows = chaos.recount()
-    assert len(rows) == 10
-    for row in rows:
-        assert row.delivered == row.expected and row.duplicated == 0, row
+    assert t.copies == 0, t
+    check(chaos, fault, strike, t)
