@@ -81,6 +81,8 @@ class Pipeline(ConsumerLoop, Generic[O]):
     dies and its restart replays from the last commit).
     """
 
+    consumer: Consumer  # subscribed from the start (the engine's loop creates its own later)
+
     def __init__(self, settings: Settings, group_id: str, types: dict[str, type[Event]],
                  step: Callable[[list[Decoded]], Iterable[O]], sink: Callable[[list[O]], None] | None = None, *,
                  batch_size: int = 1000, poll_timeout_s: float = 0.2, shutdown: ShutdownFlag | None = None,

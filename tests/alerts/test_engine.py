@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -17,7 +17,7 @@ from alerts.engine_state import Evaluator
 from events import contract
 from events.kafka import EventProducer, ShutdownFlag, admin_client
 from events.settings import Settings
-from tests.alerts.conftest import wait_for
+from tests.support import wait_for
 from tests.alerts.helpers import T0, bar, rule, tick
 from tests.alerts.procs import Proc, process_env
 from tests.support import read_topic
@@ -35,13 +35,16 @@ def committed_alerts(settings: Settings) -> list[contract.Alert]:
     return out
 
 
-def expected_alerts(rules: list[contract.Rule], events: list[contract.Event]) -> list[contract.Alert]:
+def expected_alerts(rules: list[contract.Rule], events: Sequence[contract.Event]) -> list[contract.Alert]:
     ev = Evaluator(bar_seconds=60, public_url="http://127.0.0.1:5000")
     for r in rules:
         ev.upsert_rule(r)
     out: list[contract.Alert] = []
     for e in events:
-        out += ev.on_tick(e) if isinstance(e, contract.Tick) else ev.on_bar(e)  # type: ignore[arg-type]
+        if isinstance(e, contract.Tick):
+            out += ev.on_tick(e)
+        elif isinstance(e, contract.Bar):
+            out += ev.on_bar(e)
     return out
 
 
@@ -225,14 +228,14 @@ def test_a_batch_failing_part_way_is_replayed_not_checkpointed(engine_settings: 
     evaluated = 0
     real_on_tick = first.evaluator.on_tick
 
-    def on_tick_then_fail(t: contract.Tick) -> list:  # type: ignore[type-arg]
+    def on_tick_then_fail(t: contract.Tick) -> list[contract.Alert]:
         nonlocal evaluated
         evaluated += 1
         if evaluated == 1700:  # part-way through the second batch, after it raised alerts
             raise KafkaException(KafkaError(KafkaError._FATAL, "fenced (injected)", fatal=True))
         return real_on_tick(t)
 
-    first.evaluator.on_tick = on_tick_then_fail  # type: ignore[method-assign]
+    first.evaluator.on_tick = on_tick_then_fail  # type: ignore[method-assign,assignment]
     with pytest.raises(KafkaException):
         first.run()
     assert first.stats.transactions >= 1, "the failure came before any commit: nothing was tested"

@@ -10,12 +10,13 @@ import msgspec
 import pytest
 
 from alerts.engine_state import Evaluator, decode_state, encode_state
+from events.contract import Alert
 from events.markethours import is_market_open
 from tests.alerts.helpers import BAR_MS, T0, bar, prediction, rule, states, tick
 
 
-def feed(ev: Evaluator, prices: list[float], start: int = 0, symbol: str = "AAPL", step_ms: int = 1000) -> list:
-    out = []
+def feed(ev: Evaluator, prices: list[float], start: int = 0, symbol: str = "AAPL", step_ms: int = 1000) -> list[Alert]:
+    out: list[Alert] = []
     for i, p in enumerate(prices, start):
         out += ev.on_tick(tick(p, i, symbol, T0 + i * step_ms))
     return out
@@ -115,7 +116,9 @@ def test_expiry_disabled_and_snooze() -> None:
 
 def test_active_hours_in_the_rule_time_zone() -> None:
     ev = evaluator(rule(ABOVE_150, active_from_min=9 * 60 + 30, active_to_min=16 * 60, timezone="America/New_York"))
-    at = lambda h, m: int(datetime(2026, 11, 18, h, m, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
+    def at(h: int, m: int) -> int:
+        return int(datetime(2026, 11, 18, h, m, tzinfo=timezone.utc).timestamp() * 1000)
+
     # 14:00 UTC is 09:00 in New York (EST): outside; 14:30 UTC is 09:30: inside
     out = ev.on_tick(tick(151, 0, ts_ms=at(14, 0))) + ev.on_tick(tick(152, 1, ts_ms=at(14, 30)))
     assert states(out) == [("firing", 152)]
@@ -194,7 +197,9 @@ def test_state_survives_a_changelog_round_trip() -> None:
 
 
 def test_stale_feed_only_in_us_market_hours() -> None:
-    at = lambda d, h, m: int(datetime(2026, 11, d, h, m, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
+    def at(d: int, h: int, m: int) -> int:
+        return int(datetime(2026, 11, d, h, m, tzinfo=timezone.utc).timestamp() * 1000)
+
     assert is_market_open(at(18, 15, 0))        # Wednesday 10:00 New York
     assert not is_market_open(at(18, 22, 0))    # 17:00 New York
     assert not is_market_open(at(21, 15, 0))    # Saturday

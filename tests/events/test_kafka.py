@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_topics_exist_with_partitions_and_policies(kafka_settings: Settings) -> None:
-    from confluent_kafka.admin import ConfigResource
+    from confluent_kafka.admin._config import ConfigResource  # the package re-exports it without __all__
 
     from events.kafka import admin_client
 

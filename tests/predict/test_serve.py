@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -116,7 +117,7 @@ def test_serve_with_the_real_broker_and_hot_reload(trained: Trained, kafka_setti
     producer.flush()
 
     flag = ShutdownFlag()
-    result: dict = {}
+    result: dict[str, Any] = {}
     served: list[str] = []
     thread = threading.Thread(target=lambda: result.update(
         stats=serve(kafka_settings, registry, group_id="predict-test", reload_every_s=0.2, shutdown=flag,
@@ -152,7 +153,7 @@ def test_serve_with_the_real_broker_and_hot_reload(trained: Trained, kafka_setti
 
 
 def test_serve_without_a_model_says_so_and_waits_or_returns(trained: Trained, kafka_settings: Settings,
-                                                            tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(tmp_path / "models")
     with caplog.at_level("WARNING"):
         assert serve(kafka_settings, registry, wait_for_model=False, shutdown=ShutdownFlag()) is None
@@ -178,7 +179,7 @@ def test_serve_without_a_model_says_so_and_waits_or_returns(trained: Trained, ka
 
 
 def test_a_restart_warms_windows_from_the_bars_projection(trained: Trained, database_url: str,
-                                                          caplog) -> None:  # type: ignore[no-untyped-def]
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     from dataclasses import replace
 
     from sqlalchemy.orm import sessionmaker
@@ -260,7 +261,7 @@ def test_the_newest_history_bar_is_forecast_while_its_next_bar_is_open(trained: 
     assert [p.base_start_ms for p in preds] == [history[-1].start_ms] and stage.skipped_history == 10
 
 
-def test_a_model_of_another_bar_size_predicts_nothing(trained: Trained, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_of_another_bar_size_predicts_nothing(trained: Trained, caplog: pytest.LogCaptureFixture) -> None:
     series = trained.series[0]
     bars = bars_of(series, 0, min_history(trained.config.window) + 20)
     daily = {**ON_60S, "bar_seconds": 86_400, "data_source": "offline"}
@@ -308,7 +309,7 @@ def test_serve_history_then_live_through_the_broker(trained: Trained, kafka_sett
         producer.produce(bar)
     producer.flush()
     flag = ShutdownFlag()
-    result: dict = {}
+    result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(
         stats=serve(kafka_settings, registry, group_id="predict-history", reload_every_s=0.2, shutdown=flag)))
     thread.start()

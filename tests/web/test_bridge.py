@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.web.events_factory import alert, bar, prediction, tick
 from web.bridge import Coalescer, route
 
@@ -34,7 +36,8 @@ def test_bars_are_not_dropped_and_the_newest_forecast_wins() -> None:
     c.add(prediction("AAPL", T0 + 60_000, 101.0, 102.0))
     c.add(prediction("AAPL", T0, 100.0, 99.0))  # older: ignored
     assert c.due(0.05) == []  # too soon after the last update
-    assert abs(c.next_due_in_s(0.05) - 0.05) < 1e-9
+    due_in = c.next_due_in_s(0.05)
+    assert due_in is not None and abs(due_in - 0.05) < 1e-9
     second = c.due(0.1)
     assert [b["close"] for b in first[0]["bars"]] == [100.0]
     assert [b["close"] for b in second[0]["bars"]] == [101.0, 102.0, 103.0]
@@ -43,7 +46,7 @@ def test_bars_are_not_dropped_and_the_newest_forecast_wins() -> None:
 
 def test_alerts_go_at_once_and_only_to_their_owner() -> None:
     c = Coalescer()
-    emitted: list[tuple[str, dict, str]] = []
+    emitted: list[tuple[str, dict[str, Any], str]] = []
     route([alert(3, 42, "AAPL", T0, 101.0, 100.0), tick("AAPL", 1, 101.0, T0), alert(0, 0, "MSFT", T0, 1.0, 1.0)],
           c, lambda ev, payload, room: emitted.append((ev, payload, room)))
     assert [(e, r) for e, _p, r in emitted] == [("alert", "user:42"), ("system_alert", "symbol:MSFT")]

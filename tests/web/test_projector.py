@@ -6,11 +6,14 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
+from events.contract import Event
 from events.db import session_factory
 from events.kafka import EventProducer, ShutdownFlag
 from events.settings import Settings
@@ -41,7 +44,7 @@ def _run_until(settings: Settings, sessions, group: str, expected: int, timeout_
         guard.cancel()
 
 
-def _snapshot(sessions) -> dict:  # type: ignore[no-untyped-def]
+def _snapshot(sessions: sessionmaker[Session]) -> dict[str, Any]:
     with sessions() as s:
         return {
             "bars": [(b.symbol, b.start_ms, b.close, b.sma_5) for b in s.scalars(select(models.BarRecord).order_by(models.BarRecord.start_ms))],
@@ -59,7 +62,7 @@ def test_projector_is_idempotent_and_commits_after_the_database(kafka_settings: 
     settings = replace(kafka_settings, database_url=database_url)
     sessions = session_factory(settings)
     producer = EventProducer(settings)
-    events = [bar("AAPL", T0 + i * 60_000, 100.0 + i, sma_5=99.0 + i) for i in range(5)]
+    events: list[Event] = [bar("AAPL", T0 + i * 60_000, 100.0 + i, sma_5=99.0 + i) for i in range(5)]
     events.append(bar("AAPL", T0, 150.0))  # a corrected bar: same key, last one wins
     events.append(prediction("AAPL", T0 + 4 * 60_000, 104.0, 105.0))
     events += [alert(1, 7, "AAPL", T0 + 120_000, 102.0, 101.5), alert(1, 7, "AAPL", T0 + 240_000, 100.0, 101.5, state="resolved")]
@@ -96,7 +99,9 @@ def test_projector_is_idempotent_and_commits_after_the_database(kafka_settings: 
     api = Api(app.test_client())
     ops = api.register("ops@example.com")
     with sessions() as s:  # the status numbers are for administrators
-        s.get(models.User, ops["id"]).is_admin = True
+        user = s.get(models.User, ops["id"])
+        assert user is not None
+        user.is_admin = True
         s.commit()
     status = api.get("/api/status").get_json()
     mine = {g["group"]: g for g in status["groups"]}[group]
