@@ -32,7 +32,8 @@ class Samples:
 
     @property
     def actual_return(self) -> np.ndarray:
-        return np.log(self.next_close / self.base_close)
+        returns: np.ndarray = np.log(self.next_close / self.base_close)
+        return returns
 
     def subset(self, mask: np.ndarray) -> "Samples":
         return Samples(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})

@@ -150,7 +150,8 @@ class Scaler:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         z = (x - np.asarray(self.mean)) / np.asarray(self.std)
-        return np.clip(z, -self.clip, self.clip)
+        clipped: np.ndarray = np.clip(z, -self.clip, self.clip)
+        return clipped
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "clip": self.clip}

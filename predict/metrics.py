@@ -113,7 +113,8 @@ def last_move(samples: Samples) -> np.ndarray:
     """The base bar's own log return's sign source (its volatility-scaled return, same sign)."""
     if samples.x.ndim != 3 or samples.x.shape[-1] != len(FEATURES) or not len(samples):
         return np.zeros(len(samples))
-    return np.nan_to_num(samples.x[:, -1, FEATURES.index("ret_z")])
+    moves: np.ndarray = np.nan_to_num(samples.x[:, -1, FEATURES.index("ret_z")])
+    return moves
 
 
 def direction_baselines(actual: np.ndarray, last: np.ndarray) -> tuple[float | None, float | None]:
@@ -296,7 +297,8 @@ class LinearAR:
         return cls(coef)
 
     def predict_z(self, x_scaled: np.ndarray) -> np.ndarray:
-        return self.design(x_scaled) @ self.coef
+        z: np.ndarray = self.design(x_scaled) @ self.coef
+        return z
 
 
 def linear_ar(train: Samples, test: Samples, level: float, transform: Any) -> Forecast:

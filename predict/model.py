@@ -101,7 +101,8 @@ class ModelConfig:
 
 
 @keras.saving.register_keras_serializable(package="tickerbell")
-class MonotoneQuantiles(keras.layers.Layer):
+# keras ships no type information: its classes are Any to mypy, so subclassing one needs the ignore
+class MonotoneQuantiles(keras.layers.Layer):  # type: ignore[misc]
     """(median, a, b) -> (median - softplus(a), median, median + softplus(b))."""
 
     def call(self, x: Any) -> Any:
@@ -111,7 +112,7 @@ class MonotoneQuantiles(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tickerbell")
-class PinballLoss(keras.losses.Loss):
+class PinballLoss(keras.losses.Loss):  # type: ignore[misc]  # keras: no type information
     """Mean quantile (pinball) loss over the quantile outputs."""
 
     def __init__(self, quantiles: tuple[float, ...] = (0.1, 0.5, 0.9), **kwargs: Any) -> None:
@@ -138,7 +139,7 @@ def build_model(config: ModelConfig) -> keras.Model:
     return model
 
 
-class EpochLog(keras.callbacks.Callback):
+class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]  # keras: no type information
     """Prints one line per epoch: epoch, loss, val_loss, seconds."""
 
     def __init__(self, epochs: int, log: Callable[[str], None]) -> None:
@@ -174,11 +175,13 @@ class Forecaster:
         if len(x_raw) == 0:
             return np.empty((0, 3))
         x = self.scaler.transform(x_raw).astype(np.float32)
-        return self._fn(tf.constant(x)).numpy().astype(np.float64)
+        z: np.ndarray = self._fn(tf.constant(x)).numpy().astype(np.float64)
+        return z
 
     def predict_returns(self, x_raw: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """Log-return quantiles ``(N, 3)`` (low, median, high) of the next bar."""
-        return self.quantiles_z(x_raw) * np.asarray(sigma)[:, None]
+        returns: np.ndarray = self.quantiles_z(x_raw) * np.asarray(sigma)[:, None]
+        return returns
 
 
 def fit(train: Samples, val: Samples, config: ModelConfig = ModelConfig(),

@@ -82,6 +82,14 @@ def decide(candidate_skill: float, current_skill: float | None) -> Decision:
     return Decision(False, f"skill {candidate_skill:+.4f} < current {current_skill:+.4f}")
 
 
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a registry file); anything else is a :class:`RegistryError`."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path} holds no JSON object")
+    return data
+
+
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -93,18 +101,18 @@ class Registry:
         return p
 
     def meta(self, version: str) -> dict[str, Any]:
-        return json.loads((self.path(version) / META).read_text())
+        return _json_object(self.path(version) / META)
 
     def versions(self) -> list[dict[str, Any]]:
         """Every version's metadata, oldest first."""
         if not self.root.exists():
             return []
-        return [json.loads((p / META).read_text()) for p in sorted(self.root.glob("v[0-9]*")) if (p / META).exists()]
+        return [_json_object(p / META) for p in sorted(self.root.glob("v[0-9]*")) if (p / META).exists()]
 
     def promoted(self) -> dict[str, Any] | None:
         """The pointer (``version``, ``skill``, ``promoted_at_ms``) or None."""
         try:
-            return json.loads((self.root / PROMOTED).read_text())
+            return _json_object(self.root / PROMOTED)
         except FileNotFoundError:
             return None
 

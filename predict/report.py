@@ -220,7 +220,8 @@ def plot_symbol(ev: Evaluation, symbol: str, path: Path, zoom_bars: int = 120) -
                         label=f"{ev.level:.0%} interval", step=None)
         ax.plot(when[sl], t.next_close[sl], color="black", lw=0.9, label="actual close")
         ax.plot(when[sl], pred[sl], color="tab:blue", lw=0.8, label="predicted close (median)")
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+        # matplotlib.dates is not annotated (the package's stubs leave it out)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]
         ax.grid(alpha=0.3)
     axes[0].set_title(f"{symbol}: one-bar-ahead forecasts on held-out data (walk-forward)")
     axes[1].set_title(f"last {zoom_bars} bars")

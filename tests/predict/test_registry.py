@@ -119,3 +119,14 @@ def test_a_model_of_another_bar_size_is_promoted_only_by_force(trained: Trained,
     # models of the same bar size still compare by skill
     assert register(trained, registry.root, skill=0.4, bar_seconds=60)["status"] == "not_promoted"
     assert register(trained, registry.root, skill=0.6, bar_seconds=60)["status"] == "promoted"
+
+
+def test_a_registry_file_that_is_not_a_json_object_is_a_registry_error(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    (registry.root / "v0001").mkdir(parents=True)
+    (registry.root / "v0001" / "meta.json").write_text('["not", "an", "object"]')
+    (registry.root / "promoted.json").write_text("42")
+    with pytest.raises(RegistryError, match="meta.json holds no JSON object"):
+        registry.meta("v0001")
+    with pytest.raises(RegistryError, match="promoted.json holds no JSON object"):
+        registry.promoted()
