@@ -7,13 +7,14 @@ import json
 import unicodedata
 from datetime import datetime, timezone
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any
 
 from standardwebhooks import Webhook
 
 from alerts.templates import default_message, fmt_value, render, render_json_body
 
-__all__ = ["build_email", "channel_disabled_email", "confirmation_email", "one_line", "slack_payload", "webhook_body", "webhook_headers",
+__all__ = ["build_email", "channel_disabled_email", "confirmation_email", "dated", "one_line", "slack_payload", "webhook_body", "webhook_headers",
            "sign_webhook", "webhook_id"]
 
 
@@ -22,6 +23,14 @@ def one_line(text: str, limit: int = 200) -> str:
     spaces. Names are validated when saved, but rows older than that check, templates and the CLI
     reach headers too, and a header smtplib refuses must never stop the recording of an attempt."""
     return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)[:limit]
+
+
+def dated(msg: EmailMessage, now: datetime | None = None) -> EmailMessage:
+    """Give ``msg`` its ``Date`` (RFC 5322 requires one; some filters mark mail without it), the send
+    time in UTC; a retry is a new send and gets a new date, while its Message-ID stays."""
+    del msg["Date"]
+    msg["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    return msg
 
 
 def webhook_id(alert_id: str, channel_id: int) -> str:

@@ -13,6 +13,9 @@ schedule); ``failed`` (a 4xx other than 408/429, a refused URL, a disabled
 channel); ``dead`` (retries exhausted). A 410 disables the channel at once;
 a channel failing for ``disable_after_s`` is disabled; either way its user is
 told by email.
+
+The mails an account holder asks for (an email channel's confirmation link, a sign-up's link)
+are no deliveries: :mod:`alerts.account_mail` sends them.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Any, Callable
 
 import httpx
@@ -32,6 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import messages
+from alerts.messages import dated
 from alerts.retry import NotifyConfig, Outcome, next_delay_s
 from alerts.templates import alert_context
 from alerts.transport import http_client, send_email, send_http
@@ -41,8 +43,9 @@ from events.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeliveryResult", "channel_send", "create_test_delivery", "deliver", "refusal", "send_confirmation",
-           "send_signup_mail", "sweep", "test_send"]
+__all__ = ["DeliveryResult", "channel_send", "create_test_delivery", "deliver", "refusal", "sweep", "test_send"]
+
+# the mails to an account holder (confirmation and sign-up links) are alerts.account_mail's
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -52,14 +55,6 @@ def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
     return dt
-
-
-def dated(msg: EmailMessage, now: datetime | None = None) -> EmailMessage:
-    """Give ``msg`` its ``Date`` (RFC 5322 requires one; some filters mark mail without it), the send
-    time in UTC; a retry is a new send and gets a new date, while its Message-ID stays."""
-    del msg["Date"]
-    msg["Date"] = format_datetime(now or utcnow())
-    return msg
 
 
 def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings: Settings,
@@ -117,7 +112,7 @@ def create_test_delivery(session: Session, channel: models.Channel) -> int:
     return d.id
 
 
-def test_send(session: Session, channel_id: int, settings: Settings, config: NotifyConfig | None = None) -> dict:
+def test_send(session: Session, channel_id: int, settings: Settings, config: NotifyConfig | None = None) -> dict[str, Any]:
     """Send a test message on a channel now (the operator's CLI); ``{"ok", "status_code", "error"}``.
     Blocks up to the send's deadline. The web app enqueues a test delivery instead."""
     channel = session.get(models.Channel, channel_id)
@@ -158,7 +153,7 @@ def _claim(sessions: sessionmaker[Session], delivery_id: int, config: NotifyConf
             .execution_options(synchronize_session=False)
         )
         s.commit()
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
@@ -380,61 +375,6 @@ def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Setti
         outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}")
     if not outcome.ok:
         log.warning("could not tell user %s that channel %s was disabled: %s", user.id, channel.id, outcome.error)
-
-
-def send_confirmation(sessions: sessionmaker[Session], channel_id: int, settings: Settings,
-                      config: NotifyConfig, first_in_window: Callable[[str], bool] | None = None) -> str:
-    """Mail the link that confirms an email channel's address: ``sent``, ``skipped`` (no such
-    unconfirmed email channel), ``throttled`` (``first_in_window(address)`` says this address was
-    mailed a link lately, by any account: creating, deleting and re-creating channels, or asking
-    again, must not turn Tickerbell into a mail cannon) or ``failed`` (logged; ask again later)."""
-    from alerts.confirmation import MAX_AGE_S, confirmation_token, confirmation_url
-
-    with sessions() as s:
-        channel = s.get(models.Channel, channel_id)
-        if channel is None or channel.kind != "email" or channel.confirmed_at is not None:
-            return "skipped"
-        if first_in_window is not None and not first_in_window(channel.target):
-            log.info("channel %s: a confirmation mail went to this address lately; not another", channel_id)
-            return "throttled"
-        token = confirmation_token(settings.secret_key.get(), channel.id, channel.target)
-        msg = messages.confirmation_email(channel.name, channel.target, confirmation_url(settings.public_url, token),
-                                          settings.mail_from, MAX_AGE_S // 3600)
-    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
-    if not outcome.ok:
-        log.warning("channel %s: the confirmation mail was not sent: %s", channel_id, outcome.error)
-        return "failed"
-    log.info("channel %s: confirmation mail sent", channel_id)
-    return "sent"
-
-
-def send_signup_mail(sessions: sessionmaker[Session], user_id: int, kind: str, settings: Settings,
-                     config: NotifyConfig, first_in_window: Callable[[str], bool] | None = None) -> str:
-    """The mail a sign-up sends (:mod:`alerts.signup`): ``kind`` ``link`` mails an unconfirmed
-    account its confirmation link, ``taken`` tells a confirmed account's owner that someone tried
-    to sign up with the address. ``sent``, ``skipped`` (no such account, or it is no longer in that
-    state), ``throttled`` (``first_in_window(address)`` says this address had such a mail lately:
-    signing up over and over must not mail an address over and over) or ``failed`` (logged)."""
-    from alerts.signup import MAX_AGE_S, link_email, signup_token, signup_url, taken_email
-
-    with sessions() as s:
-        user = s.get(models.User, user_id)
-        if user is None or kind not in ("link", "taken") or (user.email_confirmed_at is None) != (kind == "link"):
-            return "skipped"
-        if first_in_window is not None and not first_in_window(user.email):
-            log.info("user %s: a sign-up mail went to this address lately; not another", user_id)
-            return "throttled"
-        if kind == "link":
-            token = signup_token(settings.secret_key.get(), user.id, user.email, user.password_hash)
-            msg = link_email(user.email, signup_url(settings.public_url, token), settings.mail_from, MAX_AGE_S // 3600)
-        else:
-            msg = taken_email(user.email, settings.public_url, settings.mail_from)
-    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
-    if not outcome.ok:
-        log.warning("user %s: the sign-up mail (%s) was not sent: %s", user_id, kind, outcome.error)
-        return "failed"
-    log.info("user %s: sign-up mail (%s) sent", user_id, kind)
-    return "sent"
 
 
 def sweep(sessions: sessionmaker[Session], config: NotifyConfig, limit: int = 1000) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any, Callable, cast
 
 from celery import Task, shared_task
 
-from alerts import notify
+from alerts import account_mail, notify
 from alerts.celery_app import edge_app, runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def confirm_channel(channel_id: int) -> str:
     """Mail an unconfirmed email channel its confirmation link (throttled per address)."""
     rt = runtime()
     throttle = first_in_window(rt.settings.redis_url, rt.settings.kafka_topic_prefix)
-    return notify.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config, throttle)
+    return account_mail.send_confirmation(rt.sessions, int(channel_id), rt.settings, rt.config, throttle)
 
 
 @task(name="alerts.signup_mail", ignore_result=True)
@@ -80,7 +80,7 @@ def signup_mail(user_id: int, kind: str) -> str:
     account, a notice to its owner (``taken``); each kind at most once per address per 10 minutes."""
     rt = runtime()
     throttle = first_in_window(rt.settings.redis_url, rt.settings.kafka_topic_prefix, what=f"signup-{kind}")
-    return notify.send_signup_mail(rt.sessions, int(user_id), str(kind), rt.settings, rt.config, throttle)
+    return account_mail.send_signup_mail(rt.sessions, int(user_id), str(kind), rt.settings, rt.config, throttle)
 
 
 @task(name="alerts.sweep", ignore_result=True)

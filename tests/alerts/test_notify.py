@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
-from alerts import notify
+from alerts import account_mail, notify
 from alerts.dispatch import record_deliveries
 from alerts.retry import NotifyConfig
 from events import models
@@ -335,7 +335,7 @@ def test_the_confirmation_mail_carries_a_signed_link_for_that_address(
 
     user = make_user(sessions)
     ch = make_channel(sessions, user, "email", "desk@example.com", name="Desk\nx", confirmed_at=None)
-    assert notify.send_confirmation(sessions, ch, settings, FAST) == "sent"
+    assert account_mail.send_confirmation(sessions, ch, settings, FAST) == "sent"
     [mail] = smtp_server.messages
     assert mail["To"] == "desk@example.com"
     text = mail.get_body(("plain",)).get_content()
@@ -348,11 +348,11 @@ def test_the_confirmation_mail_carries_a_signed_link_for_that_address(
         read_confirmation_token(settings.secret_key.get(), token, max_age_s=-1)
     # a confirmed channel, or a webhook, gets no such mail
     hook = make_channel(sessions, user, "webhook", "http://127.0.0.1:9/h")
-    assert notify.send_confirmation(sessions, hook, settings, FAST) == "skipped"
+    assert account_mail.send_confirmation(sessions, hook, settings, FAST) == "skipped"
     with sessions() as s:
         s.get(models.Channel, ch).confirmed_at = datetime.now(timezone.utc)
         s.commit()
-    assert notify.send_confirmation(sessions, ch, settings, FAST) == "skipped"
+    assert account_mail.send_confirmation(sessions, ch, settings, FAST) == "skipped"
     assert len(smtp_server.messages) == 1
 
 
