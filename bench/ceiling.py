@@ -30,7 +30,8 @@ WHAT = ("bare confluent-kafka on the same broker: the same tick messages over 1,
 
 def create_topic(settings: Settings) -> str:
     topic = settings.topic("ceiling")
-    for f in admin_client(settings).create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+    admin = admin_client(settings)  # held until the futures resolve (a collected client cancels them)
+    for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
         f.result(30)
     return topic
 

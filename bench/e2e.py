@@ -59,6 +59,7 @@ SETTLE_MAX_S = 60.0
 IDLE_RATE = 200          # unmeasured ticks/s while settling (bars close only when later ticks arrive)
 CEILING_MSGS = 100_000
 CEILING_PACED_S = 3.0
+WARM_UP_MAX_S = 420.0   # Spark's first micro-batch takes minutes on a busy 2-core machine
 PROFILE_RATE = 5000
 PROFILE_S = 20.0
 PY_SPY_HZ = 25
@@ -201,7 +202,7 @@ def warm_up(b: Bench) -> int:
     """1,000 ticks/s until every path has carried something (Spark starts slowest); seconds taken."""
     book = b.book
     started = time.monotonic()
-    deadline = started + 180
+    deadline = started + WARM_UP_MAX_S
 
     def ready(elapsed: float) -> bool:
         for name, proc in b.stack.procs.items():

@@ -13,39 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from bench import report_e2e
 from bench.common import RESULTS, machine
+from bench.readme import README, render_readme
+from bench.report_fmt import Rows, fmt, lat, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
-ORDER = ["ingest", "stream", "alerts", "predict", "web", "e2e"]
+ORDER = ["ingest", "stream", "alerts", "predict", "web", "e2e", "profiles"]
 
-Rows = list[list[Any]]
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "**no**"
-    if isinstance(v, float):
-        if abs(v) < 10:
-            return f"{v:.3f}".rstrip("0").rstrip(".")
-        return f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def table(header: list[str], rows: Rows) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
-def lat(d: dict[str, Any] | None) -> str:
-    """p50 / p99 / max (n) of a percentiles() dict."""
-    if not d or not d.get("n"):
-        return "–"
-    return f"{fmt(d['p50'])} / {fmt(d['p99'])} / {fmt(d['max'])} (n={d['n']:,})"
+__all__ = ["DOC", "README", "fmt", "lat", "main", "render", "table"]
 
 
 def ingest(r: dict[str, Any]) -> str:
@@ -81,16 +57,6 @@ def stream(r: dict[str, Any]) -> str:
     return text + f"\n\nAim: {r.get('target', '')}. Setup: {r.get('what', '')}. Last row: {r.get('capacity_run', {}).get('what', '')}."
 
 
-def alerts(r: dict[str, Any]) -> str:
-    t2a, a2w = r.get("tick_to_alert", {}), r.get("alert_to_webhook", {})
-    rows = [["engine ticks/s, no rules (Kafka + transactions alone)", r.get("engine_baseline_no_rules", {}).get("ticks_per_s"), ""],
-            [f"engine ticks/s, {fmt(r.get('rules'))} rules over {fmt(r.get('symbols'))} symbols",
-             r.get("engine_throughput", {}).get("ticks_per_s"), ""],
-            [f"tick -> alert ms at {fmt(t2a.get('achieved_ticks_per_s'))} ticks/s", lat(t2a.get("latency_ms")), "p99 < 50"],
-            [f"alert -> webhook ms at {fmt(a2w.get('offered_alerts_per_s'))} alerts/s", lat(a2w.get("latency_ms")), "p99 < 100"]]
-    return table(["figure", "value (p50 / p99 / max)", "aim"], rows)
-
-
 def predict(r: dict[str, Any]) -> str:
     rows = []
     for n, d in r.get("latency", {}).items():
@@ -115,62 +81,13 @@ def web(r: dict[str, Any]) -> str:
     return table(["figure", "value", "aim"], rows)
 
 
-def e2e(r: dict[str, Any]) -> str:
-    rows = []
-    for s in r.get("steps", []):
-        L = s.get("latency_ms", {})
-        lag = s.get("engine_lag", {})
-        rows.append([s["symbols"], s["offered_ticks_per_s"], s["achieved_ticks_per_s"], s["sustained"],
-                     f"{fmt(lag.get('max'))} / {fmt(lag.get('at_end'))}", s.get("alerts_fired"),
-                     lat(L.get("tick_to_alert")), lat(L.get("tick_to_webhook")), lat(L.get("tick_to_browser")),
-                     lat(L.get("bar_close_to_metrics")), fmt((s.get("load_avg_1m") or [None])[-1])])
-    text = table(["symbols", "offered ticks/s", "produced ticks/s", "sustained", "engine lag max / at end",
-                  "alerts fired", "tick -> alert ms", "tick -> webhook ms", "tick -> browser ms",
-                  "bar close -> metrics ms", "load 1m"], rows)
-    text += ("\n\nLatencies are p50 / p99 / max (n), in ms, from the moment the load generator produced the tick "
-             "(wall clock, one process): to the firing alert read from `alerts` (read_committed), to the webhook POST "
-             "at the loopback receiver, to the Socket.IO `update` carrying that tick's price in the client (this "
-             "includes the bridge's 100 ms per-symbol coalescing), and from the production of the tick that closes a "
-             "bar's watermark (bar end + lateness) to its metrics event. *Sustained* means the alert engine's consumer "
-             "lag on `ticks` did not grow over the step (slope of the second half under 2 % of the rate, lag at the end "
-             "under one second of ticks) and the generator reached the offered rate; it says nothing of the stream job "
-             "or the bridge, whose latencies say whether they kept up. The first step follows the warm-up directly, so "
-             "its bar latency still carries the Spark job's start.")
-    text += "\n\nCPU (cores) and peak RSS (MiB) per process, each process tree summed:\n\nCPU (cores) and peak RSS (MiB) per process, each process tree summed:\n\n"
-    steps = r.get("steps", [])
-    names = list(steps[0].get("processes", {})) if steps else []
-    prow = []
-    for s in steps:
-        procs = s.get("processes", {})
-        prow.append([f"{s['symbols']} x {fmt(s['offered_ticks_per_s'])}/s",
-                     *[f"{fmt(procs.get(n, {}).get('cpu_cores'))} / {fmt(procs.get(n, {}).get('rss_mib_peak'))}" for n in names]])
-    text += table(["step", *names], prow)
-    c = r.get("ceiling", {})
-    if c:
-        u, p = c.get("unpaced", {}), c.get("paced", {})
-        text += "\n\nThe ceiling, same run, same broker: " + c.get("what", "") + "\n\n" + table(
-            ["bare confluent-kafka", "produce msgs/s", "produce -> consume msgs/s", "latency ms p50 / p99 / max"],
-            [["unpaced", u.get("produce_msgs_per_s"), u.get("round_trip_msgs_per_s"), lat(u.get("latency_ms"))],
-             [f"paced at {fmt(p.get('offered_msgs_per_s'))}/s", p.get("produce_msgs_per_s"), p.get("round_trip_msgs_per_s"),
-              lat(p.get("latency_ms"))]])
-        text += (f"\n\nEnd-to-end sustained ticks/s (best step): **{fmt(r.get('e2e_sustained_ticks_per_s_max'))}**; "
-                 f"bare Kafka round trip: **{fmt(r.get('ceiling_round_trip_msgs_per_s'))}** msgs/s; ratio "
-                 f"**{fmt(r.get('ratio_e2e_to_ceiling'))}**.")
-    setup = r.get("setup", {})
-    if setup:
-        text += (f"\n\nSetup: processes {', '.join(setup.get('processes', []))}; {fmt(setup.get('rules'))} rules, of "
-                 f"which {fmt(setup.get('firing_rules'))} fire (cooldown {setup.get('firing_rule_cooldown_s')} s) to a "
-                 f"loopback webhook; {setup.get('partitions')} partitions; {setup.get('bar_seconds')} s bars, "
-                 f"{setup.get('lateness_ms')} ms lateness; {setup.get('step_s')} s per step; browser = python-socketio "
-                 f"client in the rooms of {', '.join(setup.get('browser_rooms', []))}. Left out: {setup.get('left_out')}.")
-    return text
-
-
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
-    "ingest": ingest, "stream": stream, "alerts": alerts, "predict": predict, "web": web, "e2e": e2e}
+    "ingest": ingest, "stream": stream, "alerts": report_e2e.alerts, "predict": predict, "web": web,
+    "e2e": report_e2e.e2e, "profiles": report_e2e.profiles}
 TITLES = {"ingest": "Ingest (source -> `ticks`)", "stream": "Stream (Spark: `ticks` -> bars + indicators -> `metrics`)",
           "alerts": "Alert engine and notifications", "predict": "Forecast (LSTM serve)",
-          "web": "Web (bridge to Socket.IO, projector)", "e2e": "End to end (the whole running stack)"}
+          "web": "Web (bridge to Socket.IO, projector)", "e2e": "End to end (the whole running stack)",
+          "profiles": "Where each core goes (CPU profiles per process, whole stack at 5,000 ticks/s)"}
 
 
 def load_of(r: dict[str, Any]) -> str:
@@ -200,53 +117,7 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     e = results.get("e2e")
     if e:
-        steps = e.get("steps", [])
-        ok = [s for s in steps if s.get("sustained")]
-        bad = [s for s in steps if not s.get("sustained")]
-        if ok:
-            behind = ", ".join(f"{fmt(s['offered_ticks_per_s'])}/s over {s['symbols']} symbols" for s in bad)
-            best = fmt(max(s["achieved_ticks_per_s"] for s in ok))
-            out.append(f"With the whole stack running, the alert engine kept up (its lag did not grow) up to {best} "
-                       "ticks/s; " + (f"it fell behind at {behind}." if bad else "no step fell behind."))
-            strict = [s for s in ok if all(
-                (s.get("latency_ms", {}).get(k) or {}).get("p50", 0) <= bound
-                for k, bound in (("bar_close_to_metrics", 2000), ("tick_to_browser", 1000), ("tick_to_webhook", 1000)))]
-            ceiling = e.get("ceiling_round_trip_msgs_per_s")
-            if strict:
-                top = max(s["achieved_ticks_per_s"] for s in strict)
-                out.append(f"Every path kept up (engine lag flat, and at p50 bar close -> metrics within 2 s, tick -> "
-                           f"browser and tick -> webhook within 1 s) up to {fmt(top)} ticks/s"
-                           + (f", {fmt(round(top / ceiling, 3))} of the bare Kafka ceiling." if ceiling else "."))
-            else:
-                out.append("At no step did every path keep up (bar close -> metrics within 2 s, browser and webhook "
-                           "within 1 s, at p50).")
-        elif steps:
-            out.append("No step of the end-to-end run was sustained: the engine lag grew at every offered rate.")
-        n_procs = len(e.get("setup", {}).get("processes", []))
-        if e.get("ratio_e2e_to_ceiling") is not None:
-            out.append(f"End-to-end throughput by the engine-lag measure is {fmt(e['ratio_e2e_to_ceiling'])} of the bare Kafka produce+consume round trip "
-                       f"measured in the same run ({fmt(e.get('ceiling_round_trip_msgs_per_s'))} msgs/s). The stack runs "
-                       f"{n_procs} processes (a Spark JVM among them) plus the load generator on the same two cores as the "
-                       "broker, so most of the gap is CPU, not Kafka; the steps above 20k/s are where it shows.")
-        for s in steps:
-            L = s.get("latency_ms", {})
-            where = f"{fmt(s['offered_ticks_per_s'])}/s over {s['symbols']} symbols"
-            lagging: list[str] = []
-            m = L.get("bar_close_to_metrics", {})
-            if m.get("n") and m["p99"] > 2000:
-                lagging.append(f"bar close -> metrics p99 {fmt(m['p99'])} ms (stream aim 2 s: **not met**)")
-            b = L.get("tick_to_browser", {})
-            if b.get("n") and b["p50"] > 1000:
-                lagging.append(f"tick -> browser p50 {fmt(b['p50'])} ms (the bridge fell behind)")
-            a = L.get("tick_to_alert", {})
-            if a.get("n") and a["p99"] > 50:
-                lagging.append(f"tick -> alert p99 {fmt(a['p99'])} ms (over the engine's 50 ms aim, which the alerts "
-                              "benchmark meets with the engine alone)")
-            cpu = sum((p.get("cpu_cores") or 0) for p in s.get("processes", {}).values())
-            load = (s.get("load_avg_1m") or [None])[-1]
-            if lagging:
-                out.append(f"At {where}: " + "; ".join(lagging) + f". The stack's processes used {fmt(round(cpu, 2))} "
-                           f"cores in all while the 1-minute load average was {fmt(load)}.")
+        out += report_e2e.e2e_reading(e)
     i = results.get("ingest")
     if i and i.get("aims"):
         a = i["aims"]
@@ -284,12 +155,7 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def render(results_dir: Path = RESULTS) -> str:
-    results = {}
-    for path in sorted(results_dir.glob("*.json")):
-        try:
-            results[path.stem] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+    results = load_results(results_dir)
     names = [n for n in ORDER if n in results] + sorted(set(results) - set(ORDER))
     m = next((r["machine"] for r in results.values() if r.get("machine")), machine())
     lines = [
@@ -329,9 +195,21 @@ def render(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def load_results(results_dir: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    results = {}
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return results
+
+
 def main() -> Path:
+    """Rewrite docs/performance.md, and the README's table between its perf markers, from the results."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(render())
+    README.write_text(render_readme(README.read_text(), load_results()))
     return DOC
 
 

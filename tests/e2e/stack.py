@@ -73,6 +73,7 @@ class Stack:
             "DATABASE_URL": f"sqlite:///{workdir / 'tickerbell.db'}",
             "ALERTS_QUEUE": f"q-{prefix.rstrip('.')}",
             "LOG_LEVEL": "INFO",
+            "SPARK_LOCAL_IP": "127.0.0.1",  # Spark's driver would otherwise bind the host's interface address
             **extra_env,
         }
         return cls(workdir, env)
