@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import msgspec
 from sqlalchemy import func, select
@@ -41,7 +42,7 @@ def _prediction(rec: models.PredictionRecord) -> Prediction:
 
 
 def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_ms: int | None = None,
-                 bar_seconds: int | None = None, limit: int = MAX_RESULTS) -> list[dict]:
+                 bar_seconds: int | None = None, limit: int = MAX_RESULTS) -> list[dict[str, Any]]:
     """The alerts ``rule`` would have raised in the last ``days`` days, oldest first.
 
     Each item: ``ts_ms``, ``symbol``, ``state`` (firing/resolved), ``value``,
@@ -76,7 +77,7 @@ def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_m
         ).all()
         inputs += [(p.ts_ms, 1, p) for p in preds]
     inputs.sort(key=lambda item: (item[0], item[1]))
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for _, kind, rec in inputs:
         if kind == 0:
             bar = _bar(rec)  # type: ignore[arg-type]

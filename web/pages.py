@@ -6,9 +6,10 @@ from pathlib import Path
 
 import plotly
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
-from flask_login import current_user, login_required
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
 
-from web.auth import uid
+from web.auth import login_required, uid
 from web.db import get_db
 from web.store import channels as ch_store
 from web.store import conditions, history
@@ -24,7 +25,7 @@ VENDOR = {
 
 
 @bp.get("/vendor/<name>")
-def vendor(name: str):
+def vendor(name: str) -> ResponseReturnValue:
     """Third-party browser code from the installed packages (no CDN: the page works offline)."""
     path = VENDOR.get(name)
     if path is None or not path.exists():
@@ -33,7 +34,7 @@ def vendor(name: str):
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     if not current_user.is_authenticated:
         return redirect(url_for("accounts.login"))
     return redirect(url_for("pages.dashboard"))
@@ -41,7 +42,7 @@ def index():
 
 @bp.get("/dashboard")
 @login_required
-def dashboard():
+def dashboard() -> ResponseReturnValue:
     session = get_db()
     lists = wls.list_watchlists(session, uid())
     selected = request.args.get("watchlist", type=int)
@@ -54,7 +55,7 @@ def dashboard():
 
 @bp.get("/symbols/<symbol>")
 @login_required
-def symbol(symbol: str):
+def symbol(symbol: str) -> ResponseReturnValue:
     symbol = wls.normalise_symbol(symbol)
     session = get_db()
     rules = rules_store.list_rules(session, uid(), symbol)
@@ -66,24 +67,24 @@ def symbol(symbol: str):
 
 @bp.get("/rules")
 @login_required
-def rules():
+def rules() -> ResponseReturnValue:
     session = get_db()
     return render_template("rules.html", rules=[rules_store.rule_json(session, r) for r in rules_store.list_rules(session, uid())])
 
 
 @bp.get("/rules/new")
 @login_required
-def new_rule():
+def new_rule() -> ResponseReturnValue:
     return _rule_form(None)
 
 
 @bp.get("/rules/<int:rule_id>")
 @login_required
-def edit_rule(rule_id: int):
+def edit_rule(rule_id: int) -> ResponseReturnValue:
     return _rule_form(rule_id)
 
 
-def _rule_form(rule_id: int | None):
+def _rule_form(rule_id: int | None) -> ResponseReturnValue:
     session = get_db()
     rule = rules_store.rule_json(session, rules_store.get_rule(session, uid(), rule_id)) if rule_id else None
     return render_template(
@@ -96,13 +97,13 @@ def _rule_form(rule_id: int | None):
 
 @bp.get("/channels")
 @login_required
-def channels():
+def channels() -> ResponseReturnValue:
     return render_template("channels.html", channels=[ch_store.channel_json(c) for c in ch_store.list_channels(get_db(), uid())],
                            kinds=ch_store.KINDS)
 
 
 @bp.route("/channels/confirm/<token>", methods=["GET", "POST"])
-def confirm_channel(token: str):
+def confirm_channel(token: str) -> ResponseReturnValue:
     """The link in a confirmation mail. Whoever holds the link may confirm, logged in or not: the
     point is that someone reading that mailbox agrees to receive alerts, and that may be a shared
     inbox whose readers have no Tickerbell account. GET only shows a button: mail scanners that
@@ -129,13 +130,13 @@ def confirm_channel(token: str):
 
 @bp.get("/alerts")
 @login_required
-def alerts():
+def alerts() -> ResponseReturnValue:
     return render_template("alerts.html", symbols=wls.user_symbols(get_db(), uid()))
 
 
 @bp.get("/alerts/<path:alert_id>")
 @login_required
-def alert_detail(alert_id: str):
+def alert_detail(alert_id: str) -> ResponseReturnValue:
     session = get_db()
     alert = history.get_alert(session, uid(), alert_id)
     names = history.rule_names(session, uid())
@@ -145,13 +146,13 @@ def alert_detail(alert_id: str):
 
 @bp.get("/overview")
 @login_required
-def overview():
+def overview() -> ResponseReturnValue:
     return render_template("overview.html", symbols=wls.user_symbols(get_db(), uid()))
 
 
 @bp.get("/status")
 @login_required
-def status():
+def status() -> ResponseReturnValue:
     from web.status import forecast_drift, may_view
 
     if not may_view(current_user):
@@ -161,5 +162,5 @@ def status():
 
 @bp.get("/account")
 @login_required
-def account():
+def account() -> ResponseReturnValue:
     return render_template("account.html", public_url=current_app.extensions["tickerbell_settings"].public_url)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from typing import Any
 
+from flask import jsonify, request
+from flask.typing import ResponseReturnValue
+
+from events import models
 from web.api import body, bp, settings
 from web.auth import uid
 from web.db import get_db
@@ -13,12 +17,12 @@ from web.store import conditions, history
 from web.store import rules as rules_store
 
 
-def _one(rule):  # type: ignore[no-untyped-def]
+def _one(rule: models.Rule) -> dict[str, Any]:
     return rules_store.rule_json(get_db(), rule)
 
 
 @bp.get("/rules/catalog")
-def rule_catalog():
+def rule_catalog() -> ResponseReturnValue:
     """What a condition may say: series, operators, frequencies and presets, each explained."""
     cat = conditions.catalog()
     # operator_groups: the older name of "groups", kept for clients that read it
@@ -26,19 +30,19 @@ def rule_catalog():
 
 
 @bp.get("/rules")
-def list_rules():
+def list_rules() -> ResponseReturnValue:
     symbol = (request.args.get("symbol") or "").upper() or None
     return jsonify([_one(r) for r in rules_store.list_rules(get_db(), uid(), symbol)])
 
 
 @bp.post("/rules")
-def create_rule():
+def create_rule() -> ResponseReturnValue:
     rule = rules_store.create_rule(get_db(), settings(), uid(), body(), api_limits())
     return jsonify(_one(rule)), 201
 
 
 @bp.post("/rules/preview")
-def preview_rule():
+def preview_rule() -> ResponseReturnValue:
     data = body()
     days = data.pop("days", None)  # None: 30 days, or as far back as the preview cap allows
     rule_id = data.pop("id", None)
@@ -47,38 +51,38 @@ def preview_rule():
 
 
 @bp.get("/rules/<int:rule_id>")
-def get_rule(rule_id: int):
+def get_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(_one(rules_store.get_rule(get_db(), uid(), rule_id)))
 
 
 @bp.route("/rules/<int:rule_id>", methods=["PUT", "PATCH"])
-def update_rule(rule_id: int):
+def update_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(_one(rules_store.update_rule(get_db(), settings(), uid(), rule_id, body())))
 
 
 @bp.delete("/rules/<int:rule_id>")
-def delete_rule(rule_id: int):
+def delete_rule(rule_id: int) -> ResponseReturnValue:
     rules_store.delete_rule(get_db(), settings(), uid(), rule_id)
     return "", 204
 
 
 @bp.post("/rules/<int:rule_id>/enable")
-def enable_rule(rule_id: int):
+def enable_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(_one(rules_store.set_enabled(get_db(), settings(), uid(), rule_id, True)))
 
 
 @bp.post("/rules/<int:rule_id>/disable")
-def disable_rule(rule_id: int):
+def disable_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(_one(rules_store.set_enabled(get_db(), settings(), uid(), rule_id, False)))
 
 
 @bp.post("/rules/<int:rule_id>/snooze")
-def snooze_rule(rule_id: int):
+def snooze_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(_one(rules_store.snooze(get_db(), settings(), uid(), rule_id, body().get("minutes"))))
 
 
 @bp.get("/rules/<int:rule_id>/alerts")
-def rule_alerts(rule_id: int):
+def rule_alerts(rule_id: int) -> ResponseReturnValue:
     session = get_db()
     rules_store.get_rule(session, uid(), rule_id)
     rng = parse_range(request.args, default_days=30, default_limit=100)

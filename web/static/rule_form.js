@@ -1,4 +1,5 @@
-/* Rule form: presets, fields shown per operator, explanations, preview with markers, server-side errors per field. */
+/* Rule form: presets, fields shown per operator, explanations, preview with markers, server-side errors per field.
+   Every series, operator, group and label comes from the server's catalog (the vocabulary, events/vocabulary.py). */
 (function () {
   "use strict";
   const { api, fmt, el, showErrors } = TB;
@@ -16,7 +17,7 @@
     $("lower-field").classList.toggle("hidden", g !== "channel");
     $("upper-field").classList.toggle("hidden", g !== "channel");
     $("window-field").classList.toggle("hidden", g !== "move");
-    $("value-label").textContent = g === "move" ? (op.endsWith("_pct") ? "Move (%)" : "Move (amount)") : "Level";
+    $("value-label").textContent = g === "move" ? (catalog.operator_info[op].percent ? "Move (%)" : "Move (amount)") : "Level";
     $("value-help").textContent = g === "move" ? "Size of the move; the direction is in the operator." : "The price or indicator value that matters.";
     $("also-fields").classList.toggle("hidden", !$("also-on").checked);
     const watchList = form.target.value === "watchlist";

@@ -41,6 +41,11 @@ def _from_ms(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None
 
 
+def _iso(dt: datetime | None) -> str | None:
+    aware = _aware(dt)
+    return aware.isoformat() if aware is not None else None
+
+
 def rule_state(rule: models.Rule, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     if not rule.enabled:
@@ -63,7 +68,7 @@ def rule_json(session: Session, rule: models.Rule) -> dict[str, Any]:
         "snoozed_until_ms": _ms(rule.snoozed_until), "active_from_min": rule.active_from_min,
         "active_to_min": rule.active_to_min, "timezone": rule.timezone,
         "channel_ids": sorted(c.id for c in rule.channels), "message": rule.message,
-        "version": rule.version, "state": rule_state(rule), "updated_at": _aware(rule.updated_at).isoformat(),
+        "version": rule.version, "state": rule_state(rule), "updated_at": _iso(rule.updated_at),
     }
 
 
@@ -136,7 +141,7 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
             errors.update(exc.fields)
     else:
         try:
-            wl = get_watchlist(session, user_id, int(watchlist_id))
+            wl = get_watchlist(session, user_id, int(watchlist_id))  # type: ignore[arg-type] # ValueError below
             if not wl.symbols:
                 errors["watchlist_id"] = f"{wl.name} has no symbols yet; add one first"
             watchlist_id = wl.id

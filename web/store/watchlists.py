@@ -15,7 +15,7 @@ from web.store.errors import Conflict, Invalid, LimitExceeded, NotFound
 from web.limits import ApiLimits
 from web.store.names import NO_CONTROL, has_control
 
-_SYMBOL_TYPE = contract.Symbol  # type: ignore[attr-defined]
+_SYMBOL_TYPE = contract.Symbol
 
 
 def normalise_symbol(raw: Any, field: str = "symbol") -> str:
