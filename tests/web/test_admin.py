@@ -10,6 +10,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
@@ -156,3 +157,42 @@ def test_republish_rules_queues_every_rule_again_unchanged(database_url: str, ka
         rows = s.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.id).offset(before)).all()
         assert sorted(s.scalars(select(models.Rule.version)).all()) == versions  # versions unchanged
     assert len(rows) == 3 and {r.topic for r in rows} == {kafka_settings.topic("rules")}
+
+
+def test_cli_rule_and_channel_creation_run_the_webs_checks(database_url: str, kafka_settings: Settings,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """create-rule and create-channel call the web store's own functions: what the form refuses they
+    refuse with the same field and words, and nothing is written."""
+    from web.admin import create_channel_for, create_rule_for, main
+    from web.store.errors import Invalid
+
+    sessions = sessionmaker(make_engine(database_url), expire_on_commit=False)
+    settings = replace(kafka_settings, database_url=database_url)
+    uid, _ = create_user(sessions, "ops@example.com", "long enough password")
+    with pytest.raises(Invalid) as bad:
+        create_rule_for(settings, sessions, uid, {"symbol": "AAPL", "condition": {
+            "series": "price", "op": "inside_channel", "lower": 5, "upper": 5}})
+    assert bad.value.fields == {"condition.upper": "must be greater than lower"}
+    with pytest.raises(Invalid) as bad:
+        create_channel_for(settings, sessions, uid, {"kind": "email", "target": "not-an-address", "name": "a\nb"})
+    assert bad.value.fields == {"name": "must not contain control characters or line breaks",
+                                "target": "enter a valid email address"}
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(models.Rule)) == 0
+        assert s.scalar(select(func.count()).select_from(models.Channel)) == 0
+    made = create_channel_for(settings, sessions, uid, {"kind": "email", "target": "ops@example.com", "name": "Ops"})
+    with sessions() as s:
+        channel = s.scalars(select(models.Channel)).one()
+        assert channel.confirmed_at is not None and made.startswith(f"channel {channel.id} created (email")
+    line = create_rule_for(settings, sessions, uid, {"symbol": "aapl", "channel_ids": [channel.id], "condition": {
+        "series": "price", "op": "greater_than", "value": 200}})
+    assert line.endswith("created: AAPL: price above 200")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    moving = {"symbol": "AAPL", "condition": {"series": "price", "op": "moving_up_pct", "value": 2}}
+    assert main(["create-rule", "--user-id", str(uid), "--rule", json.dumps(moving)]) == 1
+    assert "give the window either in bars (window_bars) or in seconds (window_s)" in capsys.readouterr().err
+    assert main(["create-channel", "--user-id", str(uid), "fax", "+1 555 0100"]) == 1
+    assert "kind: choose one of: email, slack, webhook" in capsys.readouterr().err
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(models.Rule)) == 1
