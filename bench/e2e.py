@@ -173,11 +173,21 @@ def run_probe(b: Bench, probe: int, rate: int, during: Callable[[], object] | No
     }
 
 
+class StackBroke(RuntimeError):
+    """A stack process exited during a probe: later probes would measure a different stack."""
+
+
 def probe_and_ceiling(b: Bench, probes: list[dict[str, Any]]) -> Callable[[int], bool]:
     def probe(rate: int) -> bool:
         n = len(probes)
         print(f"   probe {n}: {rate} ticks/s over {N_SYMBOLS} symbols", flush=True)
         result = run_probe(b, n, rate)
+        exited = [name for name, proc in b.stack.procs.items() if not proc.alive()]
+        if exited:
+            result["exited"] = exited
+            probes.append(result)
+            raise StackBroke(f"{', '.join(exited)} exited during probe {n} ({rate} ticks/s): "
+                             + " | ".join(b.stack.procs[name].tail(5) for name in exited))
         result["ceiling"] = ceiling.measure(b.settings, b.ceiling_topic, b.ceiling_values, rate, CEILING_PACED_S)
         b.book.forget(n)
         probes.append(result)
@@ -260,24 +270,28 @@ def main(rates: list[int] | None = None) -> dict[str, Any]:
                   ceiling.messages(CEILING_MSGS))
         results["warm_up_s"] = warm_up(b)
         probe = probe_and_ceiling(b, probes)
-        if rates:
-            for rate in rates:
-                probe(rate)
-            results["search"] = {"fixed_rates": rates, "best_ticks_per_s": max(
-                (p["offered_ticks_per_s"] for p in probes if p["passed"]), default=None)}
-        else:
-            outcome = search(probe, PLAN)
-            results["search"] = {**outcome.as_dict(), "plan": vars(PLAN)}
-        print(f"   profile: {PROFILE_RATE} ticks/s, every process for {PROFILE_S:.0f} s", flush=True)
-        n = len(probes)
-        holder: dict[str, Any] = {}
+        try:
+            if rates:
+                for rate in rates:
+                    probe(rate)
+                results["search"] = {"fixed_rates": rates, "best_ticks_per_s": max(
+                    (p["offered_ticks_per_s"] for p in probes if p["passed"]), default=None)}
+            else:
+                outcome = search(probe, PLAN)
+                results["search"] = {**outcome.as_dict(), "plan": vars(PLAN)}
+        except StackBroke as exc:  # keep what was measured, say why it stopped, and do not profile a broken stack
+            results["search"] = {"aborted": str(exc)[:2000], "best_ticks_per_s": None}
+        if "aborted" not in results["search"]:
+            print(f"   profile: {PROFILE_RATE} ticks/s, every process for {PROFILE_S:.0f} s", flush=True)
+            n = len(probes)
+            holder: dict[str, Any] = {}
 
-        def record() -> None:
-            time.sleep(3)  # let the step reach its rate before sampling
-            holder.update(profile_processes(roots, PROFILE_S, PY_SPY_HZ, workdir / "profiles"))
+            def record() -> None:
+                time.sleep(3)  # let the step reach its rate before sampling
+                holder.update(profile_processes(roots, PROFILE_S, PY_SPY_HZ, workdir / "profiles"))
 
-        profile = {"step": run_probe(b, n, PROFILE_RATE, during=record), **holder}
-        book.forget(n)
+            profile = {"step": run_probe(b, n, PROFILE_RATE, during=record), **holder}
+            book.forget(n)
         results["browser"] = {"transport": client.transport(), "connects": book.socket_connects,
                               "updates": book.socket_updates, "disconnects": book.socket_disconnects[:10]}
         results["exited"] = [name for name, proc in stack.procs.items() if not proc.alive()]

@@ -22,6 +22,12 @@ def best_probe(r: dict[str, Any]) -> dict[str, Any] | None:
     return next((p for p in r.get("probes", []) if p.get("passed") and p.get("offered_ticks_per_s") == best), None)
 
 
+def stopped_why(s: dict[str, Any]) -> str:
+    if s.get("aborted"):
+        return f"**aborted**: {s['aborted']}"
+    return str(s.get("stopped") or f"fixed rates {s.get('fixed_rates')}")
+
+
 def e2e(r: dict[str, Any]) -> str:
     if "probes" not in r:
         return ("Results in the format of the fixed-step benchmark this one replaced: re-run "
@@ -32,7 +38,7 @@ def e2e(r: dict[str, Any]) -> str:
     text: str = (f"**Highest rate at which every path met its aim: {fmt(best) + ' ticks/s' if best else 'none probed'}** "
             f"over {fmt(r.get('setup', {}).get('symbols'))} symbols and {fmt(r.get('setup', {}).get('rules'))} rules "
             f"(lowest failing rate: {fmt(s.get('lowest_failing_ticks_per_s'))}; {len(r['probes'])} probes; "
-            f"search stopped: {s.get('stopped') or 'fixed rates ' + str(s.get('fixed_rates'))}). Bare-Kafka round trip "
+            f"search stopped: {stopped_why(s)}). Bare-Kafka round trip "
             f"measured right after each probe: median {fmt(r.get('ceiling_round_trip_msgs_per_s_median'))} msgs/s "
             f"(range {fmt(rng[0])}–{fmt(rng[1])}); ratio {fmt(r.get('ratio_e2e_to_ceiling'))}.\n\n")
     rows: Rows = []
