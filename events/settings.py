@@ -122,6 +122,7 @@ def _symbols(value: tuple[str, ...]) -> tuple[str, ...]:
 StrictBool = Annotated[bool, PlainValidator(_strict_bool)]
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+SecondsList = Annotated[tuple[Seconds, ...], NoDecode, BeforeValidator(_comma_list)]
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
 #: the config of every settings dataclass: frozen, fields given by name (replace) or by variable (the loader)
 SECTION = ConfigDict(validate_by_name=True, validate_by_alias=True, arbitrary_types_allowed=True)
@@ -260,7 +261,9 @@ def _describe(cls: type[Any], exc: ValidationError) -> str:
         secret = info is not None and isinstance(info.annotation, type) and issubclass(info.annotation, SecretStr)
         given = err.get("input")
         shown = "" if secret or not isinstance(given, (str, int, float)) else f" (got {_redact(given)!r})"
-        parts.append(f"{env_name(cls, field) if info else key}: {message}{shown}")
+        alias = getattr(info, "validation_alias", None)
+        names = " or ".join(map(str, alias.choices)) if isinstance(alias, AliasChoices) else env_name(cls, field)
+        parts.append(f"{names if info else key}: {message}{shown}")
     return "; ".join(parts)
 
 

@@ -107,3 +107,58 @@ def test_secrets_never_show() -> None:
         assert secret not in text
     assert repr(Secret("x")) == "Secret('**********')"
     assert redact_url("smtp://u:mailpw@h:25") == "smtp://u:***@h:25"
+
+
+@pytest.mark.parametrize("name", ["ALLOW_PRIVATE_WEBHOOKS", "ALERTS_DIGEST"])
+@pytest.mark.parametrize("value", ["yes", "ture", "on", "enabled"])
+def test_booleans_are_strict(name: str, value: str) -> None:
+    """A mistyped boolean is refused by name, never read as false."""
+    from alerts.retry import load_notify_config
+
+    load = load_notify_config if name.startswith("ALERTS_") else load_settings
+    with pytest.raises(SettingsError, match=f"^{name}: must be true or false"):
+        load({name: value})
+    for text, expected in (("true", True), ("TRUE", True), ("1", True), ("false", False), ("0", False)):
+        assert getattr(load({name: text}), name.removeprefix("ALERTS_").lower()) is expected
+
+
+def test_every_bad_variable_is_named_in_one_line_and_secrets_never_show() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PORT": "eighty", "BAR_SECONDS": "0", "SMTP_URL": "mailto://u:mailpw@h",
+                       "DATABASE_URL": "mysql://u:dbpw@h/x"})
+    text = str(caught.value)
+    assert "\n" not in text
+    for name in ("PORT", "BAR_SECONDS", "SMTP_URL", "DATABASE_URL"):
+        assert f"{name}: " in text
+    assert "'eighty'" in text and "mailpw" not in text and "dbpw" not in text and "u:***@h" in text
+
+
+def test_engine_section_and_its_defaults() -> None:
+    from alerts.config import load_engine_settings
+
+    assert load_engine_settings({}).engine_transactional_id == "alerts-engine"
+    assert load_engine_settings({"DYNO": "alerts.2"}).engine_transactional_id == "alerts-engine-alerts.2"
+    engine = load_engine_settings({"ALERTS_TRANSACTIONAL_ID": "tx", "ALERTS_STALE_AFTER_S": "30"})
+    assert (engine.engine_transactional_id, engine.stale_after_s) == ("tx", 30)
+    with pytest.raises(SettingsError, match="^ALERTS_STALE_AFTER_S: Input should be a valid integer"):
+        load_engine_settings({"ALERTS_STALE_AFTER_S": "2m"})
+
+
+def test_settings_are_frozen_and_replace_validates_again() -> None:
+    from dataclasses import FrozenInstanceError, replace
+
+    from pydantic import ValidationError
+
+    s = load_settings({})
+    with pytest.raises(FrozenInstanceError):
+        s.port = 1  # type: ignore[misc]
+    assert replace(s, kafka_partitions=2).kafka_partitions == 2
+    with pytest.raises(ValidationError):
+        replace(s, kafka_partitions=0)
+    assert load_settings({"MODEL_REGISTRY": "/srv/models"}).registry_root == Path("/srv/models")
+    assert load_settings({"TICKERBELL_VAR": "/srv/var"}).registry_root == Path("/srv/var/models")
+
+
+def test_heroku_kafka_url_errors_name_both_variables() -> None:
+    with pytest.raises(SettingsError, match="^KAFKA_BOOTSTRAP_SERVERS or KAFKA_URL: must be host:port"):
+        load_settings({"KAFKA_URL": "nohost"})
