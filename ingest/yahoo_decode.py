@@ -18,7 +18,7 @@ from datetime import date, datetime, timezone
 from datetime import time as clock_time
 from typing import Any, Mapping
 
-from events.markethours import NEW_YORK, OPEN, is_market_open
+from events.markethours import NEW_YORK, session_open_close
 from ingest.base import RawTick, Session
 
 #: Yahoo's ``PricingData.MarketHoursType`` (yfinance's pricing.proto carries it as a bare int32):
@@ -60,19 +60,17 @@ def session_of(market_hours: int, ts_ms: int) -> Session | None:
 
     PRE_MARKET is 0, the proto3 default, so it is never on the wire and an absent field cannot be
     told from "not sent": it counts as "pre" only when the calendar agrees (a US trading day,
-    04:00-09:30 New York time); otherwise the session is unknown (None).
+    from 04:00 New York time to the session's open); otherwise the session is unknown (None).
     """
     if market_hours in SESSIONS:
         return SESSIONS[market_hours]
     if market_hours != 0:
         return None  # EXTENDED_HOURS_MARKET (overnight) or a value this code does not know
     local = _new_york(ts_ms)
-    if not PRE_MARKET_FROM <= local.time() < OPEN:
+    hours = session_open_close(local.date())  # the one calendar: None on a weekend or holiday
+    if hours is None or local.time() < PRE_MARKET_FROM:
         return None
-    # a trading day is one the market is open on a minute after the open (the one calendar,
-    # events.markethours, knows the holidays; the minute keeps clear of the edge)
-    opened_ms = int(datetime.combine(local.date(), OPEN, tzinfo=NEW_YORK).timestamp() * 1000) + 60_000
-    return "pre" if is_market_open(opened_ms) else None
+    return "pre" if ts_ms < hours[0] else None
 
 
 @dataclass
