@@ -225,6 +225,7 @@ def drop_topics(settings: Settings) -> None:
 
 
 def main() -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
     rules = make_rules(symbols())
     workdir = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     results: dict[str, Any] = {"rules": len(rules), "symbols": N_SYMBOLS, "engine_command": "python -m alerts engine"}
@@ -252,7 +253,7 @@ def main() -> dict[str, Any]:
     base = results["engine_baseline_no_rules"].get("ticks_per_s")
     if base and results["engine_capacity"].get("ticks_per_s"):
         results["engine_capacity"]["vs_baseline"] = round(results["engine_capacity"]["ticks_per_s"] / base, 3)
-    results["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    results["load_avg_1m"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     results["notes"] = (
         "The engine is the Procfile's `python -m alerts engine` with its shipped settings (batch size, poll timeout, "
         "transaction cadence); only its topic prefix, group and transactional id are given. 2 cores shared by the "
