@@ -8,7 +8,6 @@ the figures is generated from the numbers too, so it never contradicts them.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +15,7 @@ from typing import Any, Callable
 from bench import report_e2e
 from bench.common import RESULTS, machine
 from bench.readme import README, render_readme
-from bench.report_fmt import Rows, fmt, lat, table
+from bench.report_fmt import Rows, fmt, lat, load_of, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 ORDER = ["ingest", "stream", "alerts", "predict", "web", "e2e", "profiles"]
@@ -88,19 +87,6 @@ TITLES = {"ingest": "Ingest (source -> `ticks`)", "stream": "Stream (Spark: `tic
           "alerts": "Alert engine and notifications", "predict": "Forecast (LSTM serve)",
           "web": "Web (bridge to Socket.IO, projector)", "e2e": "End to end (the whole running stack)",
           "profiles": "Where each core goes (CPU profiles per process, whole stack at 5,000 ticks/s)"}
-
-
-def load_of(r: dict[str, Any]) -> str:
-    for key in ("load_avg_1m", "load_average_1m_at_end", "load_avg_1m_before_after"):
-        v = r.get(key)
-        if isinstance(v, dict):
-            return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
-        if isinstance(v, list):
-            return " -> ".join(fmt(x) for x in v)
-        if v is not None:
-            return fmt(v)
-    m = re.search(r"load average at the end: ([\d.]+)", r.get("notes", ""))
-    return m.group(1) if m else "not recorded"
 
 
 def aims_line(r: dict[str, Any]) -> str:

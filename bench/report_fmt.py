@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 Rows = list[list[Any]]
@@ -39,3 +40,16 @@ def p99n(d: dict[str, Any] | None, unit: str = "ms") -> str:
     if not d or not d.get("n"):
         return "no samples"
     return f"p50 {fmt(d.get('p50'))} {unit}, p99 {fmt(d.get('p99'))} {unit} (n = {d['n']:,})"
+
+
+def load_of(r: dict[str, Any]) -> str:
+    for key in ("load_avg_1m", "load_average_1m_at_end", "load_avg_1m_before_after"):
+        v = r.get(key)
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
+        if isinstance(v, list):
+            return " -> ".join(fmt(x) for x in v)
+        if v is not None:
+            return fmt(v)
+    m = re.search(r"load average at the end: ([\d.]+)", r.get("notes", ""))
+    return m.group(1) if m else "not recorded"
