@@ -43,7 +43,7 @@ has no bar there, and every "previous"/"last N" means previous emitted bars.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import msgspec
 import numpy as np
@@ -80,19 +80,19 @@ class IndicatorState(msgspec.Struct, array_like=True):
 # window gives the same bits whether it is one row of a batch or one symbol of a step.
 
 def _row_mean(windows: F64) -> F64:
-    return np.ascontiguousarray(windows, dtype=np.float64).mean(axis=1)
+    return cast(F64, np.ascontiguousarray(windows, dtype=np.float64).mean(axis=1))
 
 
 def _row_std1(windows: F64) -> F64:
-    return np.ascontiguousarray(windows, dtype=np.float64).std(axis=1, ddof=1)
+    return cast(F64, np.ascontiguousarray(windows, dtype=np.float64).std(axis=1, ddof=1))
 
 
 def _ema_next(prev: F64, close: F64, alpha: float) -> F64:
-    return prev + alpha * (close - prev)
+    return cast(F64, prev + alpha * (close - prev))
 
 
 def _wilder_next(prev: F64, move: F64) -> F64:
-    return (prev * (RSI_N - 1) + move) / RSI_N
+    return cast(F64, (prev * (RSI_N - 1) + move) / RSI_N)
 
 
 def _rsi(avg_gain: F64, avg_loss: F64) -> F64:
@@ -112,7 +112,7 @@ def _zscore(close: F64, sma: F64, std: F64) -> F64:
 
 
 def _change_pct(close: F64, prev: F64) -> F64:
-    return 100.0 * (close - prev) / prev
+    return cast(F64, 100.0 * (close - prev) / prev)
 
 
 def _alpha(n: int) -> float:

@@ -20,13 +20,15 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pandas as pd
-from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle
-from pyspark.sql.streaming.stateful_processor import ExpiredTimerInfo, TimerValues
+from pyspark.sql.streaming.stateful_processor import (
+    ExpiredTimerInfo, StatefulProcessor, StatefulProcessorHandle, TimerValues,
+)
 
 from events.contract import Bar, encode
 from stream.bars import (
     ShardState, add_history, add_ticks, close_bars, dump_state, effective_watermark, load_state,
 )
+from stream.packing import unpack
 
 __all__ = ["BarProcessor", "INVALID_SHARD", "OUTPUT_SCHEMA", "STATE_SCHEMA"]
 
@@ -87,7 +89,7 @@ class BarProcessor(StatefulProcessor):
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame],
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
         spark_watermark_ms = timerValues.getCurrentWatermarkInMs()
-        batch = pd.concat(list(rows), ignore_index=True)
+        batch = unpack(pd.concat(list(rows), ignore_index=True))
         if key[0] == INVALID_SHARD:
             yield _dlq_rows(batch, batch["reason"], spark_watermark_ms)
             return

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from pyspark.errors import StreamingQueryException
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from events.kafka import ShutdownFlag
 from events.settings import redact_url
