@@ -29,12 +29,14 @@ import tempfile
 import time
 import timeit
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
 from bench.common import bench_topics, percentiles, write_result
 from events.contract import Tick, decode, encode
 from events.kafka import producer_config
+from events.settings import Settings
 from ingest.base import Sequencer
 from ingest.sim import SimSource
 
@@ -72,7 +74,7 @@ def ingest_rate(settings) -> float:  # type: ignore[no-untyped-def]
     return N / float(m.group(2))
 
 
-def watch_to_first_tick(settings, tmp: Path) -> dict:  # type: ignore[no-untyped-def]
+def watch_to_first_tick(settings: Settings, tmp: Path) -> dict[str, Any]:
     import threading
     import uuid
     from dataclasses import replace
@@ -103,7 +105,7 @@ def watch_to_first_tick(settings, tmp: Path) -> dict:  # type: ignore[no-untyped
     history = (lambda sym, end_ms: simulated_history(sym, bar_seconds=settings.bar_seconds, end_ms=end_ms,
                                                      n_bars=HISTORY_BARS))
     demand = DemandFollower(settings)
-    ingest_report: list = []
+    ingest_report: list[Any] = []
     threads = [
         threading.Thread(target=run_relay, args=(settings, sessions, shutdown), daemon=True),
         threading.Thread(target=lambda: ingest_report.append(run_ingest(
@@ -148,7 +150,7 @@ def watch_to_first_tick(settings, tmp: Path) -> dict:  # type: ignore[no-untyped
                     "produced and flushed -> first live tick -> read back from ticks"}
 
 
-def backfill_throughput(settings, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+def backfill_throughput(settings: Settings, workdir: Path) -> dict[str, Any]:
     import uuid
     from dataclasses import replace
 
@@ -207,7 +209,7 @@ def backfill_throughput(settings, workdir: Path) -> dict:  # type: ignore[no-unt
             "path": "simulated history produced to history -> Spark job (fold + indicators) -> metrics, read back"}
 
 
-def main() -> dict:
+def main() -> dict[str, Any]:
     seq = Sequencer("sim", dedupe=False)
     raws = SimSource(seed=7).next_batch(N)
     events = [e for e in (seq.to_event(r) for r in raws) if e is not None]

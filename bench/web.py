@@ -33,7 +33,7 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG"]
 def bench_bridge(seconds: float = 6.0, rate_per_s: int = 5000) -> dict[str, Any]:
     with bench_topics(partitions=2) as settings:
         channel = f"bench-{uuid.uuid4().hex[:8]}"
-        sub = redis.Redis.from_url(settings.redis_url).pubsub()
+        sub = redis.Redis.from_url(settings.redis_url).pubsub()  # type: ignore[no-untyped-call]
         sub.subscribe(channel)
         shutdown = ShutdownFlag()
         bridge = threading.Thread(target=run_bridge, args=(settings, shutdown),
@@ -41,7 +41,7 @@ def bench_bridge(seconds: float = 6.0, rate_per_s: int = 5000) -> dict[str, Any]
                                           "offset_reset": "earliest", "redis_prefix": f"bench:{channel}:"},
                                   daemon=True)
         bridge.start()
-        received: list[tuple[float, dict]] = []
+        received: list[tuple[float, dict[str, Any]]] = []
 
         def listen() -> None:
             while not shutdown.is_set():
@@ -63,7 +63,7 @@ def bench_bridge(seconds: float = 6.0, rate_per_s: int = 5000) -> dict[str, Any]
     return _summary(received, sent, seconds, elapsed)
 
 
-def _produce(settings: Any, received: list, shutdown: ShutdownFlag, seconds: float,
+def _produce(settings: Any, received: list[tuple[float, dict[str, Any]]], shutdown: ShutdownFlag, seconds: float,
              rate_per_s: int) -> tuple[int, float, float]:
     producer = EventProducer(settings)
     sent = 0
@@ -88,7 +88,7 @@ def _produce(settings: Any, received: list, shutdown: ShutdownFlag, seconds: flo
     return sent, time.time() - start, start
 
 
-def _summary(received: list, sent: int, seconds: float, elapsed: float) -> dict[str, Any]:
+def _summary(received: list[tuple[float, dict[str, Any]]], sent: int, seconds: float, elapsed: float) -> dict[str, Any]:
     per_second: dict[tuple[str, int], int] = defaultdict(int)
     latencies = []
     for at, msg in received:
