@@ -61,8 +61,8 @@ CEILING_MSGS = 100_000
 CEILING_PACED_S = 3.0
 WARM_UP_MAX_S = 420.0   # Spark's first micro-batch takes minutes on a busy 2-core machine
 PROFILE_RATE = 5000
-PROFILE_S = 20.0
-PY_SPY_HZ = 25
+PROFILE_S = 30.0
+PY_SPY_HZ = 50
 PLAN = SearchPlan(start=1000, floor=250, top=64000, max_probes=8, resolution=0.15)
 PATHS = {"alert": "tick_to_alert", "webhook": "tick_to_webhook", "browser": "tick_to_browser",
          "bar": "bar_close_to_metrics"}

@@ -9,7 +9,7 @@ settings (``EventProducer(settings)``), in place of ``ingest``.
 The observers, each a thread of this process stamping wall-clock arrival
 times in one :class:`Book`: the ``alerts`` topic (read_committed), the
 ``metrics`` topic, the engine group's lag on ``ticks``, a loopback webhook
-receiver, and a python-socketio client in the rooms of five symbols (the
+receiver, and a python-socketio client in the rooms of ten symbols (the
 browser). Every sample carries the probe it belongs to (``Book.probe``), taken
 from the tick that caused it, so a late arrival counts for its own probe.
 """
@@ -40,7 +40,7 @@ PARTITIONS = 2
 BAR_SECONDS = 1
 LATENESS_MS = 500
 COOLDOWN_S = 10
-ROOM_SYMBOLS = [f"S{i:04d}" for i in range(5)]
+ROOM_SYMBOLS = [f"S{i:04d}" for i in range(10)]  # the browser: enough updates for a p99 within a probe
 PROCESSES = ["relay", "projector", "bridge", "dispatch", "worker", "alerts", "stream", "web"]
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WARMUP = -1  # the probe number of warm-up and settling ticks: never measured
