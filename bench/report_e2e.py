@@ -132,7 +132,7 @@ def profiles(r: dict[str, Any]) -> str:
             f"{fmt(r.get('rate_ticks_per_s'))} ticks/s over {fmt(step.get('symbols'))} symbols (py-spy at "
             f"{fmt(r.get('py_spy_hz'))} Hz, `--nonblocking --subprocesses`; JFR for Spark's JVM). That probe's "
             "latencies, with the profilers' own cost in them: "
-            + "; ".join(f"{v} {verdict_cell(L.get(k), None)} ms" for k, v in PATH_NAMES.items()) + ".\n\n")
+            + "; ".join(f"{v} ms p50 / p99 {verdict_cell(L.get(k), None)}" for k, v in PATH_NAMES.items()) + ".\n\n")
     text += "Where each core goes (cores from /proc over the window; self time = innermost frame):\n\n"
     text += table(["process", "cores", "samples", "top functions by self time (share of the process's samples)"],
                   [[name, t.get("cpu_cores"), t.get("samples"),
