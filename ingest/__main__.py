@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.symbols and not args.num_symbols and settings.ingest_symbols:
         args.symbols = ",".join(settings.ingest_symbols)
     source = build_source(args)
+    if args.source != "csv":  # the sim shapes volume by the session, the Yahoo feeds watch for it
+        from events.markethours import calendar
+
+        calendar()  # built now (about a second), not while the first ticks wait
     demand = history = None
     if not args.fixed and args.source != "csv":
         floor = source.symbols if (args.symbols or args.num_symbols) else []  # type: ignore[attr-defined]
