@@ -100,6 +100,8 @@ def validate(raw: Any, prefix: str = "condition.", depth: int = 0) -> tuple[Cond
             errors[prefix + "series"] = f"choose one of: {_series_choice()}"
         if op and not isinstance(op, str):
             errors[prefix + "op"] = f"choose one of: {', '.join(OPERATORS)}"
+        if isinstance(series, str) and series and series not in SERIES:
+            errors[prefix + "series"] = f"unknown series {series!r}; choose one of: {_series_choice()}"
         return None, errors
     group = OPERATORS[op].group if op in OPERATORS else None
     used = {name: values[name] for name in GROUPS[group]} if group else {}
