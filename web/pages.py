@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import plotly
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -22,6 +23,12 @@ VENDOR = {
     "plotly.min.js": Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js",
     "socket.io.min.js": WEB / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js",
 }
+
+
+@bp.app_context_processor
+def _vocabulary() -> dict[str, Any]:
+    """What every page's value formatting (app.js, TB.fmt) reads: the vocabulary's units."""
+    return {"tb_vocabulary": conditions.UNITS_FOR_PAGES}
 
 
 @bp.get("/vendor/<name>")

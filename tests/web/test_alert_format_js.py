@@ -20,9 +20,11 @@ APP_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "app.js"
 NODE = shutil.which("node")  # installed by the set-up with npm (scripts/setup.sh): a missing one fails, not skips
 
 
-def in_node(alerts: list[dict[str, Any]]) -> list[list[str]]:
-    """``[alertValue(a), alertLevel(a)]`` for each alert, as the pages compute them."""
+def in_node(alerts: list[dict[str, Any]], vocabulary: dict[str, Any] | None = None) -> list[list[str]]:
+    """``[alertValue(a), alertLevel(a)]`` for each alert, as the pages compute them (given the
+    vocabulary's units, as every page carries them, or from the name patterns alone)."""
     script = (f"const {{ fmt }} = require({json.dumps(str(APP_JS))});"
+              f"fmt.useVocabulary({json.dumps(vocabulary)});"
               f"process.stdout.write(JSON.stringify({json.dumps(alerts)}.map((a) => [fmt.alertValue(a), fmt.alertLevel(a)])));")
     assert NODE is not None
     env = {**os.environ, "LANG": "en_US.UTF-8", "LC_ALL": "en_US.UTF-8"}  # toLocaleString's separators
@@ -54,6 +56,21 @@ CASES = [
 
 def test_alert_values_are_formatted_for_their_series() -> None:
     assert in_node([c for c, _ in CASES]) == [expected for _, expected in CASES]
+
+
+def test_the_vocabularys_units_give_the_same_formats() -> None:
+    """The pages format with the vocabulary's units (web/store/conditions.UNITS_FOR_PAGES, in base.html):
+    the same text as the messages for every series the vocabulary defines and for the cases above."""
+    from events.vocabulary import OPERATORS, SERIES
+    from web.store.conditions import UNITS_FOR_PAGES
+
+    every = [a(name, op, 1234.5678, 0.4321) for name in SERIES for op in ("greater_than", "moving_up_pct")]
+    got = in_node(every + [c for c, _ in CASES], UNITS_FOR_PAGES)
+    assert got[len(every):] == [expected for _, expected in CASES]
+    for alert, (value, level) in zip(every, got):
+        assert [value, level] == [fmt_value(alert["value"], alert["series"], alert["op"]),
+                                  fmt_value(alert["threshold"], alert["series"], alert["op"])], alert
+    assert set(UNITS_FOR_PAGES["percent_ops"]) == {n for n, o in OPERATORS.items() if o.percent}
 
 
 @pytest.mark.parametrize("alert", [c for c, _ in CASES if c["value"] is not None], ids=lambda c: f"{c['series']}-{c['op']}")

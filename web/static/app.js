@@ -16,10 +16,21 @@
 
   // An alert's numbers in the unit of its series, by the rules of alerts/templates.py (fmt_value):
   // a percent move (moving_*_pct) is in % whatever the series, a volume a whole number, a ratio or
-  // z-score 2 decimals, an RSI 1, a price 2 (4 significant digits below 1). Tested in node
+  // z-score 2 decimals, an RSI 1, a price 2 (4 significant digits below 1). The units are the
+  // vocabulary's (events/vocabulary.py), which every page carries in #tb-vocabulary (base.html);
+  // the patterns below cover names it does not know (the stale-feed alert). Tested in node
   // (tests/web/test_alert_format_js.py).
+  let vocabulary = { units: {}, percent_ops: [] };
+  function useVocabulary(v) { vocabulary = v || vocabulary; }
+  if (typeof document !== "undefined") {
+    const node = document.getElementById("tb-vocabulary");
+    if (node) useVocabulary(JSON.parse(node.textContent));
+  }
   function unitOf(series, op) {
     const s = series || "", o = op || "";
+    if (vocabulary.percent_ops.includes(o)) return "percent";
+    const known = vocabulary.units[s];
+    if (known) return known === "count" ? "volume" : known;  // a count is shown as a volume is
     if (o.endsWith("_pct") || s.endsWith("_pct") || s.startsWith("volatility_")) return "percent";
     if (s === "volume" || s === "count" || s.startsWith("volume_avg_")) return "volume";
     if (s === "volume_ratio" || s.startsWith("zscore_")) return "ratio";
@@ -50,7 +61,7 @@
   }
 
   const fmt = {
-    unitOf, seriesValue,
+    unitOf, seriesValue, useVocabulary,
     alertValue: (a) => seriesValue(a.value, a.series, a.op),
     alertLevel: (a) => seriesValue(a.threshold, a.series, a.op),
     price: (v) => v == null ? "—" : Number(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: v < 1 ? 6 : 2 }),

@@ -25,6 +25,10 @@ MOVE_OPS = ops_in("move")
 #: operator name -> what it does (completes "Fires when it ...")
 OPERATORS: dict[str, str] = {name: o.description for name, o in OPERATOR_DEFS.items()}
 
+#: the units the pages format values in (web/static/app.js): per series, and the percent operators
+UNITS_FOR_PAGES: dict[str, Any] = {"units": {name: s.unit for name, s in SERIES_DEFS.items()},
+                                   "percent_ops": [name for name, o in OPERATOR_DEFS.items() if o.percent]}
+
 # Ready-made conditions for the form ("what users expect", DESIGN.md).
 PRESETS: list[dict[str, Any]] = [
     {"key": "price_above", "label": "Price above a level", "condition": {"series": "price", "op": "greater_than", "value": 100.0}},
