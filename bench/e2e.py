@@ -55,7 +55,7 @@ COMMAND = "PYTHONPATH=. .venv/bin/python -m bench e2e"
 MIN_N = 300              # samples per path before a probe's p99 counts
 PROBE_MIN_S = 30.0       # also >= 30 bar closes per probe
 PROBE_MAX_S = 120.0
-SETTLE_MAX_S = 60.0
+SETTLE_MAX_S = 120.0
 IDLE_RATE = 200          # unmeasured ticks/s while settling (bars close only when later ticks arrive)
 CEILING_MSGS = 100_000
 CEILING_PACED_S = 3.0
@@ -80,6 +80,7 @@ class Bench:
     sampler: ProcSampler
     ceiling_topic: str
     ceiling_values: list[tuple[bytes, bytes]]
+    unsettled: bool = False  # the last probe's backlog had not drained when its settling time ran out
 
 
 def rnd(stats: dict[str, float]) -> dict[str, float]:
@@ -100,19 +101,24 @@ def lag_summary(samples: list[tuple[float, int]], rate: int, t_end: float) -> di
             "slope_msgs_per_s_second_half": round(slope, 1)}
 
 
-def settle(b: Bench, probe: int, rate: int, t_end: float) -> float:
-    """Trickle unmeasured ticks until the engine's lag is drained and the probe's bars are out; seconds taken."""
+def settle(b: Bench, rate: int, t_end: float) -> tuple[float, bool]:
+    """Trickle unmeasured ticks until the engine's lag is drained and the probe's bars are out.
+
+    Returns the seconds taken and whether it settled (False: SETTLE_MAX_S ran out, and the next
+    probe starts with a backlog, which its ``after_unsettled`` flag says).
+    """
     book = b.book
     book.probe = WARMUP
+    done = [False]
 
     def settled(elapsed: float) -> bool:
-        recent = [lag for p, t, lag in book.lag if t > t_end + 1]
+        recent = [lag for _, t, lag in book.lag if t > t_end + 1]
         bars_out = book.newest_bar_end_ms >= int(t_end * 1000) - LATENESS_MS - BAR_SECONDS * 1000
-        return elapsed >= SETTLE_MAX_S or (elapsed >= 3 and bars_out and bool(recent)
-                                           and recent[-1] <= max(50, rate // 100))
+        done[0] = elapsed >= 3 and bars_out and bool(recent) and recent[-1] <= max(50, rate // 100)
+        return done[0] or elapsed >= SETTLE_MAX_S
 
     produce(b.producer, b.walk, book, IDLE_RATE, WARMUP, settled)
-    return round(time.time() - t_end, 1)
+    return round(time.time() - t_end, 1), done[0]
 
 
 def latencies(book: Book, probe: int) -> dict[str, dict[str, float]]:
@@ -136,6 +142,7 @@ def run_probe(b: Bench, probe: int, rate: int, during: Callable[[], object] | No
     """The stack at ``rate`` ticks/s until every path has MIN_N samples; then settle and judge."""
     book = b.book
     load_before = os.getloadavg()[0]
+    after_unsettled = b.unsettled
     book.probe = probe
     b.sampler.reset_peaks()
     before = b.sampler.sample()
@@ -154,7 +161,8 @@ def run_probe(b: Bench, probe: int, rate: int, during: Callable[[], object] | No
     t_end = time.time()
     after = b.sampler.sample()
     peaks = dict(b.sampler.peak)
-    settle_s = settle(b, probe, rate, t_end)
+    settle_s, settled = settle(b, rate, t_end)
+    b.unsettled = not settled
     lag = lag_summary([(t, lag) for p, t, lag in book.lag if p == probe], rate, t_end)
     achieved = produced / elapsed
     slope = lag.get("slope_msgs_per_s_second_half")
@@ -166,7 +174,8 @@ def run_probe(b: Bench, probe: int, rate: int, during: Callable[[], object] | No
     closes = lat["bar_close_to_metrics_slowest_bar_per_close"].get("n", 0)
     return {
         "probe": probe, "symbols": N_SYMBOLS, "offered_ticks_per_s": rate, "achieved_ticks_per_s": round(achieved),
-        "ticks": produced, "seconds": round(elapsed, 1), "settle_s": settle_s, "engine_kept_up": engine_kept_up,
+        "ticks": produced, "seconds": round(elapsed, 1), "settle_s": settle_s, "settled": settled,
+        "after_unsettled": after_unsettled, "engine_kept_up": engine_kept_up,
         "engine_lag": lag, "alerts_fired": fired, "bar_closes": closes, "latency_ms": lat, "aims": verdict,
         "passed": passed, "processes": usage(before, after, peaks),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
