@@ -49,7 +49,7 @@ def e2e(r: dict[str, Any]) -> str:
                      p.get("settled"), p.get("engine_kept_up"), *[verdict_cell(L.get(k), A.get(k)) for k in PATH_NAMES],
                      f"{fmt(closes.get('p99'))} (n={fmt(closes.get('n'))})", p.get("passed"),
                      fmt((p.get("load_avg_1m") or [None])[-1])])
-    text += table(["probe", "offered ticks/s", "produced ticks/s", "s", "settled after", "engine kept up",
+    text += table(["probe", "offered ticks/s", "produced ticks/s", "s", "backlog drained after", "engine kept up",
                    *[f"{v} ms p50 / p99 (n)" for v in PATH_NAMES.values()],
                    "slowest bar per close p99 ms (closes)", "passed", "load 1m"], rows)
     aims = r.get("aims_p99_ms", {})
