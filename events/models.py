@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -147,6 +148,10 @@ class Rule(Base):
     active_to_min: Mapped[Optional[int]] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
     message: Mapped[str] = mapped_column(Text, default="")
+    #: also tell the rule's channels when the alert resolves (off by default, as TradingView)
+    notify_on_resolve: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: remind every this many seconds while the alert stays firing (Alertmanager's repeat_interval)
+    repeat_interval_s: Mapped[Optional[int]] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -209,6 +214,9 @@ class Delivery(Base):
     last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    #: the message this delivery made at the receiver, where it can be updated in place
+    #: (Slack bot: "<channel>:<ts>"), so the resolve edits it instead of posting again
+    external_ref: Mapped[Optional[str]] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
@@ -282,6 +290,15 @@ class BarRecord(Base):
     rsi_14: Mapped[Optional[float]] = mapped_column(Float)
     volume_avg_20: Mapped[Optional[float]] = mapped_column(Float)
     volume_ratio: Mapped[Optional[float]] = mapped_column(Float)
+    sma_50: Mapped[Optional[float]] = mapped_column(Float)
+    sma_200: Mapped[Optional[float]] = mapped_column(Float)
+    ema_50: Mapped[Optional[float]] = mapped_column(Float)
+    ema_200: Mapped[Optional[float]] = mapped_column(Float)
+    prev_close: Mapped[Optional[float]] = mapped_column(Float)
+    session_open: Mapped[Optional[float]] = mapped_column(Float)
+    gap_pct: Mapped[Optional[float]] = mapped_column(Float)
+    high_20d: Mapped[Optional[float]] = mapped_column(Float)
+    low_20d: Mapped[Optional[float]] = mapped_column(Float)
     history: Mapped[bool] = mapped_column(Boolean, default=False)  # folded from backfilled history
 
 
