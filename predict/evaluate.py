@@ -97,7 +97,9 @@ def walk_forward(series: Sequence[BarSeries], config: ModelConfig = ModelConfig(
     start = time_quantile(samples, 1 - test_fraction)
     times = np.sort(samples.target_start_ms[samples.target_start_ms >= start])
     edges = [int(times[int(i * len(times) / folds)]) for i in range(folds)] + [int(times[-1]) + 1]
-    tests, parts, infos = [], {m: [] for m in METHODS}, []  # type: ignore[var-annotated]
+    tests: list[Samples] = []
+    parts: dict[str, list[Forecast]] = {m: [] for m in METHODS}
+    infos: list[dict[str, Any]] = []
     for k in range(folds):
         test = samples.between(edges[k], edges[k + 1])
         log(f"fold {k + 1}/{folds}: {len(test)} test windows")

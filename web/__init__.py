@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # remote_addr, scheme and port from the X-Forwarded-* the trusted proxies appended (Heroku's
         # router: 1); any hops a client wrote itself are further left and ignored
         hops = settings.trust_proxy_hops
+        # Flask's documented way to add WSGI middleware; mypy refuses any assignment to a method
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_port=hops)  # type: ignore[method-assign]
     # ids in URLs beyond what the database stores are simply not found (not an overflow error)
     app.url_map.converters["int"] = DatabaseId
