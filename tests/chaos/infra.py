@@ -152,6 +152,67 @@ class CuttableProxy:
             self._conns -= {src, dst}
 
 
+class HoldingProxy:
+    """TCP on 127.0.0.1:``port`` -> ``upstream_port`` (Redis, for one process). Once ``arm()``ed, the
+    first client chunk carrying an ``LPUSH`` (a Celery task enqueued) goes through and that
+    connection's next bytes are held until ``release()``: the client stays blocked mid-enqueue,
+    with some of its batch's tasks in Redis and the rest not sent."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.tripped = threading.Event()
+        self._armed = False
+        self._release = threading.Event()
+        self._release.set()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def arm(self) -> None:
+        self.tripped.clear()
+        self._release.clear()
+        self._armed = True
+
+    def release(self) -> None:
+        self._armed = False
+        self._release.set()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket()
+            try:
+                upstream.connect(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()  # Redis is down: so is the connection
+                continue
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                if from_client and self._armed and b"LPUSH" in data.upper():
+                    self._armed = False
+                    self.tripped.set()
+                    self._release.wait(120)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 @dataclass
 class Receipt:
     """One notification as a receiver got it: the channel kind, its id (webhook-id or Message-ID)

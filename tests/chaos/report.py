@@ -77,9 +77,10 @@ def _history_line(doc: dict[str, Any]) -> list[str]:
 def table(rows: list[Row] | list[dict[str, Any]]) -> list[str]:
     """A fixed-width table of the rows (for the README and the terminal)."""
     docs = [r.doc() if isinstance(r, Row) else r for r in rows]
-    out = [f"{'fault':<26} {'counted at':<17}" + "".join(f"{c:>11}" for c in COLUMNS)]
+    out = [f"{'fault':<26} {'counted at':<17}" + "".join(f"{c:>11}" for c in COLUMNS) + "  restarted"]
     for d in docs:
-        out.append(f"{d['fault']:<26} {d['counted_at']:<17}" + "".join(f"{d[c]:>11}" for c in COLUMNS))
+        out.append(f"{d['fault']:<26} {d['counted_at']:<17}" + "".join(f"{d[c]:>11}" for c in COLUMNS)
+                   + f"  {d.get('restarts') or '-'}")
     return out
 
 
@@ -97,7 +98,8 @@ def _soak_lines(soak: dict[str, Any]) -> list[str]:
 
 
 def readme_block(doc: dict[str, Any]) -> str:
-    lines = ["```", *table(doc.get("rows", [])), "```"]
+    lines = ["```", *table(doc.get("rows", [])), "```", "",
+             "Where each target was caught and what it held then, row by row: [docs/faults.md](docs/faults.md)."]
     soak = _soak_lines(doc.get("soak", {})) + _history_line(doc)
     if soak:
         lines += ["", *soak]

@@ -138,14 +138,14 @@ def count(rnd: Round, all_receipts: list[Receipt], fault_at: float | None = None
 
 
 def count_live(rnd: Round, events: list[tuple[dict[str, Any], float]], fault_at: float | None = None) -> Tally:
-    """The round's live ``alert`` events at a Socket.IO client, by alert id (one owed per alert)."""
+    """The round's live firing ``alert`` events at a Socket.IO client, by alert id (one owed per alert)."""
     owed: dict[Key, str] = {(key, "live"): alert for key, alert in rnd.alerts().items()}
     by_id = {alert: key for key, alert in rnd.alerts().items()}
     mine = {rnd.price_rule, rnd.close_rule}
     got = []
     for payload, at in events:
-        if payload.get("rule_id") not in mine:
-            continue
+        if payload.get("rule_id") not in mine or payload.get("state", "firing") != "firing":
+            continue  # a resolved alert owes no notification
         key = by_id.get(str(payload.get("id")), (int(payload["rule_id"]), -1.0))  # an unknown id: a stray
         got.append(((key, "live"), str(payload.get("id")), str(payload.get("value")), at))
     return tally(owed, got, fault_at)

@@ -131,11 +131,11 @@ class Nemesis:
                 self.outages.append({"what": f"{what} {seconds:g} s", "t": round(t, 1)})
             else:
                 c.stack.kill(what)
-                c.stack.restart(what)
+                c.restart(what)
                 self.kills.append({"process": what, "t": round(t, 1)})
 
 
-def run(chaos: Chaos, plan: Plan, settle_s: float = 240) -> tuple[scenario.Tally, dict[str, Any]]:
+def run(chaos: Chaos, plan: Plan, settle_s: float = 400) -> tuple[scenario.Tally, dict[str, Any]]:
     """Run the workload and the nemesis for ``plan.seconds``, then wait for every owed notification."""
     work, nemesis = Workload(chaos, plan), Nemesis(chaos, plan)
     started = time.monotonic()
@@ -144,9 +144,9 @@ def run(chaos: Chaos, plan: Plan, settle_s: float = 240) -> tuple[scenario.Tally
     striker = threading.Thread(target=nemesis.run, args=(started, stop), daemon=True)
     producer.start()
     striker.start()
-    producer.join(plan.seconds + 200)
+    producer.join(plan.seconds + 300)
+    striker.join(plan.seconds + 300)   # the schedule's last outage may end after the last tick
     stop.set()
-    striker.join(60)
     assert not producer.is_alive() and not work.errors, f"producing the soak's ticks failed: {work.errors}"
     rules = set(chaos.soak_rules.values())
 

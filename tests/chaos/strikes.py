@@ -69,43 +69,37 @@ def engine_aborted(facts: dict[str, Any]) -> int:
 
 
 def dispatcher(chaos: Chaos, fault: str) -> Strike:
-    """With the worker frozen (its tasks stay visible in Redis), freeze the dispatcher after it
-    enqueued a batch's tasks and before it committed the batch's offsets; SIGKILL it."""
+    """Hold the dispatcher's connection to Redis right after the first task of a batch went in (the
+    worker frozen, so queued tasks stay visible): it is blocked mid-enqueue, its offsets not
+    committed. Check that from outside, then SIGKILL it there."""
     stack = _stack(chaos)
     settings = chaos.settings
     assert settings is not None and chaos.sessions is not None
     topic, queue, group = settings.topic("alerts"), stack.env["ALERTS_QUEUE"], "alerts-dispatch"
     look = KafkaLook(chaos.kafka.bootstrap)
-    state: dict[str, Any] = {"committed": None, "queued": 0}
     chaos.wait_receipts(fault, UNDER_WAY)
-
-    def enqueued_uncommitted() -> tuple[set[int], int] | None:
-        queued = queued_deliveries(chaos.redis.url, queue)
-        committed = look.group_committed(group, topic)
-        if committed != state["committed"]:
-            state.update(committed=committed, queued=len(queued))
-            return None
-        if len(queued) <= state["queued"]:
-            return None
-        # tasks enqueued since the last commit: are they deliveries of alerts past the committed offsets?
-        alert_ids = {json.loads(v)["id"] for v in look.read(topic, committed=True, start=committed)}
-        with chaos.sessions() as s:  # type: ignore[misc]
-            ids = set(s.scalars(select(models.Delivery.id).where(models.Delivery.alert_id.in_(alert_ids))))
-        hit = ids & set(queued)
-        return (hit, len(alert_ids)) if hit else None
-
     stack.signal("worker", signal.SIGSTOP)
+    chaos.redis_hold.arm()
     try:
-        (hit, uncommitted), steps = catch(stack, "dispatch", enqueued_uncommitted)
-        strike = Strike("dispatcher", "after enqueueing a batch's tasks, before committing its offsets",
-                        f"{len(hit)} tasks in Redis for {uncommitted} alerts past the group's committed "
-                        f"offsets (caught in {steps} steps)")
+        assert chaos.redis_hold.tripped.wait(60), "the dispatcher enqueued nothing"
+        stack.signal("dispatch", signal.SIGSTOP)
+        queued = set(queued_deliveries(chaos.redis.url, queue))
+        committed = look.group_committed(group, topic)
+        alert_ids = {json.loads(v)["id"] for v in look.read(topic, committed=True, start=committed)}
+        with chaos.sessions() as s:
+            ids = set(s.scalars(select(models.Delivery.id).where(models.Delivery.alert_id.in_(alert_ids))))
+        hit = ids & queued
+        assert hit, f"no task in Redis for the {len(alert_ids)} alerts past the dispatcher's committed offsets"
+        strike = Strike("dispatcher", "mid-enqueue (its Redis connection held), offsets not committed",
+                        f"{len(hit)} tasks in Redis for {len(alert_ids)} alerts past the group's committed offsets, "
+                        f"{len(ids - queued)} of their deliveries not yet enqueued")
         stack.kill("dispatch")
     finally:
+        chaos.redis_hold.release()
         stack.signal("worker", signal.SIGCONT)
         look.close()
     hold(2)
-    stack.restart("dispatch")
+    chaos.restart("dispatch")
     return strike
 
 
@@ -131,7 +125,7 @@ def worker(chaos: Chaos, fault: str, facts: dict[str, Any]) -> Strike:
     assert open_now == 1 and trap.peer_closed, (open_now, trap.peer_closed)
     facts["held_id"] = trap.msg_id
     hold(2)
-    stack.restart("worker")
+    chaos.restart("worker")
     return strike
 
 
