@@ -10,7 +10,9 @@ poll timeout and transaction cadence are the shipped ones.
 * Sustained rates: ticks paced at each rate for ``PACED_S`` after a warm-up;
   the group's lag sampled each 0.25 s must not grow; tick -> alert latency is
   each firing alert's arrival on ``alerts`` (read_committed) minus the moment
-  its triggering tick was produced, p50/p99 with n.
+  its triggering tick was produced, p50/p99 with n. Then, in the same process,
+  the highest sustained rate by search (bench/search.py: doubling, then
+  bisection, a bounded number of runs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import msgspec
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import percentiles
+from bench.search import SearchPlan, search
 from events import contract
 from events.kafka import EventProducer, consumer_config
 from events.settings import Settings
@@ -34,6 +37,7 @@ BACKLOG_TICKS = 300_000
 PACED_RATES = (10_000, 20_000)
 PACED_S = 10.0
 WARMUP_S = 2.0
+SEARCH_PLAN = SearchPlan(start=5000, floor=1000, top=160_000, max_probes=6, resolution=0.15)
 TickSource = Callable[[int], contract.Tick]  # ts ms -> the next tick
 
 
@@ -103,43 +107,56 @@ def capacity(settings: Settings, workdir: Path, rules: list[contract.Rule], tick
 
 
 def sustained(settings: Settings, workdir: Path, rules: list[contract.Rule], ticks: TickSource,
-              rates: tuple[int, ...] = PACED_RATES) -> list[dict[str, Any]]:
-    """One engine process, each rate in turn: lag and tick -> alert latency over PACED_S."""
+              rates: tuple[int, ...] = PACED_RATES, plan: SearchPlan = SEARCH_PLAN) -> dict[str, Any]:
+    """One engine process: each of ``rates`` in turn, then the highest sustained rate by search."""
     stack, group = start_engine(settings, workdir, rules)
     sent: dict[str, tuple[float, int]] = {}
-    latencies: dict[int, list[float]] = {r: [] for r in rates}
+    latencies: dict[int, list[float]] = {}
     done = threading.Event()
     reader = threading.Thread(target=read_alerts, args=(settings, sent, latencies, done), daemon=True)
     reader.start()
     producer = EventProducer(settings)
     offsets = Offsets(settings, group)
-    out = []
+    runs: list[dict[str, Any]] = []
+
+    def run(rate: int) -> dict[str, Any]:
+        label = len(runs)
+        latencies[label] = []
+        drain_deadline = time.monotonic() + 30
+        while offsets.end() - offsets.committed() > 100 and time.monotonic() < drain_deadline:
+            time.sleep(0.2)  # the previous run's backlog drains before this one starts
+        pace(producer, ticks, rate, WARMUP_S, None, sent, offsets)  # first transactions per partition: not measured
+        lag: list[tuple[float, int]] = []
+        produced, elapsed = pace(producer, ticks, rate, PACED_S, label, sent, offsets, lag)
+        settle = time.monotonic() + 10
+        count = -1
+        while time.monotonic() < settle and len(latencies[label]) != count:
+            count = len(latencies[label])
+            time.sleep(1.0)  # the last alerts in flight
+        half = lag[len(lag) // 2:]
+        grew = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0]) if len(half) > 1 else None
+        result = {"offered_ticks_per_s": rate, "achieved_ticks_per_s": round(produced / elapsed),
+                  "ticks": produced, "lag_max": max((v for _, v in lag), default=None),
+                  "lag_at_end": lag[-1][1] if lag else None,
+                  "lag_growth_per_s_second_half": round(grew, 1) if grew is not None else None,
+                  "sustained": bool(grew is not None and grew < 0.02 * rate and lag[-1][1] <= rate
+                                    and produced / elapsed >= 0.95 * rate),
+                  "latency_ms": {k: round(v, 2) if isinstance(v, float) else v
+                                 for k, v in percentiles(latencies[label]).items()}}
+        runs.append(result)
+        return result
+
     try:
         wait_consuming(stack, offsets, producer, ticks)
-        for rate in rates:
-            pace(producer, ticks, rate, WARMUP_S, None, sent, offsets)  # first transactions per partition: not measured
-            lag: list[tuple[float, int]] = []
-            produced, elapsed = pace(producer, ticks, rate, PACED_S, rate, sent, offsets, lag)
-            settle = time.monotonic() + 10
-            count = -1
-            while time.monotonic() < settle and len(latencies[rate]) != count:
-                count = len(latencies[rate])
-                time.sleep(1.0)  # the last alerts in flight
-            half = lag[len(lag) // 2:]
-            grew = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0]) if len(half) > 1 else None
-            out.append({"offered_ticks_per_s": rate, "achieved_ticks_per_s": round(produced / elapsed),
-                        "ticks": produced, "lag_max": max((v for _, v in lag), default=None),
-                        "lag_at_end": lag[-1][1] if lag else None,
-                        "lag_growth_per_s_second_half": round(grew, 1) if grew is not None else None,
-                        "sustained": bool(grew is not None and grew < 0.02 * rate and lag[-1][1] <= rate),
-                        "latency_ms": {k: round(v, 2) if isinstance(v, float) else v
-                                       for k, v in percentiles(latencies[rate]).items()}})
+        fixed = [run(rate) for rate in rates]
+        searched_from = len(runs)
+        outcome = search(lambda rate: bool(run(rate)["sustained"]), plan)
     finally:
         done.set()
         reader.join(5)
         offsets.close()
         stack.stop_all()
-    return out
+    return {"fixed": fixed, "search": {**outcome.as_dict(), "plan": vars(plan), "runs": runs[searched_from:]}}
 
 
 def wait_consuming(stack: Stack, offsets: Offsets, producer: EventProducer, ticks: TickSource) -> None:

@@ -57,6 +57,9 @@ def alerts(r: dict[str, Any]) -> tuple[str, str]:
     for s in r.get("engine_sustained", []):
         parts.append(f"paced {fmt(s.get('offered_ticks_per_s'))} ticks/s (sustained {fmt(s.get('sustained'))}): "
                      f"tick → alert {p99n(s.get('latency_ms'))}")
+    if r.get("engine_search"):
+        parts.append(f"highest sustained paced rate {fmt(r['engine_search'].get('best_ticks_per_s'))} ticks/s "
+                     f"({len(r['engine_search'].get('runs', []))} runs)")
     a2w = r.get("alert_to_webhook", {})
     parts.append(f"alert → webhook {p99n(a2w.get('latency_ms'))}")
     aims = "; ".join(f"{k.replace('_', ' ')}: {met(v)}" for k, v in r.get("aims", {}).items())

@@ -114,6 +114,11 @@ def alerts(r: dict[str, Any]) -> str:
         rows.append([f"paced {fmt(s.get('offered_ticks_per_s'))} ticks/s (produced {fmt(s.get('achieved_ticks_per_s'))}): "
                      f"sustained {fmt(s.get('sustained'))}, lag max {fmt(s.get('lag_max'))}; tick -> alert ms",
                      lat(s.get("latency_ms")), "p99 < 50"])
+    found = r.get("engine_search") or {}
+    if found:
+        rows.append([f"highest sustained paced rate (search, {len(found.get('runs', []))} runs: "
+                     + ", ".join(f"{fmt(x['offered_ticks_per_s'])} {'ok' if x.get('sustained') else 'behind'}"
+                                 for x in found.get("runs", [])) + ")", found.get("best_ticks_per_s"), ">= 20,000"])
     a2w = r.get("alert_to_webhook", {})
     rows.append([f"alert -> webhook ms at {fmt(a2w.get('offered_alerts_per_s'))} alerts/s", lat(a2w.get("latency_ms")),
                  "p99 < 100"])
