@@ -207,8 +207,7 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self._poll_rules()
         msgs = self.poll()
         started = time.perf_counter()
-        events, offsets = self._decode(msgs)
-        alerts = self._step(events, check_stale)
+        alerts, offsets = self._decode_and_step(msgs, check_stale)
         # any moment is a consistent checkpoint: positions and state both cover what was processed
         checkpoint = not self._checkpointed or (bool(self._unsaved) and time.monotonic() >= self._next_checkpoint)
         if not offsets and not alerts and not self._pending_dlq and not checkpoint:
@@ -223,13 +222,16 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self.stats.alerts += len(alerts)
         return len(msgs)
 
-    def _decode(self, msgs: list[Message]) -> tuple[list[tuple[str, Any]], dict[tuple[str, int], int]]:
-        """The batch's (topic, event) pairs to evaluate and the offsets to commit; replayed input
-        only rebuilds state, and bad bytes wait for the DLQ of this batch's transaction."""
-        events: list[tuple[str, Any]] = []
+    def _decode_and_step(self, msgs: list[Message], check_stale: bool) -> tuple[list[Any], dict[tuple[str, int], int]]:
+        """Decode each message by its topic and evaluate it at once (the step: ``Evaluator``, no I/O);
+        return the alerts raised and the offsets to commit. One pass in batch order, so replayed
+        input (state only, output suppressed) and live input reach the state in the order they were
+        consumed, as they did before the crash. Bad bytes wait for the DLQ of this batch's transaction."""
+        alerts: list[Any] = []
         offsets: dict[tuple[str, int], int] = {}
         positions = self._positions
         replay = self._replay_until
+        ev = self.evaluator
         partition_of = self._partition_of
         t_ticks, t_metrics = self.t_ticks, self.t_metrics
         for msg in msgs:
@@ -262,15 +264,6 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
                 self._pending_dlq.append((msg, f"{type(exc).__name__}: {exc}"))
                 continue
             partition_of[event.symbol] = tp[1]
-            events.append((topic, event))
-        return events, offsets
-
-    def _step(self, events: list[tuple[str, Any]], check_stale: bool) -> list[Any]:
-        """Evaluate the rules over the decoded batch (no I/O); return the alerts it raised."""
-        alerts: list[Any] = []
-        ev = self.evaluator
-        t_ticks, t_metrics = self.t_ticks, self.t_metrics
-        for topic, event in events:
             if topic == t_ticks:
                 out = ev.on_tick(event)
             elif topic == t_metrics:
@@ -279,12 +272,12 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
                 out = ev.on_prediction(event)
             if out:
                 alerts.extend(out)
-        if check_stale and not self._replay_until:
+        if check_stale and not replay:
             alerts.extend(ev.check_stale(int(time.time() * 1000)))
         if ev.dirty:
             self._unsaved |= ev.dirty
             ev.dirty.clear()
-        return alerts
+        return alerts, offsets
 
     def _replay(self, msg: Message, topic: str, partition: int) -> None:
         value = msg.value() or b""
