@@ -57,8 +57,10 @@ def test_every_preset_is_valid_and_described() -> None:
 def test_the_form_offers_exactly_the_series_and_operators_the_engine_evaluates() -> None:
     from alerts import conditions as engine
 
+    from typing import get_args
+
     from events import contract
     from web.store.conditions import OPERATORS, SERIES
 
     assert set(SERIES) == set(engine.ALL_SERIES)
-    assert set(OPERATORS) == set(contract.Operator.__args__)
+    assert set(OPERATORS) == set(get_args(contract.Operator))

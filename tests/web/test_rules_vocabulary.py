@@ -111,7 +111,8 @@ def test_the_rule_cli_refuses_what_the_web_refuses(alice: Api, sqlite_app: Flask
     app = sqlite_app
     user_id = account_id(app, "alice@example.com")
     settings = app.extensions["tickerbell_settings"]
-    for condition, field, _ in (p.values for p in CONDITION_DRIFT):
+    cases: list[tuple[dict[str, Any], str]] = [(p.values[0], p.values[1]) for p in CONDITION_DRIFT]  # type: ignore[misc]
+    for condition, field in cases:
         web = api_refusal(alice, {"symbol": "AAPL", "condition": condition})
         with app.extensions["tickerbell_sessions"]() as s:
             with pytest.raises(RuleError) as refused:
