@@ -17,6 +17,14 @@ Operators, in three kinds:
   seen: ``crossing_up`` (above after at-or-below), ``crossing_down``,
   ``entering_channel`` (inside after outside), ``exiting_channel``;
 - ``crossing``: the side of ``series`` relative to the threshold changed.
+
+Derived series (``day_change_pct``, ``open_change``, ...: a :class:`~events.vocabulary.SeriesDef`
+with a ``reference``) are computed here from the latest price and the latest bar's reference
+(``prev_close``, ``session_open``), on every tick; unknown while the reference is.
+
+Several conditions in one rule (``Condition.more``, ``match`` all or any) compile into one
+:class:`CompiledCondition` with ``parts``: a level part counts while it holds, an armed or
+crossing part on the observation where it crosses; the whole is a ``level`` condition.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from events.vocabulary_check import problems
 
 __all__ = [
     "ARMED_OPS", "CondState", "CompiledCondition", "Observation", "compile_condition",
-    "series_source", "ConditionError", "DOWN_OPS", "UP_OPS",
+    "series_source", "ConditionError", "DERIVED", "DOWN_OPS", "UP_OPS", "derived_value", "with_derived",
 ]
 
 # every set below is read off the vocabulary (events/vocabulary.py): an operator is defined there once
@@ -47,6 +55,28 @@ DOWN_OPS = frozenset(n for n, o in OPERATORS.items() if o.direction < 0)
 BAR_SERIES = frozenset(series_in("bar"))
 FORECAST_SERIES = frozenset(series_in("prediction"))
 ALL_SERIES = frozenset(SERIES)
+#: derived series -> (reference series, in percent of it)
+DERIVED = {n: (s.reference, s.unit == "percent") for n, s in SERIES.items() if s.reference}
+
+
+def derived_value(values: Mapping[str, float | None], name: str) -> float | None:
+    """A derived series from the latest ``price`` and its reference; None while either is unknown."""
+    reference, percent = DERIVED[name]
+    price, ref = values.get("price"), values.get(reference)
+    if price is None or ref is None or (percent and ref == 0):
+        return None
+    return (price / ref - 1.0) * 100.0 if percent else price - ref
+
+
+def with_derived(values: dict[str, float | None]) -> dict[str, float | None]:
+    """``values`` with every derived series set from them (in place; returned for convenience)."""
+    for name in DERIVED:
+        values[name] = derived_value(values, name)
+    return values
+
+
+def _get(values: Mapping[str, float | None], name: str) -> float | None:
+    return derived_value(values, name) if name in DERIVED else values.get(name)
 
 
 class ConditionError(ValueError):
@@ -68,6 +98,7 @@ class CondState(msgspec.Struct, array_like=True):
     n: int = 0               # how many observations of the window series so far (bar-count windows)
     window: list[list[float]] = []   # monotonic deque of [key, value]: key = ts_ms or observation number
     also: "CondState | None" = None
+    more: "list[CondState]" = []     # one per part of a rule of several conditions
 
 
 @dataclass(slots=True)
@@ -84,12 +115,26 @@ class CompiledCondition:
     """One condition, ready to observe. ``sources`` = the event kinds that update its series."""
 
     __slots__ = ("cond", "op", "series", "other", "const", "lower", "upper", "amount", "window_bars",
-                 "window_ms", "also", "sources", "kind", "series_names")
+                 "window_ms", "also", "sources", "kind", "series_names", "parts", "any")
     series_names: frozenset[str]
     also: "CompiledCondition | None"
+    parts: "tuple[CompiledCondition, ...]"
+    sources: frozenset[str]
+    kind: str
 
     def __init__(self, cond: Condition, bar_seconds: int) -> None:
         self.cond = cond
+        self.parts = ()
+        self.any = cond.match == "any"
+        if cond.more:
+            found = problems(cond, prefix="")
+            if found:
+                raise ConditionError("; ".join(f"{field}: {message}" for field, message in found.items()))
+            self.parts = tuple(CompiledCondition(part, bar_seconds) for part in cond.parts())
+            self.op, self.series, self.also, self.kind = cond.op, cond.series, None, "level"
+            self.series_names = frozenset().union(*(p.series_names for p in self.parts))
+            self.sources = frozenset().union(*(p.sources for p in self.parts))
+            return
         self.op = cond.op
         self.series = cond.series
         self.other = cond.other
@@ -103,8 +148,12 @@ class CompiledCondition:
         if found:
             raise ConditionError("; ".join(f"{field}: {message}" for field, message in found.items()))
         names = {cond.series}
+        if cond.series in DERIVED:  # its reference travels on the bar: the alert shows it as evidence
+            names.add(DERIVED[cond.series][0])
         if cond.op in COMPARE_OPS and cond.other is not None:
             names.add(cond.other)
+            if cond.other in DERIVED:
+                names.add(DERIVED[cond.other][0])
         elif cond.op in MOVING_OPS:
             if cond.window_s is not None:
                 self.window_ms = cond.window_s * 1000
@@ -120,16 +169,20 @@ class CompiledCondition:
         self.sources = frozenset(series_source(s) for s in names)
 
     def new_state(self) -> CondState:
+        if self.parts:
+            return CondState(more=[p.new_state() for p in self.parts])
         return CondState(also=self.also.new_state() if self.also is not None else None)
 
     def observe(self, values: Mapping[str, float | None], state: CondState, ts_ms: int) -> Observation | None:
         """Observe the latest ``values``; None while a needed series is unknown. Updates ``state``."""
-        a = values.get(self.series)
+        if self.parts:
+            return self._observe_parts(values, state, ts_ms)
+        a = _get(values, self.series)
         if a is None:
             return None
         op = self.op
         if op in COMPARE_OPS:
-            b = self.const if self.other is None else values.get(self.other)
+            b = self.const if self.other is None else _get(values, self.other)
             if b is None:
                 return None
             side = 1 if a > b else -1 if a < b else state.side
@@ -159,6 +212,35 @@ class CompiledCondition:
             obs.active = obs.active and other.active
             obs.cross = obs.cross and other.active
         return obs
+
+    def _observe_parts(self, values: Mapping[str, float | None], state: CondState, ts_ms: int) -> Observation | None:
+        """All or any of the parts: every part observes (its memory moves on), then they combine.
+        ``all`` is unknown while any part is; ``any`` while every part is. The value reported is
+        the first part's (``all``) or the first holding part's (``any``)."""
+        seen: list[tuple[Observation, bool]] = []
+        unknown = 0
+        for part, st in zip(self.parts, state.more):
+            obs = part.observe(values, st, ts_ms)
+            if obs is None:
+                unknown += 1
+                continue
+            seen.append((obs, part._holds(obs, st)))
+        if not seen or (unknown and not self.any):
+            return None
+        holding = [obs for obs, holds in seen if holds]
+        active = bool(holding) if self.any else len(holding) == len(seen)
+        first = holding[0] if self.any and holding else seen[0][0]
+        return Observation(active, False, 0, first.value, first.threshold, first.series_value)
+
+    def _holds(self, obs: Observation, state: CondState) -> bool:
+        """Whether this part counts in a rule of several conditions: a level part while it holds, an
+        armed one on the observation where it becomes true, ``crossing`` where it crosses."""
+        if self.kind == "level":
+            return obs.active
+        if self.op in CHANNEL_OPS:  # a channel keeps no side: remember it here (1 active, -1 not)
+            prev, state.side = state.side, 1 if obs.active else -1
+            return obs.active and prev == -1
+        return obs.cross and obs.active
 
     def _observe_move(self, a: float, state: CondState, ts_ms: int) -> Observation:
         up = self.op in ("moving_up", "moving_up_pct")

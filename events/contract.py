@@ -1,7 +1,6 @@
 """The event contract: every event type, its topic, key and schema version.
 
-Events travel as JSON objects (readable by Spark's ``from_json`` and by
-operators with a console consumer). Every event has:
+Events travel as JSON objects (readable by Spark's ``from_json`` and by a console consumer):
 
 ``type``  the event type tag (``tick``, ``bar``, ``prediction``, ``rule``, ``alert``,
           ``watched``, ``history_bar``)
@@ -9,10 +8,8 @@ operators with a console consumer). Every event has:
 ``id``    a unique id; deterministic where a replay must reproduce it
 ``ts``    event time, epoch milliseconds, UTC
 
-and its own payload fields beside them (flat, not nested: the hot path
-decodes a tick in a couple of microseconds).
-
-Decoding validates types and ranges; a failure raises :class:`InvalidEvent`
+and its own payload fields beside them (flat: the hot path decodes a tick in a couple of
+microseconds). Decoding validates types and ranges; a failure raises :class:`InvalidEvent`
 whose message names the offending field (``... - at `$.price```).
 """
 
@@ -104,11 +101,9 @@ OptFloat = float | None
 class Bar(Event, frozen=True, kw_only=True, tag="bar"):
     """One closed bar of a symbol with the indicators known at its close.
 
-    Topic ``metrics``, key ``symbol``. ``ts`` is the bar's end (exclusive),
-    ``start_ms`` its start; ``id`` is ``bar_id(symbol, bar_seconds, start_ms)``.
-    Indicators are ``None`` during their warm-up (see ``stream/indicators.py``
-    for every convention).
-    """
+    Topic ``metrics``, key ``symbol``. ``ts`` is the bar's end (exclusive), ``start_ms`` its start;
+    ``id`` is ``bar_id(symbol, bar_seconds, start_ms)``. Indicators are ``None`` during their
+    warm-up (see ``stream/indicators.py`` for every convention)."""
 
     symbol: Symbol
     start_ms: EpochMs
@@ -132,6 +127,16 @@ class Bar(Event, frozen=True, kw_only=True, tag="bar"):
     rsi_14: OptFloat = None
     volume_avg_20: OptFloat = None
     volume_ratio: OptFloat = None
+    # long averages and the session references (previous close, today's open, 20-session range)
+    sma_50: OptFloat = None
+    sma_200: OptFloat = None
+    ema_50: OptFloat = None
+    ema_200: OptFloat = None
+    prev_close: OptFloat = None
+    session_open: OptFloat = None
+    gap_pct: OptFloat = None
+    high_20d: OptFloat = None
+    low_20d: OptFloat = None
     #: folded from backfilled history (a ``HistoryBar``), not from live ticks: it warms every
     #: consumer's state (indicators, rule windows, forecast inputs, charts) but never fires an
     #: alert, since an alert is about now
@@ -150,7 +155,8 @@ class Bar(Event, frozen=True, kw_only=True, tag="bar"):
 BAR_FLOAT_FIELDS = (
     "open", "high", "low", "close", "volume", "vwap", "change_pct", "sma_5", "sma_10",
     "sma_20", "ema_12", "ema_26", "macd", "volatility_20", "zscore_20", "rsi_14",
-    "volume_avg_20", "volume_ratio",
+    "volume_avg_20", "volume_ratio", "sma_50", "sma_200", "ema_50", "ema_200", "prev_close", "session_open",
+    "gap_pct", "high_20d", "low_20d",
 )
 
 
@@ -193,10 +199,9 @@ FeedState = Literal["waiting", "streaming", "silent", "unavailable", "stopped"]
 class FeedStatus(Event, frozen=True, kw_only=True, tag="feed_status"):
     """What ingest can say about one symbol's data. Topic ``feed`` (compacted), key ``symbol``.
 
-    ``waiting``: followed, no tick yet; ``streaming``: ticks arrive; ``silent``: no tick for a
-    while when the market is open; ``unavailable``: the source cannot serve it (``detail``
-    says why, e.g. Yahoo knows no such symbol); ``stopped``: nobody watches it any more.
-    ``id`` is ``feed_status_id(symbol, ts)``.
+    ``waiting``: followed, no tick yet; ``streaming``: ticks arrive; ``silent``: no tick for a while
+    when the market is open; ``unavailable``: the source cannot serve it (``detail`` says why);
+    ``stopped``: nobody watches it any more. ``id`` is ``feed_status_id(symbol, ts)``.
     """
 
     symbol: Symbol
@@ -229,18 +234,13 @@ class Watched(Event, frozen=True, kw_only=True, tag="watched"):
 class Prediction(Event, frozen=True, kw_only=True, tag="prediction"):
     """A forecast of a symbol's close ``horizon_bars`` bars after the bar it is based on.
 
-    Topic ``predictions``, key ``symbol``. ``lower``/``upper`` bound the
-    ``interval_level`` prediction interval of the close; ``predicted_return``
-    is the log return from ``base_close``. ``skill`` is the model's
-    validation skill against persistence (1 - MSE/MSE_persistence).
-    ``id`` is ``prediction_id(symbol, base_start_ms, horizon_bars, model_version)``.
-
-    The optional fields at the end say what the model was trained and evaluated
-    on, so a reader can judge the forecast without the registry: the bar size,
-    the data source, the first and last bar start of its training data and of
-    its evaluation holdout, the holdout's sample count and the Diebold-Mariano
-    p-value of its skill against persistence (two-sided). Events written before
-    they existed decode with them ``None``.
+    Topic ``predictions``, key ``symbol``. ``lower``/``upper`` bound the ``interval_level`` prediction
+    interval of the close; ``predicted_return`` is the log return from ``base_close``. ``skill`` is
+    the model's validation skill against persistence (1 - MSE/MSE_persistence).
+    ``id`` is ``prediction_id(symbol, base_start_ms, horizon_bars, model_version)``. The optional
+    fields at the end say what the model was trained and evaluated on (bar size, data source, first
+    and last bar start of training data and holdout, holdout size, two-sided Diebold-Mariano p-value
+    of the skill against persistence); events written before they existed decode with them ``None``.
     """
 
     symbol: Symbol
@@ -307,6 +307,8 @@ class Rule(Event, frozen=True, kw_only=True, tag="rule"):
     timezone: ShortText = "America/New_York"
     channel_ids: list[int] = []
     message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    notify_on_resolve: bool = False  # an all-clear to the channels when it resolves
+    repeat_interval_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86_400)] | None = None  # reminder while firing
 
     @property
     def key(self) -> bytes:

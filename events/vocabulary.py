@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 
 __all__ = [
-    "Condition", "FREQUENCIES", "Frequency", "GROUPS", "OPERATORS", "OperatorDef", "OperatorName", "PARAMS",
+    "Condition", "FREQUENCIES", "MAX_CONDITIONS", "Match", "Frequency", "GROUPS", "OPERATORS", "OperatorDef", "OperatorName", "PARAMS",
     "ParamDef", "SERIES", "SeriesDef", "Unit", "group_of", "ops_in", "series_in", "unit_of",
 ]
 
@@ -48,6 +48,9 @@ class SeriesDef:
     unit: Unit
     label: str
     description: str
+    #: a tick-level series derived from the price and this bar series (``prev_close``): the
+    #: difference, in percent of the reference when ``unit`` is percent (alerts/conditions.py)
+    reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,10 @@ def _bar(name: str, unit: Unit, label: str, description: str) -> SeriesDef:
     return SeriesDef(name, "bar", unit, label, description)
 
 
+def _change(name: str, unit: Unit, reference: str, label: str, description: str) -> SeriesDef:
+    return SeriesDef(name, "tick", unit, label, description, reference)
+
+
 def _forecast(name: str, unit: Unit, label: str, description: str) -> SeriesDef:
     return SeriesDef(name, "prediction", unit, label, description)
 
@@ -109,6 +116,21 @@ SERIES: dict[str, SeriesDef] = {s.name: s for s in (
     _bar("volume_avg_20", "volume", "average volume 20", "average volume over 20 bars"),
     _bar("volume_ratio", "ratio", "volume ratio",
          "this bar's volume divided by the 20-bar average (2 = twice the usual)"),
+    _bar("sma_50", "price", "SMA 50", "simple moving average of the last 50 closes"),
+    _bar("sma_200", "price", "SMA 200", "simple moving average of the last 200 closes"),
+    _bar("ema_50", "price", "EMA 50", "exponential moving average, 50 bars"),
+    _bar("ema_200", "price", "EMA 200", "exponential moving average, 200 bars"),
+    _bar("prev_close", "price", "previous close", "close of the previous regular session"),
+    _bar("session_open", "price", "today's open", "open of today's regular session"),
+    _bar("gap_pct", "percent", "gap", "today's open against the previous session's close, in %"),
+    _bar("high_20d", "price", "20-day high", "highest high of the previous 20 sessions (today excluded)"),
+    _bar("low_20d", "price", "20-day low", "lowest low of the previous 20 sessions (today excluded)"),
+    _change("day_change_pct", "percent", "prev_close", "day change",
+            "the price against the previous session's close, in % (every tick)"),
+    _change("day_change", "price", "prev_close", "day change", "the price minus the previous session's close"),
+    _change("open_change_pct", "percent", "session_open", "change since the open",
+            "the price against today's open, in % (every tick)"),
+    _change("open_change", "price", "session_open", "change since the open", "the price minus today's open"),
     _forecast("forecast.close", "price", "forecast close", "the model's predicted next close"),
     _forecast("forecast.move_pct", "percent", "forecast move", "predicted move of the next close, in %"),
     _forecast("forecast.lower", "price", "forecast low", "lower bound of the forecast interval"),
@@ -183,8 +205,17 @@ WindowBars = Annotated[int, msgspec.Meta(ge=PARAMS["window_bars"].minimum, le=PA
 WindowS = Annotated[int, msgspec.Meta(ge=PARAMS["window_s"].minimum, le=PARAMS["window_s"].maximum)]
 
 
-class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+MAX_CONDITIONS = 5  # conditions in one rule: this one and up to four in ``more``
+Match = Literal["all", "any"]
+
+
+class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """``series <op> value|other`` (or a channel ``lower..upper``, or a move within a window).
+
+    Several conditions in one rule: this one and the ones in ``more`` (up to
+    :data:`MAX_CONDITIONS` in all), of which ``match`` says whether all or any must hold.
+    A condition written before ``more`` existed is a rule of one condition; ``also`` is
+    the older way to say "and this one too" (all of two).
 
     ``series`` and ``other`` name a series of :data:`SERIES`: ``price`` (last tick), a field
     of :class:`~events.contract.Bar` (``close``, ``sma_5``, ``rsi_14``, ...) or of a forecast
@@ -202,6 +233,14 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     window_s: WindowS | None = None
     # an extra condition that must hold at the same time (e.g. forecast interval above 0)
     also: "Condition | None" = None
+    more: Annotated[list["Condition"], msgspec.Meta(max_length=MAX_CONDITIONS - 1)] = []
+    match: Match = "all"
+
+    def parts(self) -> list["Condition"]:
+        """Every condition of the rule, this one first (without ``more``)."""
+        if not self.more:
+            return [self]
+        return [msgspec.structs.replace(self, more=[], match="all"), *self.more]
 
 
 def group_of(op: str) -> Group:

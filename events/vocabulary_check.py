@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from events.vocabulary import FREQUENCIES, GROUPS, OPERATORS, PARAMS, SERIES, Condition
+from events.vocabulary import FREQUENCIES, GROUPS, MAX_CONDITIONS, OPERATORS, PARAMS, SERIES, Condition
 
 __all__ = ["FIELDS", "MAX_ALSO_DEPTH", "as_dict", "condition_schema", "problems", "rule_problems", "validate"]
 
-FIELDS = ("series", "op", *PARAMS, "also")
+FIELDS = ("series", "op", *PARAMS, "also", "more", "match")
 MAX_ALSO_DEPTH = 1
 
 
@@ -87,6 +87,7 @@ def validate(raw: Any, prefix: str = "condition.", depth: int = 0) -> tuple[Cond
     if not op:
         errors[prefix + "op"] = "is required"
     values = {name: _coerce(raw.get(name), name, errors, prefix) for name in PARAMS}
+    more, match = _validate_more(raw, prefix, depth, errors)
     also_raw = raw.get("also")
     also: Condition | None = None
     if also_raw:
@@ -105,7 +106,7 @@ def validate(raw: Any, prefix: str = "condition.", depth: int = 0) -> tuple[Cond
         return None, errors
     group = OPERATORS[op].group if op in OPERATORS else None
     used = {name: values[name] for name in GROUPS[group]} if group else {}
-    cond = Condition(series=series, op=op, also=also, **used)  # type: ignore[arg-type]
+    cond = Condition(series=series, op=op, also=also, more=more, match=match, **used)  # type: ignore[arg-type]
     window_typo = prefix + "window_bars" in errors or prefix + "window_s" in errors
     for field, message in problems(cond, prefix, depth).items():
         if not (window_typo and field == prefix + "window_s"):
@@ -116,6 +117,32 @@ def validate(raw: Any, prefix: str = "condition.", depth: int = 0) -> tuple[Cond
         except msgspec.ValidationError as exc:
             errors[where] = str(exc)
     return cond, errors
+
+
+def _validate_more(raw: dict[str, Any], prefix: str, depth: int,
+                   errors: dict[str, str]) -> tuple[list[Condition], str]:
+    """The further conditions (``more``) and ``match`` as sent; their errors go into ``errors``."""
+    match = raw.get("match") or "all"
+    if match not in ("all", "any"):
+        errors[prefix + "match"] = "choose all or any"
+        match = "all"
+    more_raw = raw.get("more") or []
+    if not isinstance(more_raw, list):
+        errors[prefix + "more"] = "must be a list of conditions"
+        return [], match
+    if depth > 0 and more_raw:
+        errors[prefix + "more"] = "only the rule's first condition takes more conditions"
+        return [], match
+    if len(more_raw) > MAX_CONDITIONS - 1:
+        errors[prefix + "more"] = f"{MAX_CONDITIONS} conditions at most in one rule"
+        return [], match
+    more: list[Condition] = []
+    for i, part_raw in enumerate(more_raw):
+        part, part_errors = validate(part_raw, f"{prefix}more.{i}.", depth + 1)
+        errors.update(part_errors)
+        if part is not None:
+            more.append(part)
+    return more, match
 
 
 def problems(cond: Condition, prefix: str = "condition.", depth: int = 0) -> dict[str, str]:
@@ -154,8 +181,19 @@ def problems(cond: Condition, prefix: str = "condition.", depth: int = 0) -> dic
     if cond.also is not None:
         if depth >= MAX_ALSO_DEPTH:
             errors[prefix + "also"] = "one extra condition at most"
+        elif cond.more:
+            errors[prefix + "also"] = "give the extra conditions in more, not also"
         else:
             errors.update(problems(cond.also, prefix + "also.", depth + 1))
+    if cond.more:
+        if depth > 0:
+            errors[prefix + "more"] = "only the rule's first condition takes more conditions"
+        elif len(cond.more) > MAX_CONDITIONS - 1:
+            errors[prefix + "more"] = f"{MAX_CONDITIONS} conditions at most in one rule"
+        for i, part in enumerate(cond.more):
+            errors.update(problems(part, f"{prefix}more.{i}.", depth + 1))
+    if cond.match not in ("all", "any"):
+        errors[prefix + "match"] = "choose all or any"
     return errors
 
 
@@ -164,7 +202,9 @@ def rule_problems(cond: Condition | None, *, recovery: float | None = None, time
     """What makes a rule's own settings meaningless next to its condition, ``{field: message}``
     (``cond`` None: the condition is itself invalid, so the recovery level is not judged)."""
     errors: dict[str, str] = {}
-    if recovery is not None and cond is not None:
+    if recovery is not None and cond is not None and cond.more:
+        errors["recovery"] = "a recovery level needs a rule of one condition"
+    elif recovery is not None and cond is not None:
         o = OPERATORS.get(cond.op)
         direction = o.direction if o is not None else 0
         if direction == 0 or cond.value is None:
@@ -194,6 +234,9 @@ def as_dict(cond: Condition) -> dict[str, Any]:
             out[name] = value
     if cond.also is not None:
         out["also"] = as_dict(cond.also)
+    if cond.more:
+        out["more"] = [as_dict(part) for part in cond.more]
+        out["match"] = cond.match
     return out
 
 
@@ -215,6 +258,9 @@ def condition_schema(ref: str = "#/components/schemas/Condition") -> dict[str, A
             prop["maximum"] = p.maximum
         properties[p.name] = prop
     properties["also"] = {"oneOf": [{"$ref": ref}, {"type": "null"}]}
+    properties["more"] = {"type": "array", "items": {"$ref": ref}, "maxItems": MAX_CONDITIONS - 1,
+                          "description": "further conditions of the rule; match says whether all or any must hold"}
+    properties["match"] = {"type": "string", "enum": ["all", "any"], "default": "all"}
     return {"type": "object", "required": ["series", "op"], "properties": properties}
 
 

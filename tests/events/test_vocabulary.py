@@ -40,7 +40,7 @@ def test_the_engine_reads_its_operator_kinds_and_series_sources_off_the_vocabula
 def test_every_operator_group_names_parameters_the_vocabulary_defines() -> None:
     assert {o.group for o in OPERATORS.values()} == set(GROUPS)
     assert {p for names in GROUPS.values() for p in names} == set(PARAMS)
-    assert set(condition_schema()["properties"]) == {"series", "op", *PARAMS, "also"}
+    assert set(condition_schema()["properties"]) == {"series", "op", *PARAMS, "also", "more", "match"}
 
 
 def sample(op: str) -> dict[str, Any]:
