@@ -7,14 +7,16 @@ import json
 import unicodedata
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from typing import Any
+from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook
 
 from alerts.templates import default_message, fmt_value, render, render_json_body
 
-__all__ = ["build_email", "channel_disabled_email", "confirmation_email", "dated", "one_line", "slack_payload", "webhook_body", "webhook_headers",
+__all__ = ["build_email", "channel_disabled_email", "confirmation_email", "dated", "identify", "mail_domain",
+           "one_line", "plain_digest", "plain_message", "slack_payload", "webhook_body", "webhook_headers",
            "sign_webhook", "webhook_id"]
 
 
@@ -30,6 +32,20 @@ def dated(msg: EmailMessage, now: datetime | None = None) -> EmailMessage:
     time in UTC; a retry is a new send and gets a new date, while its Message-ID stays."""
     del msg["Date"]
     msg["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    return msg
+
+
+def mail_domain(public_url: str) -> str:
+    """The app's domain for Message-IDs and image content ids: the host of ``PUBLIC_URL``."""
+    return (urlsplit(public_url).hostname or "tickerbell.local").strip(".") or "tickerbell.local"
+
+
+def identify(msg: EmailMessage, msg_id: str, public_url: str) -> EmailMessage:
+    """Give ``msg`` its ``Message-ID``: ``<delivery id@app domain>``, the same on every retry of the same
+    delivery so receivers drop a second copy (``make_msgid`` would make a new one per attempt)."""
+    local = "".join(c if c.isalnum() or c in "-._+" else "." for c in msg_id)[:200] or "tickerbell"
+    del msg["Message-ID"]
+    msg["Message-ID"] = f"<{local}@{mail_domain(public_url)}>"
     return msg
 
 
@@ -87,6 +103,31 @@ def _threshold(ctx: dict[str, Any]) -> str:
     return fmt_value(ctx["threshold"], ctx["series"], ctx["op"])
 
 
+def fmt_alert_value(alert: Any) -> str:
+    """An alert's value formatted for its series (the chart's marker label)."""
+    return fmt_value(alert.value, alert.series, alert.op)
+
+
+def detail_lines(ctx: dict[str, Any]) -> list[str]:
+    lines = [f"Symbol:    {ctx['ticker']}", f"Condition: {ctx['condition']}", f"Value:     {_value(ctx)}",
+             f"Threshold: {_threshold(ctx)}", f"Time:      {ctx['time']}"]
+    if ctx.get("chart_url"):
+        lines.append(f"Chart:     {ctx['chart_url']}")
+    return lines
+
+
+def plain_message(ctx: dict[str, Any]) -> tuple[str, str]:
+    """A chat or push message's title and body (Apprise services): the plain words, then the details."""
+    title = one_line(ctx.get("summary") or default_message(ctx), 250)
+    return title, "\n".join([headline(ctx), "", *detail_lines(ctx)])
+
+
+def plain_digest(ctxs: list[dict[str, Any]]) -> tuple[str, str]:
+    lines = [digest_line(c) for c in ctxs[:MAX_DIGEST_LINES]]
+    more = len(ctxs) - len(lines)
+    return f"{len(ctxs)} Tickerbell alerts", "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
+
+
 def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
     """Block Kit message with a plain-text fallback in ``text``."""
     text = headline(ctx)
@@ -104,21 +145,14 @@ def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: str = "") -> EmailMessage:
-    """multipart/alternative: plain text and HTML with symbol, condition, value, threshold, time, chart link.
+def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: str = "",
+                chart_png: bytes | None = None, domain: str = "tickerbell.local") -> EmailMessage:
+    """multipart/alternative: plain text and HTML with symbol, condition, value, threshold, time, chart link;
+    with ``chart_png`` the HTML part is multipart/related and shows the image inline (``cid:``).
     The subject says what happened in plain words; the first line is the alert's message. The sender
-    adds ``Date`` and ``Message-ID`` (:mod:`alerts.notify`), as they depend on the send."""
+    adds ``Date`` and ``Message-ID`` (:func:`dated`, :func:`identify`), as they depend on the send."""
     subject = render(subject_template, ctx, "") or subject_line(ctx)
-    text_lines = [
-        headline(ctx), "",
-        f"Symbol:    {ctx['ticker']}",
-        f"Condition: {ctx['condition']}",
-        f"Value:     {_value(ctx)}",
-        f"Threshold: {_threshold(ctx)}",
-        f"Time:      {ctx['time']}",
-    ]
-    if ctx.get("chart_url"):
-        text_lines.append(f"Chart:     {ctx['chart_url']}")
+    text_lines = [headline(ctx), "", *detail_lines(ctx)]
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in (("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]), ("Value", _value(ctx)),
@@ -126,15 +160,22 @@ def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: 
     )
     link = (f"<p><a href='{html.escape(ctx['chart_url'], quote=True)}'>Open the {html.escape(ctx['ticker'])} chart</a></p>"
             if ctx.get("chart_url") else "")
-    body_html = (f"<html><body><p>{html.escape(headline(ctx))}</p><table>{rows}</table>{link}"
+    cid = make_msgid("chart", domain=domain) if chart_png else ""
+    image = (f"<p><img src='cid:{html.escape(cid[1:-1], quote=True)}' width='560' height='240' "
+             f"alt='{html.escape(ctx['ticker'])} chart, the alert marked'></p>" if chart_png else "")
+    body_html = (f"<html><body><p>{html.escape(headline(ctx))}</p><table>{rows}</table>{image}{link}"
                  f"<p style='color:#888'>Rule: {html.escape(ctx['rule_name'] or str(ctx['rule_id']))}</p></body></html>")
     msg = EmailMessage()
     msg["Subject"] = one_line(subject)
     msg["From"] = mail_from
     msg["To"] = to
-    msg["X-Tickerbell-Alert"] = str(ctx["alert_id"])
+    msg["X-Tickerbell-Alert"] = one_line(str(ctx["alert_id"]))
     msg.set_content("\n".join(text_lines) + "\n")
     msg.add_alternative(body_html, subtype="html")
+    if chart_png:
+        for part in msg.iter_parts():
+            if part.get_content_type() == "text/html":
+                part.add_related(chart_png, maintype="image", subtype="png", cid=cid, filename="chart.png")
     return msg
 
 

@@ -32,11 +32,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts import messages
+from alerts import messages, senders
 from alerts.messages import dated
 from alerts.retry import NotifyConfig, Outcome, next_delay_s
 from alerts.templates import alert_context
-from alerts.transport import http_client, send_email, send_http
+from alerts.transport import send_email
 from events import models
 from events.contract import Alert
 from events.settings import Settings
@@ -60,21 +60,7 @@ def _aware(dt: datetime | None) -> datetime | None:
 def channel_send(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings: Settings,
                  config: NotifyConfig, client: httpx.Client | None = None, test: bool = False) -> Outcome:
     """Render and send one notification on ``channel``; never raises for a failed send."""
-    client = client or http_client()
-    if channel.kind == "email":
-        msg = messages.build_email(ctx, settings.mail_from, channel.target)
-        msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"  # stable: receivers dedupe
-        return send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
-    if channel.kind == "slack":
-        body = messages.json_bytes(messages.slack_payload(ctx))
-        return send_http(client, channel.target, body, {"content-type": "application/json"},
-                         allow_private=settings.allow_private_webhooks, timeout_s=config.http_timeout_s)
-    if channel.kind == "webhook":
-        body = messages.webhook_body(channel.body_template, ctx, test=test)
-        headers = messages.webhook_headers(channel.secret, msg_id, int(time.time()), body)
-        return send_http(client, channel.target, body, headers,
-                         allow_private=settings.allow_private_webhooks, timeout_s=config.http_timeout_s)
-    return Outcome(False, None, f"unknown channel kind {channel.kind!r}")
+    return senders.send_one(channel, ctx, msg_id, settings, config, client, test=test).outcome
 
 
 TEST_PREFIX = "test:"  # the alert id of a test delivery: one attempt, no retries, no channel bookkeeping
@@ -125,7 +111,7 @@ def test_send(session: Session, channel_id: int, settings: Settings, config: Not
     return {"ok": outcome.ok, "status_code": outcome.status_code, "error": outcome.error}
 
 
-def guarded(send: Callable[[], Outcome]) -> Outcome:
+def guarded(send: Callable[[], senders.Sent]) -> senders.Sent:
     """``send()``, or a final failure naming what raised: a message that cannot even be built (say, a
     header from a row saved before names were checked) would otherwise crash the task, leave the row
     'sending', and come back with the lease to crash again, for ever."""
@@ -133,7 +119,7 @@ def guarded(send: Callable[[], Outcome]) -> Outcome:
         return send()
     except Exception as exc:  # noqa: BLE001 - turned into an outcome the log shows
         log.exception("building or sending a message raised")
-        return Outcome(False, None, f"not sent: {type(exc).__name__}: {exc}"[:500], retryable=False)
+        return senders.Sent(Outcome(False, None, f"not sent: {type(exc).__name__}: {exc}"[:500], retryable=False))
 
 
 @dataclass(frozen=True)
@@ -178,17 +164,22 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
         msg_id = messages.webhook_id(d.alert_id, d.channel_id)
         attempts = d.attempts
         test = d.alert_id.startswith(TEST_PREFIX)
+        chart, update_ref = (None, None) if channel is None or test else senders.extras(s, channel, alert,
+                                                                                        settings.bar_seconds)
         if channel is not None:
             s.expunge(channel)
     # the session is closed before the network call: no transaction stays open while we wait
     started = time.perf_counter()
-    outcome = refusal(channel)
-    if outcome is None:
-        assert channel is not None
+    refused = refusal(channel)
+    if refused is not None or channel is None:
+        sent = senders.Sent(refused or Outcome(False, None, "channel disabled"))
+    else:
         ctx = alert_context(alert, settings.public_url, settings.bar_seconds)
-        outcome = guarded(lambda: channel_send(channel, ctx, msg_id, settings, config, client, test=test))
+        sent = guarded(lambda: senders.send_one(channel, ctx, msg_id, settings, config, client, test=test,
+                                                chart=chart, update_ref=update_ref))
     duration_ms = (time.perf_counter() - started) * 1000
-    return _record(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test=test)
+    return _record(sessions, delivery_id, attempts, sent.outcome, duration_ms, settings, config, test=test,
+                   external_ref=sent.external_ref)
 
 
 def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
@@ -228,12 +219,12 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
         outcome = refused or Outcome(False, None, "channel disabled")
     elif len(alerts) == 1:
         ctx = alert_context(alerts[0], settings.public_url, settings.bar_seconds)
-        outcome = guarded(lambda: channel_send(channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings,
-                                               config, client))
+        outcome = guarded(lambda: senders.Sent(channel_send(
+            channel, ctx, messages.webhook_id(alerts[0].id, channel_id), settings, config, client))).outcome
     else:
         ctxs = [alert_context(a, settings.public_url, settings.bar_seconds) for a in alerts]
-        outcome = guarded(lambda: digest_send(channel, ctxs, messages.digest_id([a.id for a in alerts], channel_id),
-                                              settings, config, client))
+        outcome = guarded(lambda: senders.Sent(digest_send(
+            channel, ctxs, messages.digest_id([a.id for a in alerts], channel_id), settings, config, client))).outcome
     duration_ms = (time.perf_counter() - started) * 1000
     attempts = dict(claimed)
     results = [_record(sessions, d.id, attempts[d.id], outcome, duration_ms, settings, config) for d in rows]
@@ -244,25 +235,12 @@ def deliver_group(sessions: sessionmaker[Session], delivery_id: int, settings: S
 def digest_send(channel: models.Channel, ctxs: list[dict[str, Any]], msg_id: str, settings: Settings,
                 config: NotifyConfig, client: httpx.Client | None = None) -> Outcome:
     """Send several alerts as one message on ``channel``."""
-    client = client or http_client()
-    if channel.kind == "email":
-        msg = messages.build_digest_email(ctxs, settings.mail_from, channel.target)
-        msg["Message-ID"] = f"<{msg_id.replace(':', '.')}@tickerbell>"
-        return send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
-    if channel.kind == "slack":
-        return send_http(client, channel.target, messages.json_bytes(messages.digest_slack_payload(ctxs)),
-                         {"content-type": "application/json"}, allow_private=settings.allow_private_webhooks,
-                         timeout_s=config.http_timeout_s)
-    if channel.kind == "webhook":
-        body = messages.digest_webhook_body(ctxs)
-        headers = messages.webhook_headers(channel.secret, msg_id, int(time.time()), body)
-        return send_http(client, channel.target, body, headers, allow_private=settings.allow_private_webhooks,
-                         timeout_s=config.http_timeout_s)
-    return Outcome(False, None, f"unknown channel kind {channel.kind!r}")
+    return senders.send_digest(channel, ctxs, msg_id, settings, config, client)
 
 
 def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
-            duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False) -> DeliveryResult:
+            duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False,
+            external_ref: str | None = None) -> DeliveryResult:
     """Record the outcome of a send that has happened. The database being away now must not
     turn into a second copy of the message (the lease would re-send it): keep trying for up to
     half the lease, then give up and let the lease take over (at-least-once)."""
@@ -272,7 +250,8 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
     backoff = Backoff(first_s=0.25, max_s=2.0)
     while True:
         try:
-            return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test)
+            return _record_once(sessions, delivery_id, attempts, outcome, duration_ms, settings, config, test,
+                                external_ref)
         except (OperationalError, InterfaceError) as exc:
             delay = backoff.failed()
             if time.monotonic() + delay > deadline:
@@ -286,11 +265,11 @@ def _record(sessions: sessionmaker[Session], delivery_id: int, attempts: int, ou
             log.exception("delivery %s: recording the attempt failed; recorded without its side effects",
                           delivery_id, extra={"delivery_id": delivery_id})
             return _record_plain(sessions, delivery_id, attempts, outcome, duration_ms,
-                                 f"{type(exc).__name__}: {exc}")
+                                 f"{type(exc).__name__}: {exc}", external_ref)
 
 
 def _record_plain(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
-                  duration_ms: float, problem: str) -> DeliveryResult:
+                  duration_ms: float, problem: str, external_ref: str | None = None) -> DeliveryResult:
     """The attempt and a final status, nothing else (no retry, no channel bookkeeping)."""
     now = utcnow()
     error = outcome.error or ""
@@ -300,6 +279,7 @@ def _record_plain(sessions: sessionmaker[Session], delivery_id: int, attempts: i
         assert d is not None
         d.status = "delivered" if outcome.ok else "failed"
         d.delivered_at = now if outcome.ok else None
+        d.external_ref = external_ref if outcome.ok else d.external_ref
         d.next_attempt_at = None
         d.last_status_code = outcome.status_code
         d.last_error = f"{error}; {note}" if error else note
@@ -310,7 +290,8 @@ def _record_plain(sessions: sessionmaker[Session], delivery_id: int, attempts: i
 
 
 def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
-                 duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False) -> DeliveryResult:
+                 duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False,
+                 external_ref: str | None = None) -> DeliveryResult:
     now = utcnow()
     with sessions() as s:
         d = s.get(models.Delivery, delivery_id)
@@ -324,6 +305,7 @@ def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: in
         result: DeliveryResult
         if outcome.ok:
             d.status, d.delivered_at, d.next_attempt_at = "delivered", now, None
+            d.external_ref = external_ref or d.external_ref
             if channel is not None:
                 channel.failing_since = None
             result = DeliveryResult("delivered")

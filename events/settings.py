@@ -164,6 +164,11 @@ class Settings:
     #: closed bars of history backfilled for a newly watched symbol (0: none)
     ingest_history_bars: Annotated[int, Field(ge=0, le=20_000)] = 300
     allow_private_webhooks: StrictBool = False
+    #: the Slack Web API that ``slack_bot`` channels call (a test points it at a local fake Slack)
+    slack_api_url: Annotated[str, _schemes("http", "https"), AfterValidator(lambda u: u.rstrip("/"))] = \
+        "https://slack.com/api"
+    #: the operator CLI's password for ``create-user`` (python -m web admin), never logged
+    tickerbell_password: Secret = Field(default_factory=lambda: Secret(""), validation_alias="TICKERBELL_PASSWORD")
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
                          BeforeValidator(lambda v: str(v).strip().upper())] = "INFO"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0

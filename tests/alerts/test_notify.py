@@ -173,7 +173,7 @@ def test_email_delivery(sessions, settings, smtp_server: SmtpServer) -> None:  #
     [did] = fire(sessions, user, [ch])
     assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
     [mail] = smtp_server.messages
-    assert mail["To"] == "trader@example.com" and mail["Message-ID"] == f"<alert.0001.c{ch}@tickerbell>"
+    assert mail["To"] == "trader@example.com" and mail["Message-ID"] == f"<alert.0001.c{ch}@tb.test>"
     assert mail.is_multipart() and {p.get_content_type() for p in mail.walk()} >= {"text/plain", "text/html"}
     html = next(p for p in mail.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
     assert "http://tb.test/symbols/AAPL" in html and "151" in html
@@ -408,7 +408,7 @@ def test_the_sent_email_has_date_message_id_both_parts_and_a_plain_subject(
     [mail] = smtp_server.messages  # parsed by Python's email parser from what the SMTP server received
     sent_at = parsedate_to_datetime(mail["Date"])
     assert sent_at.utcoffset() == timedelta(0) and before <= sent_at <= after
-    assert mail["Message-ID"] == f"<alert.pct1.c{ch}@tickerbell>"
+    assert mail["Message-ID"] == f"<alert.pct1.c{ch}@tb.test>"
     assert mail.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
     assert mail["Subject"] == "[Tickerbell] AAPL up 1.71 % (rule: at least 0.2 %)"
