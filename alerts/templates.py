@@ -212,6 +212,8 @@ def _rises(op: str) -> bool:
 def describe(condition: Condition) -> str:
     """A condition in words, ``also`` included: ``SMA 5 crossing up SMA 20``, ``price down at least
     3 % in 1 h and RSI 14 below 30``. The pages, the API's ``description`` and the CLIs show this."""
+    if condition.more:  # several conditions: "price above 200 and RSI 14 below 30" ("or" for any)
+        return f" {'or' if condition.match == 'any' else 'and'} ".join(describe(p) for p in condition.parts())
     text = condition_text(condition.series, condition.op, condition.value, condition)
     return text if condition.also is None else f"{text} and {describe(condition.also)}"
 
@@ -234,6 +236,9 @@ def summary(symbol: str, series: str, op: str, value: float | None, threshold: f
         if state != "firing":
             return f"{symbol}: ticks are flowing again"
         return f"{symbol}: no ticks for {fmt_value(value, series)} (limit {fmt_value(threshold, series)})"
+    if condition is not None and condition.more:  # several conditions: the rule in words says it
+        return f"{symbol}: {describe(condition)}" if state == "firing" else \
+            f"{symbol} resolved: {describe(condition)} no longer holds"
     label = series_label(series)
     subject = f"{symbol} {label}".rstrip()
     rule = condition_text(series, op, threshold, condition)
