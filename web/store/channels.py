@@ -1,4 +1,8 @@
-"""Notification channels: email, Slack incoming webhook, generic (signed) webhook.
+"""Notification channels: email, Slack incoming webhook, Slack bot, generic (signed) webhook, Apprise.
+
+An Apprise channel's URL carries the service's tokens: it is stored, shown back only masked
+(``display_url``) and never logged. A Slack bot channel keeps its ``xoxb-`` token as the
+channel's secret (shown as a hint only) and the Slack channel as its target.
 
 An email channel starts unconfirmed and receives nothing but one confirmation mail
 until someone who reads the address follows its signed link (:mod:`alerts.confirmation`);
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -33,8 +38,12 @@ MAX_UNCONFIRMED = 3  # email channels waiting for confirmation per user: each on
 KINDS = {
     "email": "an email address; alerts arrive as HTML and plain text",
     "slack": "a Slack incoming-webhook URL (https://hooks.slack.com/services/...)",
+    "slack_bot": "a Slack channel id or #name; the bot token (xoxb-..., scope chat:write) goes in 'token'",
     "webhook": "any HTTPS endpoint; we POST JSON signed with Standard Webhooks headers",
+    "apprise": "an Apprise URL: tgram://, discord://, msteams://, ntfy://, pover:// and the others listed",
 }
+SLACK_CHANNEL = re.compile(r"^[#@]?[A-Za-z0-9._-]{1,80}$")
+MAX_TOKEN_CHARS = 200  # the secret column's width
 
 
 def new_secret() -> str:
@@ -50,11 +59,36 @@ def channel_json(ch: models.Channel, *, reveal_secret: bool = False) -> dict[str
         "created_at": ch.created_at.isoformat(),
         "confirmed": ch.confirmed_at is not None,
         "confirmed_at": ch.confirmed_at.isoformat() if ch.confirmed_at else None,
-        "secret_hint": f"whsec_…{ch.secret[-4:]}" if ch.secret else None,
+        "secret_hint": _hint(ch),
     }
-    if reveal_secret and ch.secret:
+    if ch.kind == "apprise":
+        out["target"] = display_url(ch.target)
+        out["service"] = _service(ch.target)
+    if reveal_secret and ch.secret and ch.kind == "webhook":
         out["secret"] = ch.secret
     return out
+
+
+def _hint(ch: models.Channel) -> str | None:
+    if not ch.secret:
+        return None
+    return f"{'xoxb-' if ch.kind == 'slack_bot' else 'whsec_'}…{ch.secret[-4:]}"
+
+
+def display_url(url: str) -> str:
+    """An Apprise URL with its tokens masked: what the owner is shown of it."""
+    from alerts.apprise_channel import AppriseURLError, parse_target
+
+    try:
+        return parse_target(url).display_url
+    except AppriseURLError:
+        return url.split("://", 1)[0] + "://…" if "://" in url else "…"
+
+
+def _service(url: str) -> str | None:
+    from alerts.apprise_channel import SERVICES
+
+    return SERVICES.get(url.split("://", 1)[0].lower()) if "://" in url else None
 
 
 def list_channels(session: Session, user_id: int) -> list[models.Channel]:
@@ -103,12 +137,32 @@ def _validate(settings: Settings, kind: Any, data: dict[str, Any]) -> dict[str, 
                 errors["target"] = "enter a valid email address"
         elif len(target) > 2000:
             errors["target"] = "at most 2000 characters"
+        elif kind == "slack_bot":
+            if not SLACK_CHANNEL.match(target):
+                errors["target"] = "a Slack channel id (C0123ABCD) or name (#alerts)"
+        elif kind == "apprise":
+            from alerts.apprise_channel import AppriseURLError, parse_target
+
+            try:
+                parse_target(target)  # the address guard runs at every send, where DNS answers count
+            except AppriseURLError as exc:
+                errors["target"] = str(exc)
         else:
             try:
                 check_url(target, settings, kind)
             except Invalid as exc:
                 errors.update(exc.fields)
         clean["target"] = target
+    if "token" in data:
+        from alerts.slack_bot import valid_token
+
+        token = data.get("token")
+        if kind != "slack_bot":
+            errors["token"] = "only Slack bot channels have a token"
+        elif not isinstance(token, str) or not valid_token(token.strip()) or len(token.strip()) > MAX_TOKEN_CHARS:
+            errors["token"] = "a Slack bot token: xoxb-... (from your Slack app's OAuth & Permissions page)"
+        else:
+            clean["secret"] = token.strip()
     if "enabled" in data:
         if not isinstance(data["enabled"], bool):
             errors["enabled"] = "must be true or false"
@@ -150,14 +204,16 @@ def create_channel(session: Session, settings: Settings, user_id: int, data: Any
     if not isinstance(data, dict):
         raise Invalid({"body": "send a JSON object"})
     kind = data.get("kind")
-    missing = {f: "is required" for f in ("name", "target") if not data.get(f)}
+    required = ("name", "target", "token") if kind == "slack_bot" else ("name", "target")
+    missing = {f: "is required" for f in required if not data.get(f)}
     if missing and kind in KINDS:
         raise Invalid(missing)
     clean = _validate(settings, kind, {"enabled": True, **data})
     if kind == "email" and _unconfirmed(session, user_id) >= MAX_UNCONFIRMED:
         raise Conflict(f"you have {MAX_UNCONFIRMED} email channels waiting for confirmation: confirm or "
                             "delete one first", {"target": "too many unconfirmed addresses"})
-    ch = models.Channel(user_id=user_id, kind=kind, secret=new_secret() if kind == "webhook" else None,
+    secret = clean.pop("secret", None) or (new_secret() if kind == "webhook" else None)
+    ch = models.Channel(user_id=user_id, kind=kind, secret=secret,
                         confirmed_at=None if kind == "email" else _now(), **clean)
     session.add(ch)
     session.commit()
@@ -181,7 +237,10 @@ def update_channel(session: Session, settings: Settings, user_id: int, channel_i
         raise Invalid({"body": "send a JSON object"})
     if "kind" in data and data["kind"] != ch.kind:
         raise Invalid({"kind": "cannot change; create a new channel instead"})
-    clean = _validate(settings, ch.kind, {k: v for k, v in data.items() if k != "kind"})
+    changes = {k: v for k, v in data.items() if k != "kind"}
+    if ch.kind == "apprise" and changes.get("target") == display_url(ch.target):
+        del changes["target"]  # the masked URL the form showed, sent back unchanged: keep the real one
+    clean = _validate(settings, ch.kind, changes)
     readdressed = ch.kind == "email" and "target" in clean and clean["target"] != ch.target
     for name, value in clean.items():
         setattr(ch, name, value)
