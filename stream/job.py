@@ -93,7 +93,7 @@ def prepare_python_env(env: MutableMapping[str, str] | None = None) -> None:
 def build_session(cfg: StreamSettings) -> SparkSession:
     """A SparkSession sized for a small box, with the Kafka connector jars."""
     prepare_python_env()
-    spark = (
+    builder = (
         SparkSession.builder.master(cfg.master).appName(cfg.query_name)
         .config("spark.jars", ",".join(cfg.jars()))
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
@@ -105,8 +105,15 @@ def build_session(cfg: StreamSettings) -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
+        # no extra state-store lookup before each put just to count rows (numRowsTotal, unused)
+        .config("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows", "false")
     )
+    if cfg.master.startswith("local"):
+        # one machine: the driver's sockets on loopback only (else Spark picks eth0's address
+        # when the hostname resolves to 127.0.0.1); SPARK_LOCAL_IP before the JVM starts
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
