@@ -15,6 +15,7 @@ from flask import Flask
 
 from events.vocabulary_check import condition_schema, frequency_schema
 from web.limits import type_name
+from web.store.rules import REPEAT_MAX_S, REPEAT_MIN_S
 
 DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # a 32-bit signed primary key
 EPOCH_MS = {"minimum": 0, "maximum": 4_102_444_800_000}  # up to 2100-01-01
@@ -38,6 +39,10 @@ _RULE: dict[str, Any] = {
         "timezone": {"type": "string", "maxLength": 100},
         "channel_ids": {"type": "array", "items": DB_ID, "maxItems": 100},
         "message": {"type": "string", "maxLength": 4000},
+        "notify_on_resolve": {"type": "boolean", "default": False,
+                              "description": "also notify the channels when the alert resolves"},
+        "repeat_interval_s": {"type": ["integer", "null"], "minimum": REPEAT_MIN_S, "maximum": REPEAT_MAX_S,
+                              "description": "remind every this many seconds while the alert stays firing"},
     },
 }
 _PREVIEW = {"type": "object", "properties": {

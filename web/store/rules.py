@@ -23,7 +23,9 @@ from web.store.watchlists import get_watchlist, normalise_symbol
 
 EDITABLE = ("name", "symbol", "watchlist_id", "condition", "frequency", "cooldown_s", "pending_s", "recovery",
             "expires_ms", "enabled", "snoozed_until_ms", "active_from_min", "active_to_min", "timezone",
-            "channel_ids", "message")
+            "channel_ids", "message", "notify_on_resolve", "repeat_interval_s")
+#: a reminder while an alert stays firing: from a minute to a week (the contract's bounds)
+REPEAT_MIN_S, REPEAT_MAX_S = 60, 7 * 86_400
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -68,6 +70,7 @@ def rule_json(session: Session, rule: models.Rule) -> dict[str, Any]:
         "snoozed_until_ms": _ms(rule.snoozed_until), "active_from_min": rule.active_from_min,
         "active_to_min": rule.active_to_min, "timezone": rule.timezone,
         "channel_ids": sorted(c.id for c in rule.channels), "message": rule.message,
+        "notify_on_resolve": bool(rule.notify_on_resolve), "repeat_interval_s": rule.repeat_interval_s,
         "version": rule.version, "state": rule_state(rule), "updated_at": _iso(rule.updated_at),
     }
 
@@ -199,6 +202,11 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
         except TemplateProblem as exc:
             errors["message"] = str(exc)
     clean["message"] = message
+    resolve = merged.get("notify_on_resolve", False)
+    if not isinstance(resolve, bool):
+        errors["notify_on_resolve"] = "must be true or false"
+    clean["notify_on_resolve"] = resolve is True
+    clean["repeat_interval_s"] = _int_field(merged, "repeat_interval_s", REPEAT_MIN_S, REPEAT_MAX_S, errors)
 
     channel_ids = merged.get("channel_ids") or []
     if not isinstance(channel_ids, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in channel_ids):
@@ -219,7 +227,8 @@ def validate_rule(session: Session, user_id: int, data: Any, current: models.Rul
 
 def _apply(rule: models.Rule, clean: dict[str, Any]) -> None:
     for name in ("name", "symbol", "watchlist_id", "condition", "frequency", "cooldown_s", "pending_s", "recovery",
-                 "enabled", "active_from_min", "active_to_min", "timezone", "message"):
+                 "enabled", "active_from_min", "active_to_min", "timezone", "message", "notify_on_resolve",
+                 "repeat_interval_s"):
         if getattr(rule, name) != clean[name]:
             setattr(rule, name, clean[name])
     if _ms(rule.expires_at) != clean["expires_ms"]:
