@@ -46,7 +46,7 @@ from alerts.netguard import UnsafeURL, safe_request
 from alerts.retry import Outcome, classify_status, parse_retry_after
 from alerts.transport import deadline, http_client
 
-__all__ = ["MAX_ANSWER_BYTES", "SERVICES", "AppriseTarget", "parse_target", "send_apprise"]
+__all__ = ["MAX_ANSWER_BYTES", "SERVICES", "URL_FORMS", "AppriseTarget", "parse_target", "send_apprise"]
 
 # Apprise schemes whose plugins speak plain HTTP(S) through ``requests`` (and nothing else),
 # with the service's name as people know it. Secure and plain forms both listed.
@@ -59,6 +59,17 @@ SERVICES: Mapping[str, str] = {
     "ifttt": "IFTTT", "opsgenie": "Opsgenie", "pagerduty": "PagerDuty", "pushed": "Pushed",
     "join": "Join", "line": "LINE", "guilded": "Guilded", "ryver": "Ryver", "flock": "Flock",
     "gchat": "Google Chat", "wxteams": "Webex Teams", "lark": "Lark", "feishu": "Feishu",
+}
+# the URL form of the services people ask for most, for the channel form's help (Apprise's wiki has the rest)
+URL_FORMS: Mapping[str, str] = {
+    "Telegram": "tgram://bot-token/chat-id", "Discord": "discord://webhook-id/webhook-token",
+    "Microsoft Teams": "workflows://host:port/workflow/signature (a Teams workflow's URL)",
+    "ntfy": "ntfys://ntfy.sh/topic or ntfys://user:password@host/topic", "Pushover": "pover://user-key@app-token",
+    "Gotify": "gotifys://host/app-token", "Matrix": "matrixs://user:password@host/#room",
+    "Mattermost": "mmosts://host/webhook-token", "Rocket.Chat": "rockets://user:password@host/#channel",
+    "Pushbullet": "pbul://access-token", "Google Chat": "gchat://workspace/key/token",
+    "Signal API": "signals://host/from-phone/to-phone", "Zulip": "zulip://bot-name@organization/token",
+    "Opsgenie": "opsgenie://api-key", "PagerDuty": "pagerduty://integration-key@api-key",
 }
 MAX_URL_CHARS = 2048
 MAX_ANSWER_BYTES = 65536  # some services answer a JSON document the plugin reads; never the 400 MB one

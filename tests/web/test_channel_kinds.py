@@ -74,3 +74,18 @@ def test_a_slack_bot_channel_keeps_its_token_secret(sqlite_app: Flask) -> None:
     webhook_token = api.post("/api/channels", {"kind": "webhook", "name": "w", "target": "https://93.184.215.14/h",
                                                "token": TOKEN})
     assert webhook_token.status_code == 422 and "token" in webhook_token.get_json()["fields"]
+
+
+def test_the_channels_page_and_the_form_s_help_list_the_new_kinds(sqlite_app: Flask) -> None:
+    api = Api(sqlite_app.test_client())
+    api.register("page@example.com")
+    assert api.post("/api/channels", {"kind": "apprise", "name": "phone", "target": NTFY}).status_code == 201
+    assert api.post("/api/channels", {"kind": "slack_bot", "name": "ops", "target": "#alerts",
+                                      "token": TOKEN}).status_code == 201
+    page = api.get("/channels").get_data(as_text=True)
+    assert "Slack (bot token)" in page and "(Apprise)" in page and 'id="token-field"' in page
+    assert "s3cr3t-tok" not in page and TOKEN not in page
+    info = api.get("/api/channels/kinds").get_json()
+    assert {"apprise", "slack_bot", "email", "slack", "webhook"} <= set(info["kinds"])
+    assert {"Telegram", "Discord", "Microsoft Teams", "ntfy", "Pushover"} <= set(info["services"])
+    assert info["url_forms"]["Telegram"].startswith("tgram://")

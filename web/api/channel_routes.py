@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
 from events import models
 from web.api import body, bp, settings
@@ -17,17 +18,33 @@ from web.store import channels as ch_store
 from web.store import history
 
 
+@bp.record_once
+def _read_notify_queue(state: BlueprintSetupState) -> None:
+    """The workers' queue, read once when the app is made (``ALERTS_QUEUE`` in the app's config, else
+    the workers' own setting): a bad setting stops the app at start, not a request later."""
+    from alerts.retry import load_notify_config
+
+    state.app.extensions["tickerbell_alerts_queue"] = (state.app.config.get("ALERTS_QUEUE")
+                                                       or load_notify_config().queue)
+
+
 def enqueue(name: str, args: list[Any]) -> None:
-    """Hand a task to the notification workers (``ALERTS_QUEUE`` in the app's config, else the
-    workers' own setting); the Celery client is made once per app."""
+    """Hand a task to the notification workers; the Celery client is made once per app."""
     sender = current_app.extensions.get("tickerbell_alerts_sender")
     if sender is None:
         from alerts.enqueue import task_sender
-        from alerts.retry import load_notify_config
 
-        queue = current_app.config.get("ALERTS_QUEUE") or load_notify_config().queue
+        queue = current_app.extensions["tickerbell_alerts_queue"]
         sender = current_app.extensions["tickerbell_alerts_sender"] = task_sender(settings().redis_url, queue)
     sender(name, args)
+
+
+@bp.get("/channels/kinds")
+def channel_kinds() -> Response:
+    """What the channel form offers: each kind with its help, and the Apprise services with their URL forms."""
+    from alerts.apprise_channel import SERVICES, URL_FORMS
+
+    return jsonify({"kinds": ch_store.KINDS, "services": sorted(set(SERVICES.values())), "url_forms": URL_FORMS})
 
 
 @bp.get("/channels")

@@ -1,16 +1,26 @@
-/* Channels: add (webhook secret shown once; email confirmed by mail), queued test send, rotate secret, delivery log. */
+/* Channels: add (webhook secret shown once; email confirmed by mail; Slack bot token and Apprise URL never shown back), queued test send, rotate secret, delivery log. */
 (function () {
   "use strict";
   const { api, fmt, el, showErrors } = TB;
   const form = document.getElementById("channel-form");
-  const PLACEHOLDER = { email: "you@example.com", slack: "https://hooks.slack.com/services/T000/B000/XXXX", webhook: "https://example.com/hooks/tickerbell" };
+  const PLACEHOLDER = { email: "you@example.com", slack: "https://hooks.slack.com/services/T000/B000/XXXX", webhook: "https://example.com/hooks/tickerbell",
+    slack_bot: "#alerts or C0123ABCD", apprise: "ntfys://ntfy.sh/my-topic" };
+  const LABEL = { email: "Email address", slack_bot: "Slack channel", apprise: "Apprise URL" };
   function kindChanged() {
     const k = form.kind.value;
     document.getElementById("kind-help").textContent = form.kind.selectedOptions[0].dataset.help;
-    document.getElementById("target-label").textContent = k === "email" ? "Email address" : "URL";
-    form.target.placeholder = PLACEHOLDER[k];
+    document.getElementById("target-label").textContent = LABEL[k] || "URL";
+    form.target.placeholder = PLACEHOLDER[k] || "";
+    document.getElementById("token-field").classList.toggle("hidden", k !== "slack_bot");
+    document.getElementById("apprise-help").classList.toggle("hidden", k !== "apprise");
   }
   form.kind.addEventListener("change", kindChanged); kindChanged();
+  // the supported services and their URL forms, from the one list the server checks against
+  api("GET", "/api/channels/kinds").then((info) => {
+    const list = document.getElementById("apprise-forms"); list.innerHTML = "";
+    Object.entries(info.url_forms).forEach(([service, form_]) => list.append(el("li", {}, el("b", { text: service + ": " }), el("span", { text: form_ }))));
+    document.getElementById("apprise-services").textContent = "All supported: " + info.services.join(", ") + ".";
+  }).catch(() => {});
 
   function secretBox(secret, note) {
     return el("div", { class: "secret-box" }, el("div", { class: "small", text: note }), el("code", { class: "mono", text: secret }),
@@ -20,7 +30,9 @@
   form.addEventListener("submit", async (e) => {
     e.preventDefault(); showErrors(form, null);
     try {
-      const ch = await api("POST", "/api/channels", { kind: form.kind.value, name: form.name.value, target: form.target.value });
+      const data = { kind: form.kind.value, name: form.name.value, target: form.target.value };
+      if (data.kind === "slack_bot") data.token = form.token.value;
+      const ch = await api("POST", "/api/channels", data);
       if (ch.secret) {
         const slot = document.getElementById("new-secret"); slot.innerHTML = "";
         slot.append(secretBox(ch.secret, "Signing secret — shown only now. Store it where your endpoint verifies signatures."),
