@@ -18,12 +18,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from events import contract, models
+from alerts.conditions import DERIVED, with_derived
 from events.contract import Bar, Prediction, bar_id
 
 __all__ = ["preview_rule", "MAX_RESULTS"]
 
 MAX_RESULTS = 1000
 DAY_MS = 86_400_000
+_REFERENCES = frozenset(reference for reference, _ in DERIVED.values())
 
 
 def _bar(rec: models.BarRecord) -> Bar:
@@ -39,6 +41,15 @@ def _prediction(rec: models.PredictionRecord) -> Prediction:
                       predicted_close=rec.predicted_close,
                       predicted_return=math.log(rec.predicted_close / base), lower=rec.lower, upper=rec.upper,
                       interval_level=rec.interval_level, model_version=rec.model_version, skill=rec.skill)
+
+
+def _seed_derived(evaluator: Any, bar: Bar) -> None:
+    """The day and open change at this bar's close, against its own references, before the close is
+    observed as the price (the first bar of a session brings a new previous close)."""
+    values = evaluator._symbol(bar.symbol).values
+    at_close = {**values, "price": bar.close, **{name: getattr(bar, name) for name in _REFERENCES}}
+    values.update(with_derived(at_close))
+    values["price"] = bar.close
 
 
 def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_ms: int | None = None,
@@ -81,6 +92,7 @@ def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_m
     for _, kind, rec in inputs:
         if kind == 0:
             bar = _bar(rec)  # type: ignore[arg-type]
+            _seed_derived(evaluator, bar)
             alerts = evaluator.on_price(bar.symbol, bar.close, bar.ts, bar.id) + evaluator.on_bar(bar)
         else:
             alerts = evaluator.on_prediction(_prediction(rec))  # type: ignore[arg-type]

@@ -111,3 +111,26 @@ def test_rule_cli_create_list_preview_delete(database_url: str, monkeypatch: pyt
         second = contract.decode(outbox[1].value, contract.Rule)
         assert (second.active_from_min, second.active_to_min) == (570, 960)
         assert s.get(models.Rule, 1) is None
+
+
+def test_preview_of_down_5_percent_today_reads_each_bars_previous_close(sessions) -> None:  # type: ignore[no-untyped-def]
+    # a new session starts at the fourth bar: its previous close is 100, the earlier bars' 110
+    with sessions() as s:
+        add_bars(s, [108.0, 104.0, 103.0, 96.0, 94.0, 99.0], prev_close=[110.0, 110.0, 110.0, 100.0, 100.0, 100.0])
+        out = preview_rule(s, rule({"series": "day_change_pct", "op": "less_than", "value": -5.0}), days=1, now_ms=NOW)
+    # -1.8, -5.45 (fires), -6.36, -4 (resolves), -6 (fires), -1 (resolves)
+    assert [(f["state"], round(f["value"], 2)) for f in out] == [
+        ("firing", -5.45), ("resolved", -4.0), ("firing", -6.0), ("resolved", -1.0)]
+    assert out[0]["ts_ms"] == NOW - 4 * MIN
+
+
+@pytest.mark.xfail(strict=True, reason="alerts/engine_rule.py CompiledRule's inline fast path (fast=1/2) reads only "
+                   "rule.condition's own series; it must also require `not c.more` (engine owner's change)")
+def test_preview_of_a_rule_of_two_conditions(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        add_bars(s, [201.0, 202.0, 203.0, 199.0], rsi_14=[40.0, 25.0, 28.0, 25.0])
+        both = {"series": "price", "op": "greater_than", "value": 200.0,
+                "more": [{"series": "rsi_14", "op": "less_than", "value": 30.0}]}
+        out = preview_rule(s, rule(both), days=1, now_ms=NOW)
+    assert [(f["state"], f["value"]) for f in out] == [("firing", 202.0), ("resolved", 199.0)]
+    assert out[0]["message"].startswith("AAPL: price above 200 and RSI 14 below 30")
