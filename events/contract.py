@@ -341,6 +341,8 @@ class Alert(Event, frozen=True, kw_only=True, tag="alert"):
     rule_name: str = ""
     # the series values known when it fired (price, close, open, ... and the condition's series)
     evidence: dict[str, float] = {}
+    #: 0 for the first notice of a firing; n for the n-th reminder while it stays firing
+    repeat: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     @property
     def key(self) -> bytes:

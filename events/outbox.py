@@ -69,6 +69,8 @@ def rule_event(session: Session, rule: models.Rule) -> contract.Rule:
         "timezone": rule.timezone,
         "channel_ids": sorted(c.id for c in rule.channels),
         "message": rule.message or "",
+        "notify_on_resolve": bool(rule.notify_on_resolve),
+        "repeat_interval_s": rule.repeat_interval_s,
     }
     return msgspec.convert(payload, contract.Rule)
 
