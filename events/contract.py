@@ -341,8 +341,7 @@ class Alert(Event, frozen=True, kw_only=True, tag="alert"):
     rule_name: str = ""
     # the series values known when it fired (price, close, open, ... and the condition's series)
     evidence: dict[str, float] = {}
-    #: 0 for the first notice of a firing; n for the n-th reminder while it stays firing
-    repeat: Annotated[int, msgspec.Meta(ge=0)] = 0
+    repeat: Annotated[int, msgspec.Meta(ge=0)] = 0  # n-th reminder while still firing; 0: the first notice
 
     @property
     def key(self) -> bytes:
