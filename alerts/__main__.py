@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 from alerts.config import EngineSettings, load_engine_settings
@@ -85,10 +84,11 @@ def _parser(engine: EngineSettings) -> argparse.ArgumentParser:
     csub = ch.add_subparsers(dest="channels_cmd", required=True)
     cc = csub.add_parser("create")
     cc.add_argument("--user-id", type=int, required=True)
-    cc.add_argument("--kind", choices=["email", "slack", "webhook"], required=True)
-    cc.add_argument("--target", required=True, help="email address or URL")
+    cc.add_argument("--kind", choices=["email", "slack", "slack_bot", "webhook", "apprise"], required=True)
+    cc.add_argument("--target", required=True, help="email address, URL, Apprise URL or Slack channel")
     cc.add_argument("--name", default="")
     cc.add_argument("--secret", help="webhook signing secret (whsec_...); generated when omitted")
+    cc.add_argument("--token-file", help="slack_bot: a file whose first line is the bot token (xoxb-...), - for stdin")
     cl = csub.add_parser("list")
     cl.add_argument("--user-id", type=int)
     ct = csub.add_parser("test")
@@ -229,45 +229,36 @@ def _rules(settings: Settings, args: Any) -> int:
 
 
 def _channels(settings: Settings, args: Any) -> int:
-    import base64
-    import secrets
-
     from sqlalchemy import select
 
-    from alerts.netguard import UnsafeURL, check_url
     from events import models
     from events.db import session_factory
 
     sessions = session_factory(settings)
+    if args.channels_cmd == "create":
+        # the web's checks and the address guard, through the operator CLI's store path
+        from web.admin import create_channel_for, with_token
+        from web.store.errors import StoreError
+
+        data = {"kind": args.kind, "name": args.name or args.kind, "target": args.target}
+        try:
+            print(create_channel_for(settings, sessions, args.user_id, with_token(data, args.token_file),
+                                     secret=args.secret))
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    from web.store.channels import display_url
+
     with sessions() as session:
-        if args.channels_cmd == "create":
-            if session.get(models.User, args.user_id) is None:
-                print(f"error: no user {args.user_id}", file=sys.stderr)
-                return 2
-            secret = None
-            if args.kind in ("slack", "webhook"):
-                try:
-                    check_url(args.target, settings.allow_private_webhooks)
-                except UnsafeURL as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
-                if args.kind == "webhook":
-                    secret = args.secret or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-            # the operator vouches for the address: no confirmation mail (the web app sends one)
-            channel = models.Channel(user_id=args.user_id, kind=args.kind, name=args.name or args.kind,
-                                     target=args.target, secret=secret, enabled=True,
-                                     confirmed_at=datetime.now(timezone.utc))
-            session.add(channel)
-            session.commit()
-            print(f"channel {channel.id} created ({args.kind} -> {args.target})" +
-                  (f", signing secret {secret}" if secret else ""))
-        elif args.channels_cmd == "list":
+        if args.channels_cmd == "list":
             query = select(models.Channel).order_by(models.Channel.id)
             if args.user_id is not None:
                 query = query.where(models.Channel.user_id == args.user_id)
             for c in session.scalars(query):
                 state = "enabled" if c.enabled else f"disabled ({c.disabled_reason})"
-                print(f"{c.id:>6} user {c.user_id:<4} {c.kind:<8} {c.target} {state}")
+                target = display_url(c.target) if c.kind == "apprise" else c.target
+                print(f"{c.id:>6} user {c.user_id:<4} {c.kind:<9} {target} {state}")
         else:
             from alerts.notify import test_send
 

@@ -23,7 +23,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,15 +51,13 @@ def create_user(sessions: sessionmaker[Session], email: str, password: str | Non
         return user.id, password
 
 
-def read_password(password_file: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The new account's password: $TICKERBELL_PASSWORD, else the file's first line, else the prompt
-    on a terminal; None (generate one) when none of these gives one."""
+def read_password(password_file: str | None, settings: Settings) -> str | None:
+    """The new account's password: ``TICKERBELL_PASSWORD`` (read by the settings loader), else the
+    file's first line, else the prompt on a terminal; None (generate one) when none of these gives one."""
     import getpass
-    import os
 
-    env = os.environ if env is None else env
-    if env.get("TICKERBELL_PASSWORD"):
-        return env["TICKERBELL_PASSWORD"]
+    if settings.tickerbell_password.get():
+        return settings.tickerbell_password.get()
     if password_file:
         text = sys.stdin.read() if password_file == "-" else Path(password_file).read_text()
         return text.splitlines()[0] if text.strip() else None
@@ -174,21 +172,39 @@ def create_rule_for(settings: Settings, sessions: sessionmaker[Session], user_id
     return f"rule {made['id']} created: {', '.join(made['symbols'])}: {made['description']}"
 
 
-def create_channel_for(settings: Settings, sessions: sessionmaker[Session], user_id: int,
-                       data: dict[str, Any]) -> str:
-    """Create a channel through :func:`web.store.channels.create_channel` (the web's checks, the address
-    guard included), confirmed at once: the operator vouches for the address, so no mail is sent."""
-    from web.store.channels import create_channel
-    from web.store.errors import NotFound
+def with_token(data: dict[str, Any], token_file: str | None) -> dict[str, Any]:
+    """``data`` with a Slack bot token read from ``token_file``'s first line (``-``: standard input);
+    never from the command line, where other users of the machine can read it."""
+    if not token_file:
+        return data
+    text = sys.stdin.read() if token_file == "-" else Path(token_file).read_text(encoding="utf-8")
+    return {**data, "token": text.splitlines()[0].strip() if text.strip() else ""}
 
+
+def create_channel_for(settings: Settings, sessions: sessionmaker[Session], user_id: int,
+                       data: dict[str, Any], secret: str | None = None) -> str:
+    """Create a channel through :func:`web.store.channels.create_channel` (the web's checks, the address
+    guard included), confirmed at once: the operator vouches for the address, so no mail is sent.
+    ``secret``: a webhook's own signing secret (``whsec_``...) instead of a generated one. The answer
+    shows a webhook's signing secret (the operator configures the receiver with it), never a bot token
+    or an Apprise URL's tokens."""
+    from web.store.channels import channel_json, create_channel
+    from web.store.errors import Invalid, NotFound
+
+    if secret is not None and (data.get("kind") != "webhook" or not secret.startswith("whsec_")
+                               or not 10 < len(secret) <= 200):
+        raise Invalid({"secret": "a webhook signing secret: whsec_ and base64 (webhook channels only)"})
     with sessions() as s:
         if s.get(models.User, user_id) is None:
             raise NotFound(f"user {user_id}")
         channel = create_channel(s, settings, user_id, data)
         channel.confirmed_at = channel.confirmed_at or datetime.now(timezone.utc)
+        if secret is not None:
+            channel.secret = secret
         s.commit()
-        return f"channel {channel.id} created ({channel.kind} -> {channel.target})" + (
-            f", signing secret {channel.secret}" if channel.secret else "")
+        shown = channel_json(channel)
+        return f"channel {channel.id} created ({channel.kind} -> {shown['target']})" + (
+            f", signing secret {channel.secret}" if channel.kind == "webhook" and channel.secret else "")
 
 
 def seed_demo(settings: Settings, sessions: sessionmaker[Session]) -> str:
@@ -248,9 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  '"condition": {"series": "price", "op": "greater_than", "value": 200}}')
     p = sub.add_parser("create-channel", help="a channel, with the web's checks; confirmed by the operator")
     p.add_argument("--user-id", type=int, required=True)
-    p.add_argument("kind", help="email, slack or webhook")
-    p.add_argument("target", help="the address or URL")
+    p.add_argument("kind", help="email, slack, slack_bot, webhook or apprise")
+    p.add_argument("target", help="the address, URL, Apprise URL or Slack channel")
     p.add_argument("--name", help="default: the kind")
+    p.add_argument("--token-file", help="slack_bot: a file whose first line is the bot token (xoxb-...), - for stdin")
     p = sub.add_parser("export-rules")
     p.add_argument("--user-id", type=int)
     p = sub.add_parser("import-rules")
@@ -277,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sessions = session_factory(settings)
     try:
         if args.cmd == "create-user":
-            given = read_password(args.password_file)
+            given = read_password(args.password_file, settings)
             user_id, password = create_user(sessions, args.email, given, args.admin)
             shown = "" if given else f" with password {password}"
             print(f"user {user_id} {args.email} created{shown}")
@@ -303,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print(create_rule_for(settings, sessions, args.user_id, data))
         elif args.cmd == "create-channel":
-            print(create_channel_for(settings, sessions, args.user_id,
-                                     {"kind": args.kind, "target": args.target, "name": args.name or args.kind}))
+            data = {"kind": args.kind, "target": args.target, "name": args.name or args.kind}
+            print(create_channel_for(settings, sessions, args.user_id, with_token(data, args.token_file)))
         elif args.cmd == "export-rules":
             json.dump(export_rules(sessions, args.user_id), sys.stdout, indent=2, default=str)
             print()

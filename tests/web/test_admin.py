@@ -193,6 +193,38 @@ def test_cli_rule_and_channel_creation_run_the_webs_checks(database_url: str, ka
     assert main(["create-rule", "--user-id", str(uid), "--rule", json.dumps(moving)]) == 1
     assert "give the window either in bars (window_bars) or in seconds (window_s)" in capsys.readouterr().err
     assert main(["create-channel", "--user-id", str(uid), "fax", "+1 555 0100"]) == 1
-    assert "kind: choose one of: email, slack, webhook" in capsys.readouterr().err
+    assert "kind: choose one of: email, slack, slack_bot, webhook, apprise" in capsys.readouterr().err
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(models.Rule)) == 1
+
+
+def test_the_alerts_cli_creates_channels_through_the_web_s_checks(database_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m alerts channels create`` refuses what the form refuses, writes nothing then, and never
+    prints an Apprise URL's tokens or a bot token."""
+    from alerts.__main__ import main
+
+    sessions = sessionmaker(make_engine(database_url), expire_on_commit=False)
+    uid, _ = create_user(sessions, "cli@example.com", "long enough password")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("ALLOW_PRIVATE_WEBHOOKS", raising=False)
+    base = ["channels", "create", "--user-id", str(uid)]
+    assert main([*base, "--kind", "email", "--target", "not-an-address"]) == 2
+    assert "enter a valid email address" in capsys.readouterr().err
+    assert main([*base, "--kind", "webhook", "--target", "http://127.0.0.1:9/hook"]) == 2  # the address guard
+    assert "not allowed" in capsys.readouterr().err
+    assert main([*base, "--kind", "apprise", "--target", "ntfys://reader:s3cr3t-tok@ntfy.example.com/t"]) == 0
+    out = capsys.readouterr().out
+    assert "created (apprise -> ntfys://" in out and "s3cr3t-tok" not in out
+    token = tmp_path / "token"
+    token.write_text("xoxb-1234-5678-abcdefghijkl\n")
+    assert main([*base, "--kind", "slack_bot", "--target", "#alerts", "--token-file", str(token)]) == 0
+    assert "xoxb-1234-5678-abcdefghijkl" not in capsys.readouterr().out
+    assert main(["channels", "list"]) == 0
+    assert "s3cr3t-tok" not in capsys.readouterr().out
+    with sessions() as s:
+        kinds = {c.kind: c for c in s.scalars(select(models.Channel))}
+        assert set(kinds) == {"apprise", "slack_bot"}
+        assert kinds["slack_bot"].secret == "xoxb-1234-5678-abcdefghijkl"
+        assert all(c.confirmed_at is not None for c in kinds.values())
