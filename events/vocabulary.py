@@ -29,7 +29,8 @@ import msgspec
 
 __all__ = [
     "Condition", "FREQUENCIES", "MAX_CONDITIONS", "Match", "Frequency", "GROUPS", "OPERATORS", "OperatorDef", "OperatorName", "PARAMS",
-    "ParamDef", "SERIES", "SeriesDef", "Unit", "group_of", "ops_in", "series_in", "unit_of",
+    "ParamDef", "SERIES", "SeriesDef", "Unit", "group_of", "ops_in", "price_level", "series_in",
+    "unit_of",
 ]
 
 Unit = Literal["price", "percent", "volume", "count", "ratio", "index"]
@@ -51,6 +52,8 @@ class SeriesDef:
     #: a tick-level series derived from the price and this bar series (``prev_close``): the
     #: difference, in percent of the reference when ``unit`` is percent (alerts/conditions.py)
     reference: str = ""
+    #: a difference of two prices (MACD): in the price's currency, but no price level on a chart
+    difference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ SERIES: dict[str, SeriesDef] = {s.name: s for s in (
     _bar("sma_20", "price", "SMA 20", "simple moving average of the last 20 closes"),
     _bar("ema_12", "price", "EMA 12", "exponential moving average, 12 bars"),
     _bar("ema_26", "price", "EMA 26", "exponential moving average, 26 bars"),
-    _bar("macd", "price", "MACD", "EMA 12 minus EMA 26"),
+    SeriesDef("macd", "bar", "price", "MACD", "EMA 12 minus EMA 26", difference=True),
     _bar("volatility_20", "percent", "volatility 20", "standard deviation of returns over 20 bars, in %"),
     _bar("zscore_20", "ratio", "z-score 20", "how many standard deviations the close is from its 20-bar mean"),
     _bar("rsi_14", "index", "RSI 14", "relative strength index over 14 bars (0-100)"),
@@ -253,6 +256,14 @@ def ops_in(group: Group) -> tuple[str, ...]:
 
 def series_in(source: Source) -> tuple[str, ...]:
     return tuple(name for name, s in SERIES.items() if s.source == source)
+
+
+def price_level(series: str, op: str = "") -> bool:
+    """Whether a value of ``series`` under ``op`` is a price level (a chart marker may sit at it): a
+    price series, not a difference (MACD, a day change) and not the size of a move."""
+    s, o = SERIES.get(series), OPERATORS.get(op)
+    return (s is not None and s.unit == "price" and not s.reference and not s.difference
+            and (o is None or o.group != "move"))
 
 
 def unit_of(series: str, op: str = "") -> Unit | None:

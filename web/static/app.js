@@ -20,7 +20,7 @@
   // vocabulary's (events/vocabulary.py), which every page carries in #tb-vocabulary (base.html);
   // the patterns below cover names it does not know (the stale-feed alert). Tested in node
   // (tests/web/test_alert_format_js.py).
-  let vocabulary = { units: {}, percent_ops: [] };
+  let vocabulary = { units: {}, percent_ops: [], price_levels: ["price", "close"], move_ops: [] };
   function useVocabulary(v) { vocabulary = v || vocabulary; }
   if (typeof document !== "undefined") {
     const node = document.getElementById("tb-vocabulary");
@@ -60,8 +60,16 @@
     }
   }
 
+  // Whether an alert's value is a price level (its chart marker sits at it) or something else (a %
+  // or amount move, an indicator, a day change), whose marker sits at the bar's close instead.
+  function isPriceLevel(series, op) {
+    const o = op || "";
+    return (vocabulary.price_levels || []).includes(series || "") && !(vocabulary.move_ops || []).includes(o)
+      && !o.startsWith("moving_");
+  }
+
   const fmt = {
-    unitOf, seriesValue, useVocabulary,
+    unitOf, seriesValue, useVocabulary, isPriceLevel,
     alertValue: (a) => seriesValue(a.value, a.series, a.op),
     alertLevel: (a) => seriesValue(a.threshold, a.series, a.op),
     price: (v) => v == null ? "—" : Number(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: v < 1 ? 6 : 2 }),

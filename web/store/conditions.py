@@ -10,7 +10,7 @@ import msgspec
 from events.vocabulary import FREQUENCIES, GROUPS, PARAMS
 from events.vocabulary import OPERATORS as OPERATOR_DEFS
 from events.vocabulary import SERIES as SERIES_DEFS
-from events.vocabulary import Condition, ops_in, series_in
+from events.vocabulary import Condition, ops_in, price_level, series_in
 from events.vocabulary_check import FIELDS, as_dict, validate
 
 __all__ = ["BAR_SERIES", "CHANNEL_OPS", "COMPARE_OPS", "FIELDS", "FREQUENCIES", "MOVE_OPS", "OPERATORS", "PRESETS",
@@ -27,7 +27,10 @@ OPERATORS: dict[str, str] = {name: o.description for name, o in OPERATOR_DEFS.it
 
 #: the units the pages format values in (web/static/app.js): per series, and the percent operators
 UNITS_FOR_PAGES: dict[str, Any] = {"units": {name: s.unit for name, s in SERIES_DEFS.items()},
-                                   "percent_ops": [name for name, o in OPERATOR_DEFS.items() if o.percent]}
+                                   "percent_ops": [name for name, o in OPERATOR_DEFS.items() if o.percent],
+                                   # the series whose values are prices (a chart marker sits at the value)
+                                   "price_levels": [name for name in SERIES_DEFS if price_level(name)],
+                                   "move_ops": list(ops_in("move"))}
 
 # Ready-made conditions for the form ("what users expect", DESIGN.md).
 PRESETS: list[dict[str, Any]] = [
