@@ -27,8 +27,9 @@ def markers(alerts: list[dict[str, Any]], bars: list[dict[str, Any]]) -> dict[st
          json.dumps(bars), json.dumps([a for a in alerts if a["state"] == "firing"]),
          json.dumps([a for a in alerts if a["state"] == "preview"]))
     assert NODE is not None
-    return json.loads(subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True,
-                                     timeout=30).stdout)
+    out: dict[str, list[Any]] = json.loads(subprocess.run([NODE, "-e", script], capture_output=True, text=True,
+                                                          check=True, timeout=30).stdout)
+    return out
 
 
 BARS = [{"start_ms": i * 60_000, "open": 100.0 + i, "high": 101.0 + i, "low": 99.0 + i, "close": 100.5 + i,
