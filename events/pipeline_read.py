@@ -18,29 +18,31 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from events.kafka import consumer_config
 from events.settings import Settings
 
-__all__ = ["LEADER_MOVING", "end_offsets", "partition_ends", "reached", "read_to_end"]
+__all__ = ["LEADER_MOVING", "end_offsets", "partition_ends", "reached", "read_to_end", "watermarks"]
 
 # a topic just created (or a broker just restarted): its partition leaders are still moving in
 LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                            KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
+def watermarks(consumer: Consumer, topic: str, partition: int, settle_s: float = 15.0) -> tuple[int, int]:
+    """A partition's (low, high) watermarks; waits up to ``settle_s`` for a leader that is moving in
+    (a topic just created, a broker just restarted). May block for a few broker round trips."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # back off, then ask again once the leader is in place
+
+
 def end_offsets(consumer: Consumer, topic: str, partitions: int, settle_s: float = 15.0) -> list[int]:
     """Each partition's end offset (index = partition number); waits up to ``settle_s`` for
     leaders that are moving in. May block for a few broker round trips per partition."""
-    deadline = time.monotonic() + settle_s
-    ends = []
-    for p in range(partitions):
-        while True:
-            try:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-                break
-            except KafkaException as exc:
-                if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)  # ask again once the leader is in place
-        ends.append(high)
-    return ends
+    return [watermarks(consumer, topic, p, settle_s)[1] for p in range(partitions)]
 
 
 def partition_ends(consumer: Consumer, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -84,7 +86,7 @@ def read_to_end(settings: Settings, topic: str, handle: Callable[[Message], None
             partitions = [p for p in partitions if p in wanted]
         pending: set[int] = set()
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = watermarks(consumer, topic, p)
             if high > low:
                 pending.add(p)
             elif ends is not None:
