@@ -46,6 +46,7 @@ run: up
 
 ## every test, against real services on loopback
 test: setup-test
+	@$(PY) -m mypy
 	@scripts/kafka.sh start
 	@scripts/services.sh start-redis
 	@scripts/services.sh start-postgres
