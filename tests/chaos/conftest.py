@@ -280,7 +280,7 @@ class Chaos:
         return len(rows) == 2 * len(alert_ids) and set(rows) == {"delivered"}
 
     def run_round(self, fault: str, inject: Callable[[], Strike | None],
-                  live: bool = False) -> tuple[Strike | None, scenario.Tally]:
+                  live: bool = False, settle_s: float = SETTLE_S) -> tuple[Strike | None, scenario.Tally]:
         """Flow the round's ticks, let ``inject`` strike while they flow (it decides when), wait until
         the round's notifications settle; return the strike and the round's count (at the receivers,
         or with ``live`` of the ``alert`` events at the Socket.IO client)."""
@@ -319,7 +319,7 @@ class Chaos:
                     and self.deliveries_settled(rnd))
 
         try:
-            wait_for(done, SETTLE_S, f"every notification of round {fault!r}", interval_s=0.5)
+            wait_for(done, settle_s, f"every notification of round {fault!r}", interval_s=0.5)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {counted()}\n{self.logs()}") from None
         return strike, counted()

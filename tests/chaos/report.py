@@ -113,7 +113,8 @@ def page(doc: dict[str, Any]) -> str:
              "A row's fault struck once the round's first notifications had arrived; the target was",
              "caught inside its critical section as observed from outside (**busy**). *before* / *after*:",
              "owed notifications whose first copy arrived before / after the strike (both must be > 0).",
-             "*copies*: extra copies under the same id (allowed: receivers deduplicate by id).", "",
+             "*copies*: extra copies under the same id (allowed: receivers deduplicate by id).",
+             "The baseline has no strike (no split). Every row: lost = 0, duplicated = 0, received = owed.", "",
              "| fault | target | moment | busy (observed at the strike) | counted at | "
              + " | ".join(COLUMNS) + " |",
              "|---|---|---|---|---|" + "---:|" * len(COLUMNS)]

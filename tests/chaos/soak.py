@@ -148,6 +148,7 @@ def run(chaos: Chaos, plan: Plan, settle_s: float = 400) -> tuple[scenario.Tally
     striker.join(plan.seconds + 300)   # the schedule's last outage may end after the last tick
     stop.set()
     assert not producer.is_alive() and not work.errors, f"producing the soak's ticks failed: {work.errors}"
+    chaos.history_owed.update(work.owed)   # owed from the moment the ticks are sent, for the checker
     rules = set(chaos.soak_rules.values())
 
     def counted() -> scenario.Tally:
@@ -163,7 +164,6 @@ def run(chaos: Chaos, plan: Plan, settle_s: float = 400) -> tuple[scenario.Tally
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {counted()}\n{chaos.logs()}") from None
     t = counted()
-    chaos.history_owed.update(work.owed)
     result = {"seconds": plan.seconds, "rate": plan.rate, "symbols": plan.symbols, "ticks": work.sent,
               "owed": t.owed, "received": t.received, "lost": t.lost, "duplicated": t.duplicated,
               "copies": t.copies, "kills": nemesis.kills, "outages": nemesis.outages,

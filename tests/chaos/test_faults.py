@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.chaos import scenario, strikes
-from tests.chaos.conftest import Chaos, Strike
+from tests.chaos.conftest import SETTLE_S, Chaos, Strike
 
 OWED = 2 * scenario.CYCLES * len(scenario.KINDS)   # two rules, one notification per channel
 
@@ -75,7 +75,8 @@ def test_sigkill_celery_worker_mid_send(chaos: Chaos) -> None:
 
 def test_sigkill_spark_job_mid_batch(chaos: Chaos) -> None:
     fault = "SIGKILL Spark job"
-    strike, t = chaos.run_round(fault, lambda: strikes.spark(chaos, fault))
+    # a restarted Spark job's first micro-batch takes minutes on a loaded machine
+    strike, t = chaos.run_round(fault, lambda: strikes.spark(chaos, fault), settle_s=2 * SETTLE_S)
     check(chaos, fault, strike, t)
 
 
