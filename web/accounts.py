@@ -19,9 +19,10 @@ from web.auth import (end_all_sessions, login_limited, login_required, remember_
                       signup_limited, start_session, uid)
 from events import models
 from web.db import get_db
-from web.errors import ApiError
+from web.errors import ApiError, status_of
 from web.extensions import app_settings
 from web.store import users
+from web.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("accounts", __name__)
@@ -83,7 +84,7 @@ def register() -> ResponseReturnValue:
     if request.method == "POST":
         try:
             signup = users.sign_up(get_db(), request.form.get("email"), request.form.get("password"))
-        except ApiError as exc:
+        except StoreError as exc:
             errors = exc.fields or {"email": exc.message}
         else:
             mail_sign_up(signup)
@@ -104,8 +105,8 @@ def confirm_sign_up(token: str) -> ResponseReturnValue:
             remember_client(user.email)
             return redirect(url_for("pages.dashboard"))
         address = users.pending_sign_up(session, _secret_key(), token)
-    except ApiError as exc:
-        return render_template("signup_confirm.html", state="invalid", message=exc.message), exc.status
+    except StoreError as exc:
+        return render_template("signup_confirm.html", state="invalid", message=exc.message), status_of(exc)
     return render_template("signup_confirm.html", state="ask", address=address)
 
 

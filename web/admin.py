@@ -288,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     from events.db import session_factory
-    from web.errors import ApiError
     from web.store.errors import StoreError
 
     sessions = session_factory(settings)
@@ -338,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = announce_all_rules(s, settings)
                 s.commit()
             print(f"{n} rules queued in the outbox; the relay publishes them")
-    except (StoreError, ApiError) as exc:  # ApiError: web.store.users, until it raises domain errors too
+    except StoreError as exc:
         others = "; ".join(f"{k}: {v}" for k, v in exc.fields.items() if v not in exc.message)
         print(f"error: {exc.message}" + (f" ({others})" if others else ""), file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from events import models
 from web.auth import hash_token, new_token
-from web.errors import ApiError, ValidationFailed, not_found
+from web.store.errors import BadLink, Conflict, Invalid, NotFound
 from web.store.names import NO_CONTROL, has_control
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -37,7 +37,7 @@ def _checked(email: Any, password: Any) -> tuple[str, str]:
     if (problem := password_problem(password)):
         errors["password"] = problem
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return email, password
 
 
@@ -61,7 +61,7 @@ def register(session: Session, email: Any, password: Any, *, confirmed: bool = F
     ``create-user``, the demo). The public sign-up is :func:`sign_up`, which never says 409."""
     email, password = _checked(email, password)
     if _user_by_email(session, email) is not None:
-        raise ApiError(409, "an account with this email already exists", {"email": "already registered"})
+        raise Conflict("an account with this email already exists", {"email": "already registered"})
     return _create(session, email, generate_password_hash(password), confirmed)
 
 
@@ -104,12 +104,12 @@ def _linked_user(session: Session, secret_key: str, token: str) -> models.User:
     try:
         link = read_signup_token(secret_key, token)
     except SignupLinkInvalid as exc:
-        raise ApiError(400, str(exc)) from None
+        raise BadLink(str(exc)) from None
     user = session.get(models.User, link.user_id)
     if user is None or user.email != link.address or password_fingerprint(user.password_hash) != link.fingerprint:
-        raise ApiError(400, "this link is for a sign-up that is no longer pending (a newer one replaced it)")
+        raise BadLink("this link is for a sign-up that is no longer pending (a newer one replaced it)")
     if user.email_confirmed_at is not None:
-        raise ApiError(400, "this link was used already: log in with your email and password")
+        raise BadLink("this link was used already: log in with your email and password")
     return user
 
 
@@ -128,7 +128,7 @@ def confirm_sign_up(session: Session, secret_key: str, token: str) -> models.Use
                            .execution_options(synchronize_session=False))
     session.commit()
     if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise ApiError(400, "this link was used already: log in with your email and password")
+        raise BadLink("this link was used already: log in with your email and password")
     session.refresh(user)
     return user
 
@@ -149,7 +149,7 @@ def set_password(session: Session, user: models.User, password: Any) -> None:
     """Hash and store a new password (the caller rotates the user's sessions)."""
     password = password if isinstance(password, str) else ""
     if (problem := password_problem(password)):
-        raise ValidationFailed({"new_password": problem})
+        raise Invalid({"new_password": problem})
     user.password_hash = generate_password_hash(password)
     session.commit()
 
@@ -179,9 +179,9 @@ def create_token(session: Session, user_id: int, name: Any) -> tuple[models.ApiT
     """A new token; the plain value is returned once and only its hash is stored."""
     name = str(name or "").strip()
     if not 1 <= len(name) <= 100:
-        raise ValidationFailed({"name": "give the token a name (1-100 characters)"})
+        raise Invalid({"name": "give the token a name (1-100 characters)"})
     if has_control(name):
-        raise ValidationFailed({"name": NO_CONTROL})
+        raise Invalid({"name": NO_CONTROL})
     token = new_token()
     row = models.ApiToken(user_id=user_id, name=name, token_hash=hash_token(token))
     session.add(row)
@@ -192,6 +192,6 @@ def create_token(session: Session, user_id: int, name: Any) -> tuple[models.ApiT
 def delete_token(session: Session, user_id: int, token_id: int) -> None:
     row = session.get(models.ApiToken, token_id)
     if row is None or row.user_id != user_id:
-        raise not_found("token")
+        raise NotFound("token")
     session.delete(row)
     session.commit()
