@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from prometheus_client import Gauge
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import contract, models
@@ -33,6 +34,9 @@ from predict.metrics import significant
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 500
+#: a database outage (refused or dropped connection): the pipeline holds the batch and retries with
+#: back-off, committing no offset, instead of crashing the process
+RECOVERABLE: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 
 
 def bar_row(b: Bar) -> dict[str, Any]:
@@ -237,7 +241,8 @@ def make_runner(settings: Settings, sessions: sessionmaker[Session], shutdown: S
     types: dict[str, type[contract.Event]] = {
         settings.topic("metrics"): Bar, settings.topic("predictions"): Prediction, settings.topic("alerts"): Alert,
         settings.topic("feed"): FeedStatus}
-    return Pipeline(settings, group_id, types, events_of, sink, batch_size=2000, poll_timeout_s=0.5, shutdown=shutdown)
+    return Pipeline(settings, group_id, types, events_of, sink, batch_size=2000, poll_timeout_s=0.5, shutdown=shutdown,
+                    recoverable=RECOVERABLE)
 
 
 def run_projector(settings: Settings, sessions: sessionmaker[Session], shutdown: ShutdownFlag, *,

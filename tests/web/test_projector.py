@@ -6,18 +6,19 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from events import models
 from events.contract import Event
 from events.db import session_factory
-from events.kafka import EventProducer, ShutdownFlag
+from events.kafka import Backoff, EventProducer, ShutdownFlag
 from events.settings import Settings
-from tests.support import read_topic
+from tests.support import read_topic, wait_for
 from tests.web.conftest import Api, make_app
 from tests.web.events_factory import alert, bar, prediction
 from web.projector import rows_by_table, run_projector
@@ -118,3 +119,43 @@ def test_projector_is_idempotent_and_commits_after_the_database(kafka_settings: 
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(models.BarRecord)) == 5
         assert s.scalar(select(func.count()).select_from(models.AlertRecord)) == 2
+
+
+def test_a_database_outage_is_ridden_out_without_committing(kafka_settings: Settings, postgres_url: str,
+                                                             tmp_path: Path) -> None:
+    """The database away (connection refused): the projector holds the batch, commits no offset and
+    does not crash; once the database is back the same batch is written, once."""
+    from events.db import upgrade
+    from web.projector import make_runner
+
+    upgrade(postgres_url)
+    settings = replace(kafka_settings, database_url=postgres_url)
+    real = session_factory(settings)
+    # a socket directory with no server behind it: every connection attempt fails at once
+    away = create_engine(f"postgresql+psycopg:///nothing?host={tmp_path}&connect_timeout=1")
+    sessions: sessionmaker[Session] = sessionmaker(bind=away, expire_on_commit=False)
+    producer = EventProducer(settings)
+    for i in range(3):
+        producer.produce(bar("MSFT", T0 + i * 60_000, 300.0 + i))
+    producer.flush()
+    group = f"projector-{uuid.uuid4().hex[:8]}"
+    runner = make_runner(settings, sessions, ShutdownFlag(), group_id=group)
+    runner.backoff = Backoff(first_s=0.01, max_s=0.05)
+    consumer = Consumer({**settings.kafka_common(), "group.id": group, "enable.auto.commit": False})
+    topic = settings.topic("metrics")
+    parts = [TopicPartition(topic, p) for p in range(settings.kafka_partitions)]
+    try:
+        wait_for(lambda: runner.run_once() >= 0 and runner.backoff.next_s > runner.backoff.first_s,
+                 what="a failed attempt against the absent database")
+        for _ in range(3):
+            assert runner.run_once() == 0  # retried with back-off, never raised
+        assert all(c.offset < 0 for c in consumer.committed(parts, timeout=10)), "committed during the outage"
+        sessions.configure(bind=real.kw["bind"])  # the database is back
+        wait_for(lambda: runner.run_once() >= 0 and runner.stats.consumed >= 3, what="the held batch written")
+        with real() as s:
+            assert s.scalars(select(models.BarRecord.close).order_by(models.BarRecord.start_ms)).all() == \
+                [300.0, 301.0, 302.0]
+        assert sum(max(c.offset, 0) for c in consumer.committed(parts, timeout=10)) == 3
+    finally:
+        consumer.close()
+        runner.close()
