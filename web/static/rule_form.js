@@ -42,6 +42,9 @@
     form.querySelectorAll('input[name="channel_ids"]').forEach((cb) => cb.checked = (r.channel_ids || []).includes(Number(cb.value)));
     $("message").value = r.message || "";
     $("enabled").checked = r.enabled !== false;
+    $("notify_on_resolve").checked = !!r.notify_on_resolve;
+    const rep = r.repeat_interval_s, unit = rep == null ? 3600 : [86400, 3600, 60].find((u) => rep % u === 0) || 60;
+    $("repeat-unit").value = String(unit); $("repeat_every").value = rep == null ? "" : rep / unit;
   }
   function fillCondition(c) {
     if (c.series) $("series").value = c.series;
@@ -53,7 +56,51 @@
     else if (c.window_s) { const u = c.window_s % 3600 === 0 ? "h" : c.window_s % 60 === 0 ? "m" : "s"; $("window").value = c.window_s / UNIT_S[u]; $("window-unit").value = u; }
     $("also-on").checked = !!c.also;
     if (c.also) { $("also-series").value = c.also.series; $("also-op").value = c.also.op; $("also-value").value = c.also.value ?? ""; }
+    $("match").value = c.match || "all";
+    $("more-rows").innerHTML = "";
+    (c.more || []).forEach(addRow);
     sync();
+  }
+
+  // further conditions (condition.more): one row each, its fields shown per operator group
+  const options = (names, label) => names.map((k) => el("option", { value: k, text: label ? label(k) : k }));
+  function addRow(c) {
+    c = c || { series: "rsi_14", op: "less_than", value: 30 };
+    const i = $("more-rows").children.length;
+    if (i >= catalog.max_conditions - 1) return;
+    const f = (name, node) => { node.dataset.part = name; node.dataset.field = `condition.more.${i}.${name}`; return node; };
+    const series = f("series", el("select", {}, ...options(Object.keys(catalog.series))));
+    const op = f("op", el("select", {}, ...options(Object.keys(catalog.operators), (k) => catalog.operator_info[k].label)));
+    const other = f("other", el("select", {}, el("option", { value: "", text: "a level" }), ...options(Object.keys(catalog.series))));
+    const num = (name, ph) => f(name, el("input", { type: "number", step: "any", placeholder: ph }));
+    const value = num("value", "level / move"), lower = num("lower", "lower"), upper = num("upper", "upper"), win = num("window_s", "within (s)");
+    const remove = el("button", { type: "button", class: "btn small", text: "Remove" });
+    const row = el("div", { class: "inline-fields more-row" }, ...[series, op, other, value, lower, upper, win].map((n) => el("div", { class: "field" }, n)), remove);
+    series.value = c.series; op.value = c.op; other.value = c.other || "";
+    value.value = c.value ?? ""; lower.value = c.lower ?? ""; upper.value = c.upper ?? ""; win.value = c.window_s ?? "";
+    const show = () => {
+      const g = group(op.value);
+      other.parentNode.classList.toggle("hidden", g !== "compare");
+      value.parentNode.classList.toggle("hidden", g === "channel" || (g === "compare" && other.value !== ""));
+      lower.parentNode.classList.toggle("hidden", g !== "channel"); upper.parentNode.classList.toggle("hidden", g !== "channel");
+      win.parentNode.classList.toggle("hidden", g !== "move");
+    };
+    row.addEventListener("change", show);
+    remove.addEventListener("click", () => { row.remove(); renumber(); });
+    $("more-rows").append(row); show();
+  }
+  function renumber() {
+    [...$("more-rows").children].forEach((row, i) => row.querySelectorAll("[data-part]").forEach((n) => { n.dataset.field = `condition.more.${i}.${n.dataset.part}`; }));
+  }
+  function moreConditions() {
+    return [...$("more-rows").children].map((row) => {
+      const v = (name) => row.querySelector(`[data-part="${name}"]`).value;
+      const c = { series: v("series"), op: v("op") }, g = group(c.op);
+      if (g === "compare") { if (v("other")) c.other = v("other"); else c.value = num(v("value")); }
+      if (g === "channel") { c.lower = num(v("lower")); c.upper = num(v("upper")); }
+      if (g === "move") { c.value = num(v("value")); c.window_s = num(v("window_s")); }
+      return c;
+    });
   }
 
   const num = (v) => v === "" || v == null ? null : Number(v);
@@ -69,6 +116,9 @@
       if (unit === "bars") c.window_bars = w; else c.window_s = w == null ? null : Math.round(w * UNIT_S[unit]);
     }
     if ($("also-on").checked) c.also = { series: $("also-series").value, op: $("also-op").value, value: num($("also-value").value) };
+    const more = moreConditions();
+    if (more.length) { c.more = more; c.match = $("match").value; }
+    const every = num($("repeat_every").value);
     const watchList = form.target.value === "watchlist";
     return {
       name: form.name.value.trim(), symbol: watchList ? null : $("symbol").value.trim().toUpperCase() || null,
@@ -77,11 +127,14 @@
       recovery: num($("recovery").value), expires_ms: $("expires").value ? new Date($("expires").value).getTime() : null,
       active_from_min: minutes($("active_from").value), active_to_min: minutes($("active_to").value),
       timezone: $("timezone").value.trim(), message: $("message").value, enabled: $("enabled").checked,
+      notify_on_resolve: $("notify_on_resolve").checked,
+      repeat_interval_s: every == null ? null : Math.round(every * Number($("repeat-unit").value)),
       channel_ids: [...form.querySelectorAll('input[name="channel_ids"]:checked')].map((cb) => Number(cb.value)),
     };
   }
 
   form.addEventListener("change", sync);
+  $("add-condition").addEventListener("click", () => addRow());
   $("preset").addEventListener("change", () => {
     const p = catalog.presets.find((x) => x.key === $("preset").value);
     if (p) { fillCondition(p.condition); if (!form.name.value) form.name.value = `${($("symbol").value || "").toUpperCase()} ${p.label}`.trim(); }
@@ -121,10 +174,11 @@
     const traces = [
       { type: "scatter", mode: "lines", name: symbol, x: bars.map((b) => new Date(b.start_ms)), y: bars.map((b) => b.close), line: { color: "#3056d3", width: 1.5 } },
       { type: "scatter", mode: "markers", name: "Would have fired", x: fired.map((a) => new Date(a.ts_ms)),
-        y: fired.map((a) => a.value != null && ["price", "close"].includes(cond.series) ? a.value : closeAt(a.ts_ms)),
+        y: fired.map((a) => a.value != null && !cond.more && TB.fmt.isPriceLevel(cond.series, cond.op) ? a.value : closeAt(a.ts_ms)),
+        text: fired.map((a) => fmt.seriesValue(a.value, cond.series, cond.op)), hovertemplate: "%{text}<extra>would have fired</extra>",
         marker: { symbol: "triangle-down", size: 11, color: "#f59e0b", line: { color: "#7c4a03", width: 1 } } },
     ];
-    const shapes = cond.value != null && ["price", "close"].includes(cond.series) ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: cond.value, y1: cond.value, line: { color: "#8b5cf6", dash: "dot" } }] : [];
+    const shapes = cond.value != null && TB.fmt.isPriceLevel(cond.series, cond.op) ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: cond.value, y1: cond.value, line: { color: "#8b5cf6", dash: "dot" } }] : [];
     $("preview-chart").classList.remove("hidden");
     Plotly.react("preview-chart", traces, { margin: { l: 50, r: 10, t: 10, b: 30 }, showlegend: false, shapes, xaxis: { type: "date" }, font: { size: 11 } }, { displaylogo: false, responsive: true });
   }

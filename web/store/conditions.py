@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from events.vocabulary import FREQUENCIES, GROUPS, PARAMS
+from events.vocabulary import FREQUENCIES, GROUPS, MAX_CONDITIONS, PARAMS
 from events.vocabulary import OPERATORS as OPERATOR_DEFS
 from events.vocabulary import SERIES as SERIES_DEFS
 from events.vocabulary import Condition, ops_in, price_level, series_in
@@ -39,6 +39,16 @@ PRESETS: list[dict[str, Any]] = [
     {"key": "price_cross", "label": "Price crossing a level", "condition": {"series": "price", "op": "crossing", "value": 100.0}},
     {"key": "move_up_pct", "label": "Up X % within a window", "condition": {"series": "price", "op": "moving_up_pct", "value": 2.0, "window_s": 3600}},
     {"key": "move_down_pct", "label": "Down X % within a window", "condition": {"series": "price", "op": "moving_down_pct", "value": 2.0, "window_s": 3600}},
+    {"key": "day_down_pct", "label": "Down X % today (vs the previous close)", "condition": {"series": "day_change_pct", "op": "less_than", "value": -5.0}},
+    {"key": "day_up_pct", "label": "Up X % today (vs the previous close)", "condition": {"series": "day_change_pct", "op": "greater_than", "value": 5.0}},
+    {"key": "gap_up", "label": "Gap up at the open", "condition": {"series": "gap_pct", "op": "greater_than", "value": 2.0}},
+    {"key": "high_20d", "label": "New 20-day high", "condition": {"series": "price", "op": "crossing_up", "other": "high_20d"}},
+    {"key": "low_20d", "label": "New 20-day low", "condition": {"series": "price", "op": "crossing_down", "other": "low_20d"}},
+    {"key": "golden_cross_50_200", "label": "Golden cross (SMA 50 above SMA 200)", "condition": {"series": "sma_50", "op": "crossing_up", "other": "sma_200"}},
+    {"key": "death_cross_50_200", "label": "Death cross (SMA 50 below SMA 200)", "condition": {"series": "sma_50", "op": "crossing_down", "other": "sma_200"}},
+    {"key": "dip_oversold", "label": "Price below a level and RSI below 30",
+     "condition": {"series": "price", "op": "less_than", "value": 100.0, "match": "all",
+                   "more": [{"series": "rsi_14", "op": "less_than", "value": 30.0}]}},
     {"key": "golden_cross", "label": "SMA 5 crosses above SMA 20", "condition": {"series": "sma_5", "op": "crossing_up", "other": "sma_20"}},
     {"key": "death_cross", "label": "SMA 5 crosses below SMA 20", "condition": {"series": "sma_5", "op": "crossing_down", "other": "sma_20"}},
     {"key": "zscore", "label": "Z-score anomaly (beyond ±3σ)", "condition": {"series": "zscore_20", "op": "outside_channel", "lower": -3.0, "upper": 3.0}},
@@ -81,6 +91,7 @@ def catalog() -> dict[str, Any]:
     """Everything the rule form and ``GET /api/rules/catalog`` show, from the vocabulary."""
     return {
         "series": SERIES, "operators": OPERATORS, "frequencies": FREQUENCIES, "presets": PRESETS,
+        "max_conditions": MAX_CONDITIONS,
         "groups": {group: list(ops_in(group)) for group in GROUPS},
         "params": {group: list(names) for group, names in GROUPS.items()},
         "series_info": {name: {"label": s.label, "unit": s.unit, "source": s.source, "description": s.description}
