@@ -172,3 +172,37 @@ def test_any_of_several_conditions_reports_the_one_that_holds() -> None:
     fell = c.observe({"price": 140.0, "prev_close": 155.0}, st, 1)  # volume ratio unknown: any still judges
     assert fell is not None and fell.active and fell.value == pytest.approx((140 / 155 - 1) * 100)
     assert describe(rule) == "price above 200 or day change below -5 % or volume ratio inside 2..3"
+
+
+def _evaluator_alerts(condition: dict[str, object]) -> list[tuple[str, float | None]]:
+    from alerts.engine_state import Evaluator
+    from events.contract import Tick
+    from tests.alerts.helpers import rule
+
+    ev = Evaluator(bar_seconds=3600)
+    ev.upsert_rule(rule(condition))
+    monday = bars_of({date(2026, 7, 2): [(95.0, 100.0)], date(2026, 7, 6): [(97.0, 98.0)]})
+    out = []
+    for b in monday:
+        out += ev.on_bar(b)
+    for i, p in enumerate((99.0, 94.9, 96.0)):
+        out += ev.on_tick(Tick(id=f"t{i}", ts=monday[-1].ts + i * 1000, symbol="AAPL", price=p, size=1.0,
+                               source="sim", seq=i))
+    return [(a.state, a.value) for a in out]
+
+
+@pytest.mark.xfail(strict=True, reason="alerts/engine_rule.py CompiledRule's inline fast path reads "
+                   "values[series] directly, where a derived series is never stored; it must skip series in "
+                   "alerts.conditions.DERIVED (or the Evaluator must call with_derived(st.values)): engine owner")
+def test_the_engine_fires_down_5_percent_today_on_the_tick() -> None:
+    got = _evaluator_alerts({"series": "day_change_pct", "op": "less_than", "value": -5.0})
+    assert [s for s, _ in got] == ["firing", "resolved"]
+    assert got[0][1] == pytest.approx(-5.1)
+
+
+def test_the_engine_fires_a_derived_series_on_the_general_path() -> None:
+    # compared with another series, the engine takes the general path (observe): the same numbers
+    got = _evaluator_alerts({"series": "day_change_pct", "op": "less_than", "value": -5.0,
+                             "also": {"series": "price", "op": "greater_than", "value": 1.0}})
+    assert [s for s, _ in got] == ["firing", "resolved"]
+    assert got[0][1] == pytest.approx(-5.1)
