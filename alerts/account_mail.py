@@ -13,7 +13,7 @@ from typing import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import messages
-from alerts.messages import dated
+from alerts.messages import dated, mail_domain
 from alerts.retry import NotifyConfig
 from alerts.transport import send_email
 from events import models
@@ -42,7 +42,8 @@ def send_confirmation(sessions: sessionmaker[Session], channel_id: int, settings
         token = confirmation_token(settings.secret_key.get(), channel.id, channel.target)
         msg = messages.confirmation_email(channel.name, channel.target, confirmation_url(settings.public_url, token),
                                           settings.mail_from, MAX_AGE_S // 3600)
-    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
+    outcome = send_email(settings.smtp_url.get(), dated(msg, domain=mail_domain(settings.public_url)),
+                         config.smtp_timeout_s)
     if not outcome.ok:
         log.warning("channel %s: the confirmation mail was not sent: %s", channel_id, outcome.error)
         return "failed"
@@ -71,7 +72,8 @@ def send_signup_mail(sessions: sessionmaker[Session], user_id: int, kind: str, s
             msg = link_email(user.email, signup_url(settings.public_url, token), settings.mail_from, MAX_AGE_S // 3600)
         else:
             msg = taken_email(user.email, settings.public_url, settings.mail_from)
-    outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
+    outcome = send_email(settings.smtp_url.get(), dated(msg, domain=mail_domain(settings.public_url)),
+                         config.smtp_timeout_s)
     if not outcome.ok:
         log.warning("user %s: the sign-up mail (%s) was not sent: %s", user_id, kind, outcome.error)
         return "failed"

@@ -27,11 +27,15 @@ def one_line(text: str, limit: int = 200) -> str:
     return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)[:limit]
 
 
-def dated(msg: EmailMessage, now: datetime | None = None) -> EmailMessage:
+def dated(msg: EmailMessage, now: datetime | None = None, domain: str = "tickerbell.local") -> EmailMessage:
     """Give ``msg`` its ``Date`` (RFC 5322 requires one; some filters mark mail without it), the send
-    time in UTC; a retry is a new send and gets a new date, while its Message-ID stays."""
+    time in UTC; a retry is a new send and gets a new date, while its Message-ID stays. A mail that
+    has no Message-ID yet (an account mail, a notice: no delivery to deduplicate) gets a new one
+    on ``domain`` (:func:`mail_domain`)."""
     del msg["Date"]
     msg["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    if msg["Message-ID"] is None:
+        msg["Message-ID"] = make_msgid(domain=domain)
     return msg
 
 

@@ -352,7 +352,8 @@ def _tell_user(s: Session, channel: models.Channel, reason: str, settings: Setti
     try:
         msg = messages.channel_disabled_email(channel.name, channel.kind, reason, settings.mail_from, user.email,
                                               settings.public_url)
-        outcome = send_email(settings.smtp_url.get(), dated(msg), config.smtp_timeout_s)
+        outcome = send_email(settings.smtp_url.get(), dated(msg, domain=messages.mail_domain(settings.public_url)),
+                         config.smtp_timeout_s)
     except Exception as exc:  # noqa: BLE001 - telling the user is secondary to recording the attempt
         outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}")
     if not outcome.ok:

@@ -117,3 +117,28 @@ def test_notify_config_from_environment() -> None:
     assert config.retry_schedule_s == (0, 0.1, 0.2) and config.sweep_interval_s == 0.5 and config.queue == "q1"
     with pytest.raises(ValueError, match="ALERTS_SWEEP_INTERVAL_S"):
         load_notify_config({"ALERTS_SWEEP_INTERVAL_S": "fast"})
+
+
+def test_every_mail_gets_a_message_id_on_the_app_s_domain_and_a_delivery_keeps_its_own() -> None:
+    from email.message import EmailMessage
+
+    assert messages.mail_domain("https://alerts.example.com:8443/app") == "alerts.example.com"
+    notice = messages.dated(EmailMessage(), domain=messages.mail_domain("https://alerts.example.com"))
+    assert notice["Message-ID"].endswith("@alerts.example.com>") and notice["Date"]
+    other = messages.dated(EmailMessage(), domain="alerts.example.com")
+    assert other["Message-ID"] != notice["Message-ID"]  # account mails: a new id each
+    delivery = messages.identify(EmailMessage(), "alert:0001.c7", "https://alerts.example.com")
+    first = delivery["Message-ID"]
+    assert first == "<alert.0001.c7@alerts.example.com>"
+    assert messages.dated(delivery, domain="alerts.example.com")["Message-ID"] == first  # a retry keeps it
+
+
+def test_a_chat_message_starts_with_the_mail_s_first_line_and_has_no_secret() -> None:
+    ctx = alert_context(Alert(id="a1", ts=1_795_000_000_000, rule_id=3, rule_version=1, user_id=1, state="firing",
+                              symbol="AAPL", trigger_event_id="t", series="price", op="greater_than", value=151.0,
+                              threshold=150.0, rule_name="r", message="AAPL crossed 150"), "http://tb.test")
+    title, body = messages.plain_message(ctx)
+    mail = messages.build_email(ctx, "a@tb.test", "b@tb.test")
+    first = mail.get_body(("plain",)).get_content().splitlines()[0]  # type: ignore[union-attr]
+    assert body.splitlines()[0] == first == messages.slack_payload(ctx)["text"] == "AAPL crossed 150"
+    assert title.startswith("AAPL") and "\n" not in title
