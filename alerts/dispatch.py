@@ -1,7 +1,10 @@
 """The dispatcher process: ``alerts`` -> delivery rows -> one Celery task per delivery.
 
 A consumer pipeline (``events.pipeline``) whose sink, for each batch, inserts a
-``deliveries`` row per (firing alert, channel of the rule's owner) - a pair
+``deliveries`` row per (alert, channel): a rule's firing (first notice or
+reminder) and, with ``notify_on_resolve``, its resolve, to the owner's channels
+on the rule; a stale-feed alert and its resolve to every user watching the
+symbol (``watcher_channels``) - a pair
 already present is left alone (unique alert_id + channel_id) - commits,
 enqueues the ids still ``pending``; only then does the pipeline commit the
 Kafka offsets. A crash anywhere replays the batch, which inserts
@@ -38,7 +41,7 @@ def _recoverable() -> tuple[type[BaseException], ...]:
 
 RECOVERABLE = _recoverable()
 
-__all__ = ["Dispatcher", "record_deliveries"]
+__all__ = ["Dispatcher", "record_deliveries", "watcher_channels"]
 
 # enqueue(ids) or enqueue(ids, countdown_s=...): hand delivery ids to the workers
 Enqueue = Callable[..., None]
@@ -51,20 +54,93 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def watcher_channels(session: Session, symbols: Iterable[str]) -> dict[str, dict[int, list[int]]]:
+    """symbol -> user -> the channels a system alert (stale feed) on it reaches for that user.
+
+    A user watches a symbol through a watchlist holding it or an enabled rule on it (directly
+    or through a watchlist). Their channels are those of their enabled rules watching the
+    symbol: the ones they chose to hear about it on; a user who only has it on a watchlist
+    gets all their channels. Either way only enabled channels, and an email channel only
+    once confirmed (the worker would refuse it).
+    """
+    symbols = set(symbols)
+    if not symbols:
+        return {}
+    W, WS, R, RC, C = models.Watchlist, models.WatchlistSymbol, models.Rule, models.RuleChannel, models.Channel
+    watchers: dict[str, set[int]] = {s: set() for s in symbols}
+    lists: dict[int, set[str]] = {}
+    for symbol, user_id, list_id in session.execute(
+            select(WS.symbol, W.user_id, W.id).join(W, WS.watchlist_id == W.id).where(WS.symbol.in_(symbols))):
+        watchers[symbol].add(user_id)
+        lists.setdefault(list_id, set()).add(symbol)
+    chosen: dict[tuple[str, int], set[int]] = {}
+    rules = select(R.id, R.user_id, R.symbol, R.watchlist_id).where(
+        R.enabled.is_(True), R.symbol.in_(symbols) | R.watchlist_id.in_(lists or {0}))
+    rule_symbols: dict[int, tuple[int, set[str]]] = {}
+    for rule_id, user_id, rule_symbol, rule_list in session.execute(rules):
+        on = {rule_symbol} & symbols if rule_symbol else lists.get(rule_list or 0, set())
+        rule_symbols[rule_id] = (user_id, on)
+        for sym in on:
+            watchers[sym].add(user_id)
+    usable = C.enabled.is_(True) & ((C.kind != "email") | C.confirmed_at.is_not(None))
+    if rule_symbols:
+        for rule_id, channel_id in session.execute(
+                select(RC.rule_id, RC.channel_id).join(C, RC.channel_id == C.id)
+                .where(RC.rule_id.in_(rule_symbols), usable)):
+            user_id, on = rule_symbols[rule_id]
+            for sym in on:
+                chosen.setdefault((sym, user_id), set()).add(channel_id)
+    users = {u for us in watchers.values() for u in us}
+    everything: dict[int, list[int]] = {}
+    if users:
+        for channel_id, user_id in session.execute(
+                select(C.id, C.user_id).where(C.user_id.in_(users), usable).order_by(C.id)):
+            everything.setdefault(user_id, []).append(channel_id)
+    out: dict[str, dict[int, list[int]]] = {}
+    for symbol, us in watchers.items():
+        for user_id in sorted(us):
+            picked = sorted(chosen[(symbol, user_id)]) if (symbol, user_id) in chosen else everything.get(user_id, [])
+            if picked:
+                out.setdefault(symbol, {})[user_id] = picked
+    return out
+
+
+def _targets(session: Session, alerts: Iterable[Alert]) -> list[tuple[Alert, int, list[int]]]:
+    """(alert, user, channels) to record: a rule's alert (firing, or resolved with
+    ``notify_on_resolve``) to the channels it carries, checked against its owner; a system
+    alert (rule 0, the stale feed, firing and resolved) to every user watching its symbol."""
+    alerts = list(alerts)
+    system = [a for a in alerts if a.rule_id == 0]
+    ruled = [a for a in alerts if a.rule_id and a.channel_ids and a.user_id]
+    out: list[tuple[Alert, int, list[int]]] = []
+    if ruled:
+        wanted = {c for a in ruled for c in a.channel_ids}
+        owners = dict(session.execute(
+            select(models.Channel.id, models.Channel.user_id).where(models.Channel.id.in_(wanted))).all())
+        for a in ruled:
+            mine = [c for c in dict.fromkeys(a.channel_ids) if owners.get(c) == a.user_id]
+            if mine:
+                out.append((a, a.user_id, mine))
+    if system:
+        by_symbol = watcher_channels(session, {a.symbol for a in system})
+        for a in system:
+            for user_id, channels in by_symbol.get(a.symbol, {}).items():
+                out.append((msgspec.structs.replace(a, user_id=user_id, channel_ids=channels), user_id, channels))
+    return out
+
+
 def record_deliveries(session: Session, alerts: Iterable[Alert], digest_window_s: float = 0.0) -> list[int]:
-    """Insert the delivery rows of firing alerts (idempotent) and return the ids still pending.
+    """Insert the delivery rows of alerts (idempotent: one per (alert, channel)) and return the ids still pending.
 
     A channel id that does not exist or belongs to another user than the
     alert's is ignored (a rule can only notify its owner's channels). With a
     digest window, a row is due with the channel's open window (the earliest
     first-attempt row still waiting), or ``digest_window_s`` from now.
     """
-    firing = [a for a in alerts if a.state == "firing" and a.channel_ids and a.user_id]
-    if not firing:
+    targets = _targets(session, alerts)
+    if not targets:
         return []
-    wanted = {c for a in firing for c in a.channel_ids}
-    owners = dict(session.execute(
-        select(models.Channel.id, models.Channel.user_id).where(models.Channel.id.in_(wanted))).all())
+    wanted = {c for _, _, channels in targets for c in channels}
     now = datetime.now(timezone.utc)
     due: dict[int, datetime] = {}
     if digest_window_s > 0:
@@ -78,21 +154,17 @@ def record_deliveries(session: Session, alerts: Iterable[Alert], digest_window_s
         for c in wanted:
             due.setdefault(c, window_end)
     rows: list[dict[str, Any]] = []
-    for a in firing:
+    for a, user_id, channels in targets:
         payload = msgspec.to_builtins(a)
-        for channel_id in dict.fromkeys(a.channel_ids):
-            if owners.get(channel_id) != a.user_id:
-                continue
-            rows.append({"alert_id": a.id, "channel_id": channel_id, "user_id": a.user_id, "status": "pending",
+        for channel_id in channels:
+            rows.append({"alert_id": a.id, "channel_id": channel_id, "user_id": user_id, "status": "pending",
                          "attempts": 0, "next_attempt_at": due.get(channel_id, now), "payload": payload,
                          "created_at": now})
-    if not rows:
-        return []
     insert = _insert(session)
     session.execute(insert(models.Delivery).values(rows).on_conflict_do_nothing(
         index_elements=["alert_id", "channel_id"]))
     ids = session.scalars(select(models.Delivery.id).where(
-        models.Delivery.alert_id.in_({a.id for a in firing}), models.Delivery.status == "pending")).all()
+        models.Delivery.alert_id.in_({a.id for a, _, _ in targets}), models.Delivery.status == "pending")).all()
     session.commit()
     return list(ids)
 

@@ -35,6 +35,10 @@ class RuleState(msgspec.Struct, array_like=True):
     last_fire_bar: int | None = None
     fired: int = 0
     fired_side: int = 0
+    # reminders (``repeat_interval_s``): event time of the last notice (first or reminder) of the
+    # firing in progress, and how many reminders it has had; changelogged with the rest
+    last_notice_ms: int | None = None
+    repeats: int = 0
 
 
 def in_active_hours(ts_ms: int, tz: ZoneInfo, from_min: int | None, to_min: int | None) -> bool:
@@ -52,7 +56,7 @@ class CompiledRule:
     """A contract Rule with its compiled condition and the event kinds it is evaluated on."""
 
     __slots__ = ("rule", "cond", "kinds", "bar_ms", "tz", "recovery_dir", "_hours_cache", "on_close",
-                 "fast", "series", "const", "lower", "upper", "up", "want_inside", "kind")
+                 "fast", "series", "const", "lower", "upper", "up", "want_inside", "kind", "repeat_ms")
 
     def __init__(self, rule: Rule, bar_seconds: int) -> None:
         self.rule = rule
@@ -64,6 +68,7 @@ class CompiledRule:
         op = rule.condition.op
         self.recovery_dir = 1 if op in UP_OPS else -1 if op in DOWN_OPS else 0
         self._hours_cache: tuple[int, bool] = (-1, True)
+        self.repeat_ms = (rule.repeat_interval_s or 0) * 1000
         # the hot path: a series against a constant or a fixed channel, with nothing attached, is
         # evaluated inline without building an Observation unless something may happen
         c = rule.condition
@@ -109,6 +114,25 @@ class CompiledRule:
         if r.cooldown_s and st.last_fire_ms is not None and ts_ms - st.last_fire_ms < r.cooldown_s * 1000:
             return False
         return self.active_hours(ts_ms)
+
+    def remind(self, st: RuleState, ts_ms: int) -> int:
+        """The reminder due at ``ts_ms`` while firing: its number (1, 2, ...), else 0.
+
+        Due once ``repeat_interval_s`` of event time has passed since the last notice; the
+        interval then restarts at this observation. A reminder waits while the rule is
+        snoozed, expired or outside its active hours (cooldown and frequency gate only the
+        first notice).
+        """
+        last = st.last_notice_ms if st.last_notice_ms is not None else st.last_fire_ms
+        if last is None or ts_ms - last < self.repeat_ms:
+            return 0
+        r = self.rule
+        if (r.snoozed_until_ms is not None and ts_ms < r.snoozed_until_ms) \
+                or (r.expires_ms is not None and ts_ms >= r.expires_ms) or not self.active_hours(ts_ms):
+            return 0
+        st.last_notice_ms = ts_ms
+        st.repeats += 1
+        return st.repeats
 
     def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[tuple[str, float, float | None]]:
         """Advance the lifecycle by one observation; return (state, value, threshold) of alerts to emit."""
@@ -200,6 +224,8 @@ class CompiledRule:
                     return out  # not yet past the recovery threshold (hysteresis)
             st.firing = False
             st.true_since_ms = None
+            st.last_notice_ms = None
+            st.repeats = 0
             out.append(("resolved", obs.value, obs.threshold))
         if kind == "armed":
             if not obs.active:
@@ -222,5 +248,7 @@ class CompiledRule:
             st.last_fire_ms = ts_ms
             st.last_fire_bar = ts_ms // self.bar_ms
             st.true_since_ms = None
+            st.last_notice_ms = ts_ms
+            st.repeats = 0
             out.append(("firing", obs.value, obs.threshold))
         return out

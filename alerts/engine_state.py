@@ -10,8 +10,11 @@ that takes the wall clock, from the runner.
 
 Lifecycle of one (rule, symbol): not firing -> firing (an ``alert`` event
 with state ``firing``) -> resolved (state ``resolved``) when the condition
-clears (past the recovery threshold, if any). A condition that stays true
-never fires again. Firing is gated by: enabled, expiry, snooze, active
+clears (past the recovery threshold, if any), carrying the rule's channels
+only with ``notify_on_resolve``. A condition that stays true never fires
+again, but with ``repeat_interval_s`` it reminds: a ``firing`` alert with
+``repeat = n`` once that much event time has passed since the last notice
+(state in ``RuleState``, so a restore neither repeats nor skips one). Firing is gated by: enabled, expiry, snooze, active
 hours (rule's time zone), ``once`` (at most one firing ever), pending
 period (the condition held for ``pending_s``), ``once_per_bar`` (at most
 one firing per bar), cooldown (``cooldown_s`` since the last firing). A
@@ -39,7 +42,7 @@ from alerts.engine_rule import CompiledRule, RuleState, in_active_hours
 from alerts.templates import alert_context, default_message, render, summary
 from events.contract import Alert, Bar, Prediction, Rule, Tick
 from events.contract_ids import alert_id
-from events.markethours import is_market_open
+from events.markethours import session_of, session_open_close
 
 __all__ = ["CompiledRule", "Evaluator", "RuleState", "SymbolState", "decode_state", "encode_state",
            "in_active_hours"]
@@ -231,24 +234,30 @@ class Evaluator:
             rs = states.get(rule.rule_id)
             if rs is None or rs.version != rule.version:
                 rs = states[rule.rule_id] = compiled.new_state()
+            was_firing = rs.firing
             changes = compiled.step(rs, values, ts_ms)
             if changes:
                 for state, value, threshold in changes:
                     out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id))
+            elif was_firing and compiled.repeat_ms and rs.firing:
+                n = compiled.remind(rs, ts_ms)
+                if n:
+                    out.append(self._reminder(compiled, symbol, values, ts_ms, event_id, n))
         self.dirty.add(symbol)
 
     def _alert(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], state: str,
-               value: float, threshold: float | None, ts_ms: int, event_id: str) -> Alert:
+               value: float, threshold: float | None, ts_ms: int, event_id: str, repeat: int = 0) -> Alert:
         rule = compiled.rule
         cond = rule.condition
         evidence = {k: v for k in (*EVIDENCE_FIELDS, *compiled.cond.series_names)
                     if (v := values.get(k)) is not None}
         alert = Alert(
-            id=alert_id(rule.rule_id, rule.version, event_id, state), ts=ts_ms,
+            id=alert_id(rule.rule_id, rule.version, event_id, state if not repeat else f"repeat{repeat}"), ts=ts_ms,
             rule_id=rule.rule_id, rule_version=rule.version, user_id=rule.user_id, state=state,  # type: ignore[arg-type]
             symbol=symbol, trigger_event_id=event_id, series=cond.series, op=cond.op,
-            value=value, threshold=threshold, channel_ids=list(rule.channel_ids) if state == "firing" else [],
-            rule_name=rule.name, evidence=evidence,
+            value=value, threshold=threshold, rule_name=rule.name, evidence=evidence, repeat=repeat,
+            # an all-clear reaches the channels only when the rule asks for it (off by default)
+            channel_ids=list(rule.channel_ids) if state == "firing" or rule.notify_on_resolve else [],
         )
         # the plain words, with what only the rule knows (window, channel bounds, compared series)
         plain = summary(symbol, cond.series, cond.op, value, threshold, state, cond)
@@ -260,31 +269,53 @@ class Evaluator:
             message = render(rule.message, ctx, default_message(ctx))
         return msgspec.structs.replace(alert, message=message[:8000])
 
+    def _reminder(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], ts_ms: int,
+                  event_id: str, n: int) -> Alert:
+        """The n-th reminder of a firing that still holds: a ``firing`` alert with ``repeat = n``, its id
+        from the observation at which the interval elapsed (the same on every replay)."""
+        cond = compiled.rule.condition
+        value = values.get(cond.series)
+        threshold = cond.value if cond.value is not None else cond.upper
+        return self._alert(compiled, symbol, values, "firing", value if value is not None else 0.0, threshold,
+                           ts_ms, event_id, repeat=n)
+
     # --- stale feed --------------------------------------------------------------------
 
     def check_stale(self, now_ms: int) -> list[Alert]:
-        """System alerts for watched symbols without a tick for ``stale_after_s`` during US market hours."""
-        if not self.stale_after_ms or not is_market_open(now_ms):
+        """System alerts for watched symbols without a tick for ``stale_after_s`` of a regular session.
+
+        Silent outside regular sessions (weekends, holidays, half-day afternoons: the one
+        calendar, ``events.markethours``). The staleness clock starts at the later of the last
+        tick and this session's open, so the overnight gap never counts and the open never fires it.
+        """
+        if not self.stale_after_ms:
             return []
+        day = session_of(now_ms)
+        bounds = session_open_close(day) if day is not None else None
+        if bounds is None:
+            return []
+        opened_ms = bounds[0]
         out: list[Alert] = []
         for symbol, st in self.symbols.items():
             if st.stale or not st.last_tick_ms or symbol not in self.watched:
                 continue
-            if now_ms - st.last_tick_ms >= self.stale_after_ms:
+            quiet_ms = now_ms - max(st.last_tick_ms, opened_ms)
+            if quiet_ms >= self.stale_after_ms:
                 st.stale = True
                 st.stale_id = f"stale:{symbol}:{st.last_tick_id}"
                 self.dirty.add(symbol)
-                out.append(self._system_alert(symbol, "firing", st.stale_id, now_ms, st,
-                                              f"{symbol}: no ticks for {(now_ms - st.last_tick_ms) // 1000} s "
+                out.append(self._system_alert(symbol, "firing", st.stale_id, now_ms, quiet_ms / 1000,
+                                              f"{symbol}: no ticks for {quiet_ms // 1000} s "
                                               "during market hours (stale feed)"))
         return out
 
     def _stale_resolved(self, symbol: str, st: SymbolState, ts_ms: int, event_id: str) -> list[Alert]:
         st.stale = False
-        return [self._system_alert(symbol, "resolved", st.stale_id, ts_ms, st, f"{symbol}: ticks are flowing again")]
+        return [self._system_alert(symbol, "resolved", st.stale_id, ts_ms, 0.0, f"{symbol}: ticks are flowing again")]
 
-    def _system_alert(self, symbol: str, state: str, trigger: str, ts_ms: int, st: SymbolState, message: str) -> Alert:
-        age_s = max(0, ts_ms - st.last_tick_ms) / 1000
+    def _system_alert(self, symbol: str, state: str, trigger: str, ts_ms: int, age_s: float, message: str) -> Alert:
+        """The stale-feed alert (rule 0, user 0): the dispatcher sends it, and its resolve, to every
+        user who watches the symbol (``alerts.dispatch``)."""
         return Alert(
             id=alert_id(0, 0, trigger, state), ts=ts_ms, rule_id=0, rule_version=0, user_id=0,
             state=state, symbol=symbol, trigger_event_id=trigger, series="feed", op="stale",  # type: ignore[arg-type]
