@@ -69,7 +69,8 @@ def symbol(symbol: str) -> ResponseReturnValue:
     from web.store.feed import feed_note
 
     return render_template("symbol.html", symbol=symbol, rules=[rules_store.rule_json(session, r) for r in rules],
-                           feed=feed_note(session, symbol), move_ops=list(conditions.MOVE_OPS))
+                           feed=feed_note(session, symbol), move_ops=list(conditions.MOVE_OPS),
+                           price_levels=conditions.UNITS_FOR_PAGES["price_levels"])
 
 
 @bp.get("/rules")
