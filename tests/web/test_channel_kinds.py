@@ -3,10 +3,17 @@ shown back (never a URL's tokens, never a bot token)."""
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask
 
 from events import models
+from events.settings import Settings
+from tests.alerts.conftest import Receiver, receiver, smtp_server  # noqa: F401 (fixtures)
+from tests.alerts.procs import Proc
+from tests.alerts.test_pipeline import queue  # noqa: F401 (fixture)
 from tests.web.conftest import Api
+from tests.web.test_channel_security import poll_delivery, stack  # noqa: F401 (fixture)
 from web.db import get_db
 
 NTFY = "ntfy://reader:s3cr3t-tok@ntfy.example.com/tb-alerts"
@@ -89,3 +96,19 @@ def test_the_channels_page_and_the_form_s_help_list_the_new_kinds(sqlite_app: Fl
     assert {"apprise", "slack_bot", "email", "slack", "webhook"} <= set(info["kinds"])
     assert {"Telegram", "Discord", "Microsoft Teams", "ntfy", "Pushover"} <= set(info["services"])
     assert info["url_forms"]["Telegram"].startswith("tgram://")
+
+
+def test_a_test_send_on_an_ntfy_channel_reaches_the_receiver_through_a_real_worker(
+        stack: tuple[Flask, Settings, Proc], receiver: Receiver) -> None:  # noqa: F811
+    app, _, worker = stack
+    api = Api(app.test_client())
+    api.register("ntfy@example.com")
+    ch = api.post("/api/channels", {"kind": "apprise", "name": "phone",
+                                    "target": f"ntfy://127.0.0.1:{receiver.port}/tb-test"}).get_json()
+    queued = api.post(f"/api/channels/{ch['id']}/test")
+    assert queued.status_code == 202
+    outcome = poll_delivery(api, queued.get_json()["poll"], worker)
+    assert outcome["status"] == "delivered", outcome
+    [req] = receiver.got()
+    doc = json.loads(req.body)
+    assert doc["topic"] == "tb-test" and "TEST" in doc["title"]
