@@ -60,8 +60,8 @@ def watcher_channels(session: Session, symbols: Iterable[str]) -> dict[str, dict
     A user watches a symbol through a watchlist holding it or an enabled rule on it (directly
     or through a watchlist). Their channels are those of their enabled rules watching the
     symbol: the ones they chose to hear about it on; a user who only has it on a watchlist
-    gets all their channels. Either way only enabled channels, and an email channel only
-    once confirmed (the worker would refuse it).
+    gets all their channels. Either way only active users, enabled channels, and an email
+    channel only once confirmed (the worker would refuse it).
     """
     symbols = set(symbols)
     if not symbols:
@@ -90,7 +90,8 @@ def watcher_channels(session: Session, symbols: Iterable[str]) -> dict[str, dict
             user_id, on = rule_symbols[rule_id]
             for sym in on:
                 chosen.setdefault((sym, user_id), set()).add(channel_id)
-    users = {u for us in watchers.values() for u in us}
+    users = set(session.scalars(select(models.User.id).where(
+        models.User.id.in_({u for us in watchers.values() for u in us}), models.User.is_active.is_(True))))
     everything: dict[int, list[int]] = {}
     if users:
         for channel_id, user_id in session.execute(
@@ -98,7 +99,7 @@ def watcher_channels(session: Session, symbols: Iterable[str]) -> dict[str, dict
             everything.setdefault(user_id, []).append(channel_id)
     out: dict[str, dict[int, list[int]]] = {}
     for symbol, us in watchers.items():
-        for user_id in sorted(us):
+        for user_id in sorted(us & users):
             picked = sorted(chosen[(symbol, user_id)]) if (symbol, user_id) in chosen else everything.get(user_id, [])
             if picked:
                 out.setdefault(symbol, {})[user_id] = picked
