@@ -1,7 +1,8 @@
 """The Spark stateful processor: a thin adapter from transformWithStateInPandas to stream.bars.
 
 One instance per shard key (``shard`` >= 0): its ValueState holds the shard's
-:class:`~stream.bars.ShardState` (msgpack bytes). Input rows are ticks
+:class:`~stream.bars.ShardState` (msgpack bytes). Rows arrive packed, one per shard
+and input task (:mod:`stream.packing`), and are unpacked first. Input rows are ticks
 (``kind`` ``tick``) or backfilled history bars (``kind`` ``history``); rows of
 shard -1 failed validation upstream and are passed through as DLQ rows.
 A batch folds its ticks into open bars, then its history bars into the closed
