@@ -176,12 +176,16 @@ def profile_processes(roots: dict[str, int], seconds: float, rate_hz: int, out_d
              str(int(seconds)), "--format", "raw", "--output", str(raw), "--pid", str(pid)],
             stdout=subprocess.DEVNULL, stderr=open(out_dir / f"{name}.pyspy.log", "wb")))
     recordings = {}
+    failed: dict[str, str] = {}
     if jfr_ok:
         for name, pid in jvms.items():
             path = out_dir / f"{name.split()[0]}.jfr"
-            subprocess.run(["jcmd", str(pid), "JFR.start", "name=bench", "settings=profile",
-                            f"duration={int(seconds)}s", f"filename={path}"], capture_output=True, timeout=30)
-            recordings[name] = path
+            try:  # jcmd attaches to the JVM: slow on a loaded machine
+                subprocess.run(["jcmd", str(pid), "JFR.start", "name=bench", "settings=profile",
+                                f"duration={int(seconds)}s", f"filename={path}"], capture_output=True, timeout=90)
+                recordings[name] = path
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                failed[name] = f"JFR did not start: {exc}"
     for _, proc in spies.values():
         try:
             proc.wait(seconds + 60)
@@ -196,6 +200,8 @@ def profile_processes(roots: dict[str, int], seconds: float, rate_hz: int, out_d
         text = raw.read_text(errors="replace") if raw.exists() else ""
         tables[name] = {**self_time_table(py_spy_self(text), round(max(py_cores, 0.0), 3)),
                         "profiler": f"py-spy {rate_hz} Hz, --subprocesses", "raw": str(raw)}
+    for name, why in failed.items():
+        tables[name] = {**self_time_table(Counter(), cores[name]), "profiler": why}
     for name, path in recordings.items():
         deadline = time.monotonic() + 30
         while not path.exists() and time.monotonic() < deadline:
