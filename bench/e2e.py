@@ -302,7 +302,10 @@ def main(rates: list[int] | None = None) -> dict[str, Any]:
 
             def record() -> None:
                 time.sleep(3)  # let the step reach its rate before sampling
-                holder.update(profile_processes(roots, PROFILE_S, PY_SPY_HZ, workdir / "profiles"))
+                try:
+                    holder.update(profile_processes(roots, PROFILE_S, PY_SPY_HZ, workdir / "profiles"))
+                except Exception as exc:  # noqa: BLE001 - the probe's own figures still count; say why
+                    holder["error"] = f"{type(exc).__name__}: {exc}"
 
             profile = {"step": run_probe(b, n, PROFILE_RATE, during=record), **holder}
             book.forget(n)

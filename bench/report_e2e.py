@@ -138,6 +138,8 @@ def profiles(r: dict[str, Any]) -> str:
             f"{fmt(r.get('py_spy_hz'))} Hz, `--nonblocking --subprocesses`; JFR for Spark's JVM). That probe's "
             "latencies, with the profilers' own cost in them: "
             + "; ".join(f"{v} ms p50 / p99 {verdict_cell(L.get(k), None)}" for k, v in PATH_NAMES.items()) + ".\n\n")
+    if r.get("error"):
+        text += f"**The profilers failed**: {r['error']}\n\n"
     text += "Where each core goes (cores from /proc over the window; self time = innermost frame):\n\n"
     text += table(["process", "cores", "samples", "top functions by self time (share of the process's samples)"],
                   [[name, t.get("cpu_cores"), t.get("samples"),
