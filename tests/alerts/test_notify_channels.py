@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -193,3 +194,43 @@ def test_without_bars_the_email_goes_without_a_picture(sessions: sessionmaker[Se
     assert mail.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
     assert mail["Date"] and mail["Message-ID"]
+
+
+def test_the_sent_email_has_date_message_id_both_parts_and_a_plain_subject(
+        sessions: sessionmaker[Session], settings: Settings, smtp_server: SmtpServer) -> None:  # noqa: F811
+    from email.utils import parsedate_to_datetime
+
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "email", "trader@example.com")
+    pct = Alert(id="alert:pct1", ts=1_795_000_000_000, rule_id=2, rule_version=1, user_id=user, state="firing",
+                  symbol="AAPL", trigger_event_id="sim:AAPL:7", series="price", op="moving_up_pct", value=1.71234,
+                  threshold=0.2, channel_ids=[ch], rule_name="jump",
+                  message="AAPL up 1.71 % in 1 min (rule: at least 0.2 %)", evidence={"price": 152.0})
+    with sessions() as s:
+        [did] = record_deliveries(s, [pct])
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
+    after = datetime.now(timezone.utc)
+    [mail] = smtp_server.messages  # parsed by Python's email parser from what the SMTP server received
+    sent_at = parsedate_to_datetime(mail["Date"])
+    assert sent_at.utcoffset() == timedelta(0) and before <= sent_at <= after
+    assert mail["Message-ID"] == f"<alert.pct1.c{ch}@tb.test>"
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+    assert mail["Subject"] == "[Tickerbell] AAPL up 1.71 % (rule: at least 0.2 %)"
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.splitlines()[0] == "AAPL up 1.71 % in 1 min (rule: at least 0.2 %)" and "Value:     1.71 %" in text
+    assert "0.870928" not in text and "1.7123" not in text
+
+
+def test_a_digest_goes_to_an_apprise_channel_as_one_message(sessions: sessionmaker[Session],  # noqa: F811
+                                                            settings: Settings, receiver: Receiver) -> None:  # noqa: F811
+    user = make_user(sessions)
+    ch = make_channel(sessions, user, "apprise", f"ntfy://127.0.0.1:{receiver.port}/digest")
+    first = fire(sessions, alert(user, [ch], n=1))
+    second = fire(sessions, alert(user, [ch], rule_id=2, n=2))
+    assert notify.deliver(sessions, first, settings, replace(FAST, digest=True)).status == "delivered"
+    [req] = receiver.got()
+    doc = json.loads(req.body)
+    assert doc["title"] == "2 Tickerbell alerts" and len(doc["message"].splitlines()) == 2
+    assert delivery(sessions, second).status == "delivered"
