@@ -160,10 +160,9 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
         line = aims_line(r)
         if line and name != "e2e":
             out.append(f"{TITLES.get(name, name)} — {line}")
-    out.append("Load caveat: this is a 2-core machine shared with other engineers' work (at the time of these runs "
-               "a fault-injection suite among it); every figure moves from run to run, and the 1-minute load "
-               "average recorded with each run says how busy the machine was. Treat tails (p99, max) as upper "
-               "bounds of what the code does on a quiet machine, not as its limits.")
+    out.append("Load caveat: this is a 2-core machine shared with other work; every figure moves from run to run, "
+               "and the 1-minute load average recorded with each run says how busy the machine was. Treat tails "
+               "(p99, max) as upper bounds of what the code does on a quiet machine, not as its limits.")
     return out
 
 
