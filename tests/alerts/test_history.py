@@ -14,7 +14,7 @@ from alerts.engine_state import Evaluator
 from events import contract
 from events.kafka import EventProducer, ShutdownFlag, admin_client
 from events.settings import Settings
-from tests.alerts.conftest import wait_for
+from tests.support import wait_for
 from tests.alerts.helpers import bar, rule, states, tick
 
 
@@ -111,7 +111,7 @@ def test_a_backfill_the_rules_match_fires_nothing_and_the_next_live_bar_does(eng
     for r in (level, cross, price):
         producer.produce(r)
     producer.flush()
-    backfill: list[contract.Event] = (
+    backfill: list[contract.Bar] = (
         [hist(160, i) for i in range(30)]                                 # matches the level all along
         + [hist(95 if i % 2 else 105, i, "MSFT") for i in range(30)]      # crosses 100 on every bar, ends below
         + [hist(90 + i, i, "NVDA") for i in range(12)] + [hist(99, 12, "NVDA")]  # crosses up in the past
@@ -124,8 +124,8 @@ def test_a_backfill_the_rules_match_fires_nothing_and_the_next_live_bar_does(eng
     thread.start()
     try:
         wait_for(lambda: runner.evaluator.rules.keys() == {1, 2, 3}, what="rules loaded")
-        for e in backfill:
-            producer.produce(e)
+        for b in backfill:
+            producer.produce(b)
         producer.flush()
         wait_for(lambda: runner.stats.consumed >= len(backfill), what="the backfill consumed")
         assert committed_alerts(settings) == []

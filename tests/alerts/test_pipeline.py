@@ -20,9 +20,10 @@ from events.db import make_engine, upgrade
 from events.kafka import EventProducer, ShutdownFlag, admin_client
 from events.outbox import relay_once, save_rule
 from events.settings import Secret, Settings
-from tests.alerts.conftest import Receiver, SmtpServer, wait_for
+from tests.alerts.conftest import Receiver, SmtpServer
 from tests.alerts.helpers import tick
 from tests.alerts.procs import Proc, process_env
+from tests.support import wait_for
 from tests.alerts.test_messages import SECRET
 
 
@@ -124,7 +125,9 @@ def test_ticks_in_exactly_the_expected_notifications_out(stack_settings: Setting
     mails = smtp_server.messages
     assert sorted(m["Subject"] for m in mails) == ["[Tickerbell] AAPL crossed above 150.00 (rule: price crossing up 150)"] * 2
     for m in mails:
-        text = m.get_body(("plain",)).get_content()
+        plain = m.get_body(("plain",))
+        assert plain is not None
+        text = plain.get_content()
         assert text.startswith("AAPL crossed 150.0 at 15") and "http://tb.test/symbols/AAPL" in text
     with sessions() as s:
         attempts = s.scalars(select(models.DeliveryAttempt.status_code).order_by(models.DeliveryAttempt.id)).all()
