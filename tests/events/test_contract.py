@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from events import contract
-from events.contract import Alert, Bar, Condition, InvalidEvent, Prediction, Rule, Tick, decode, encode
+from events.contract import BAR_FLOAT_FIELDS, Alert, Bar, Condition, InvalidEvent, Prediction, Rule, Tick, decode, encode
 
 TS = 1_763_900_000_000
 
@@ -153,3 +153,45 @@ def test_wrong_typed_json_is_invalid_or_a_valid_tick(obj: dict) -> None:
     except InvalidEvent:
         return
     assert t.price > 0 and t.size >= 0 and t.seq >= 0
+
+
+def test_rules_written_before_several_conditions_still_decode_as_rules_of_one() -> None:
+    old = (b'{"type":"rule","id":"rule:3:2","ts":1800000000000,"v":1,"rule_id":3,"version":2,"user_id":1,'
+           b'"name":"","symbols":["AAPL"],"condition":{"series":"forecast.move_pct","op":"greater_than","value":1.0,'
+           b'"other":null,"lower":null,"upper":null,"window_bars":null,"window_s":null,'
+           b'"also":{"series":"forecast.lower_move_pct","op":"greater_than","value":0.0}},'
+           b'"frequency":"once_per_bar","enabled":true,"channel_ids":[],"message":""}')
+    rule = decode(old, Rule)
+    assert rule.condition.more == [] and rule.condition.match == "all"
+    assert rule.condition.parts() == [rule.condition]
+    assert rule.notify_on_resolve is False and rule.repeat_interval_s is None
+    # a one-condition rule is encoded without the new fields, so an older reader still decodes it
+    assert b'"more"' not in encode(rule) and b'"match"' not in encode(rule)
+
+
+def test_a_rule_of_several_conditions_round_trips_and_its_bounds_hold() -> None:
+    from events.vocabulary import Condition
+
+    part = Condition(series="rsi_14", op="less_than", value=30.0)
+    cond = Condition(series="price", op="greater_than", value=200.0, more=[part], match="any")
+    rule = Rule(id="rule:1:1", ts=1_800_000_000_000, rule_id=1, version=1, user_id=1, symbols=["AAPL"],
+                condition=cond, notify_on_resolve=True, repeat_interval_s=3600)
+    again = decode(encode(rule), Rule)
+    assert again == rule and again.condition.parts()[1] == part
+    raw = encode(rule)
+    with pytest.raises(InvalidEvent, match="repeat_interval_s"):
+        decode(raw.replace(b'"repeat_interval_s":3600', b'"repeat_interval_s":59'), Rule)
+    with pytest.raises(InvalidEvent, match="match"):
+        decode(raw.replace(b'"match":"any"', b'"match":"most"'), Rule)
+    five = raw.replace(b'"more":[', b'"more":[' + b'{"series":"close","op":"greater_than","value":1.0},' * 4)
+    with pytest.raises(InvalidEvent, match="more"):
+        decode(five, Rule)
+
+
+def test_the_session_series_are_optional_bar_fields() -> None:
+    names = ("sma_50", "sma_200", "ema_50", "ema_200", "prev_close", "session_open", "gap_pct", "high_20d", "low_20d")
+    bar = Bar(id="b", ts=1_800_000_060_000, symbol="AAPL", start_ms=1_800_000_000_000, bar_seconds=60, open=1.0,
+              high=1.0, low=1.0, close=1.0, volume=1.0, count=1, vwap=1.0)
+    assert all(getattr(bar, n) is None for n in names) and set(names) <= set(BAR_FLOAT_FIELDS)
+    with pytest.raises(InvalidEvent, match="prev_close"):
+        decode(encode(bar).replace(b'"prev_close":null', b'"prev_close":"x"'), Bar)
