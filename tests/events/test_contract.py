@@ -103,6 +103,7 @@ def test_bar_consistency_and_prediction_interval() -> None:
     with pytest.raises(InvalidEvent, match="low"):
         decode(encode(bar()).replace(b'"low":9.5', b'"low":12.0'), Bar)
     p = EXAMPLES[2]
+    assert isinstance(p, Prediction)
     raw = encode(p).replace(b'"lower":9.9', b'"lower":11.0')
     with pytest.raises(InvalidEvent, match="lower"):
         decode(raw, Prediction)
@@ -146,7 +147,7 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["type", "id", "ts", "v", "symbol", "price", "size", "source", "seq"]),
                        json_values, max_size=9))
-def test_wrong_typed_json_is_invalid_or_a_valid_tick(obj: dict) -> None:
+def test_wrong_typed_json_is_invalid_or_a_valid_tick(obj: dict[str, object]) -> None:
     raw = json.dumps(obj).encode()
     try:
         t = decode(raw, Tick)
