@@ -83,8 +83,7 @@ class Tick(Event, frozen=True, kw_only=True, tag="tick"):
     size: NonNegative
     source: ShortText
     seq: Annotated[int, msgspec.Meta(ge=0)]
-    #: the market session the trade belongs to, where the source knows it (Yahoo's streamer
-    #: does): ``pre``, ``regular`` or ``post``
+    #: the market session of the trade where the source knows it (Yahoo's does): pre, regular, post
     session: Literal["pre", "regular", "post"] | None = None
 
     def __post_init__(self) -> None:
