@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -14,10 +16,10 @@ def cond(**kw: object) -> Condition:
     return msgspec.convert(kw, Condition)
 
 
-def run(c: Condition, series: list[float | dict], key: str = "price", step_ms: int = 1000) -> list[tuple[bool, bool]]:
+def run(c: Condition, series: list[Any], key: str = "price", step_ms: int = 1000) -> list[tuple[bool, bool] | None]:
     compiled = compile_condition(c, bar_seconds=60)
     state = compiled.new_state()
-    out = []
+    out: list[tuple[bool, bool] | None] = []
     for i, v in enumerate(series):
         values = v if isinstance(v, dict) else {key: v}
         obs = compiled.observe(values, state, 1_000_000 + i * step_ms)
@@ -25,7 +27,7 @@ def run(c: Condition, series: list[float | dict], key: str = "price", step_ms: i
     return out
 
 
-def active(c: Condition, series: list, **kw: object) -> list[bool | None]:
+def active(c: Condition, series: list[Any], **kw: Any) -> list[bool | None]:
     return [None if o is None else o[0] for o in run(c, series, **kw)]
 
 
@@ -43,7 +45,7 @@ def test_compare_with_another_series_and_warm_up() -> None:
 def test_crossing_reports_each_side_change_but_not_touching() -> None:
     c = cond(series="price", op="crossing", value=150)
     # 150 exactly keeps the previous side: 149 -> 150 -> 149 is no cross
-    assert [o[1] for o in run(c, [149, 150, 149, 151, 152, 149])] == [False, False, False, True, False, True]
+    assert [o[1] if o else None for o in run(c, [149, 150, 149, 151, 152, 149])] == [False, False, False, True, False, True]
 
 
 def test_crossing_up_and_down_are_levels_that_the_lifecycle_arms() -> None:
@@ -123,7 +125,7 @@ def test_forecast_series() -> None:
       "also": {"series": "price", "op": "less_than", "value": 9, "also": {"series": "price", "op": "less_than",
                                                                             "value": 8}}}, "one extra condition"),
 ])
-def test_nonsense_conditions_are_refused_with_a_clear_message(bad: dict, message: str) -> None:
+def test_nonsense_conditions_are_refused_with_a_clear_message(bad: dict[str, Any], message: str) -> None:
     with pytest.raises(ConditionError, match=message):
         compile_condition(cond(**bad))
 

@@ -24,7 +24,7 @@ def sessions(database_url: str) -> sessionmaker[Session]:
     return sessionmaker(make_engine(database_url), expire_on_commit=False)
 
 
-def add_bars(s: Session, closes: list[float], end_ms: int = NOW, symbol: str = "AAPL", **ind: list) -> None:
+def add_bars(s: Session, closes: list[float], end_ms: int = NOW, symbol: str = "AAPL", **ind: list[float]) -> None:
     for i, c in enumerate(closes):
         start = end_ms - (len(closes) - i) * MIN
         extra = {k: v[i] for k, v in ind.items()}

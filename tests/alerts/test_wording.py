@@ -156,14 +156,16 @@ def test_email_subject_first_line_and_values_in_plain_words() -> None:
     ctx = alert_context(pct_alert(), "http://tb.example")
     msg = messages.build_email(ctx, "TB <a@tb>", "u@x.y")
     assert msg["Subject"] == "[Tickerbell] AAPL up 1.71 % (rule: at least 0.2 %)"
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
+    plain, rich = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and rich is not None
+    text, html = plain.get_content(), rich.get_content()
     assert text.splitlines()[0] == "AAPL up 1.71 % in 1 min (rule: at least 0.2 %)"
     assert "Value:     1.71 %" in text and "Threshold: 0.20 %" in text and "Condition: price up at least 0.2 %" in text
     assert "<td>1.71 %</td>" in html and "0.2 %" in html and "1.712340" not in html and "1.7123" not in text
     custom = messages.build_email(alert_context(pct_alert(message="my words"), ""), "TB <a@tb>", "u@x.y")
     assert custom["Subject"] == "[Tickerbell] AAPL up 1.71 % (rule: at least 0.2 %)"  # the subject says what happened
-    assert custom.get_body(("plain",)).get_content().startswith("my words\n")
+    body = custom.get_body(("plain",))
+    assert body is not None and body.get_content().startswith("my words\n")
 
 
 def test_slack_and_digest_use_the_same_words() -> None:
