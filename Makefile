@@ -63,6 +63,13 @@ test-chaos: setup-test
 	@scripts/services.sh start-postgres
 	@$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
+## the long soak: the whole stack under a nemesis for CHAOS_SOAK_S seconds (default 300), results in docs/faults.json
+soak: setup-test
+	@scripts/kafka.sh start
+	@scripts/services.sh start-redis
+	@scripts/services.sh start-postgres
+	@CHAOS_SOAK_S=$${CHAOS_SOAK_S:-300} $(PY) -m pytest tests/chaos -k soak -o timeout=3600 $(PYTEST_ARGS)
+
 bench: up
 	@$(PY) -m bench
 
