@@ -186,6 +186,8 @@ def render(results_dir: Path = RESULTS) -> str:
         "## Reading",
         "",
         *[f"- {s}" for s in reading(results)],
+        "- Where a stream micro-batch's time goes, before and after packing its rows: "
+        "[stream-profile.md](stream-profile.md) (hand-written from measurements, with their load).",
         "",
     ]
     for name in names:
