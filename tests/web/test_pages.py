@@ -8,6 +8,7 @@ import socket
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 from flask import Flask
 
@@ -37,7 +38,9 @@ def test_pages_need_login_and_render(sqlite_app: Flask) -> None:
 def test_html_register_and_login_forms(sqlite_app: Flask) -> None:
     client = sqlite_app.test_client()
     page = client.get("/register")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None
+    token = found.group(1)
     assert client.post("/register", data={"email": "x@example.com", "password": "pw"}).status_code == 400  # no CSRF token
     short = client.post("/register", data={"email": "x@example.com", "password": "pw", "csrf_token": token})
     assert short.status_code == 422 and "at least 8 characters" in short.text
@@ -65,7 +68,9 @@ def test_the_chart_draws_price_levels_not_the_size_of_a_move(sqlite_app: Flask) 
         created = api.post("/api/rules", {"symbol": "AAPL", "condition": condition})
         assert created.status_code == 201, created.get_json()
     page = api.get("/symbols/AAPL").get_data(as_text=True)
-    levels = re.search(r'data-levels="([^"]*)"', page).group(1)
+    found = re.search(r'data-levels="([^"]*)"', page)
+    assert found is not None
+    levels = found.group(1)
     assert json.loads(levels.replace("&#34;", '"')) == [250]  # a 0.2 % move is no price to draw a line at
 
 
@@ -104,7 +109,7 @@ def test_openapi_describes_every_api_route(sqlite_app: Flask) -> None:
     for rule in sqlite_app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
             path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 assert (path, method) in documented, (path, method)
     create = doc["paths"]["/api/rules"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Rule"
@@ -114,7 +119,7 @@ def test_openapi_describes_every_api_route(sqlite_app: Flask) -> None:
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -82,3 +82,17 @@ def test_the_openapi_document_has_the_new_fields(alice: Api) -> None:
     assert schemas["Condition"]["properties"]["more"]["maxItems"] == 4
     assert schemas["Condition"]["properties"]["match"]["enum"] == ["all", "any"]
     assert "day_change_pct" in schemas["Condition"]["properties"]["series"]["enum"]
+
+
+def test_the_rule_cli_saves_several_conditions_and_the_new_fields_onto_the_topic(alice: Api, sqlite_app: Flask) -> None:
+    from alerts.rules import create_rule as cli_create_rule
+    from alerts.rules import describe
+    from tests.web.conftest import account_id
+
+    settings = sqlite_app.extensions["tickerbell_settings"]
+    with sqlite_app.extensions["tickerbell_sessions"]() as s:
+        event = cli_create_rule(s, settings, user_id=account_id(sqlite_app, "alice@example.com"), condition=BOTH,
+                                symbol="AAPL", notify_on_resolve=True, repeat_interval_s=600)
+    assert event.condition.more[0].series == "rsi_14" and event.condition.match == "all"
+    assert event.notify_on_resolve is True and event.repeat_interval_s == 600
+    assert describe(event) == "price above 200 and RSI 14 below 30"
