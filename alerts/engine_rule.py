@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from alerts.conditions import CHANNEL_OPS, COMPARE_OPS, DOWN_OPS, UP_OPS, CompiledCondition, CondState, Observation
+from alerts.conditions import (CHANNEL_OPS, COMPARE_OPS, DERIVED, DOWN_OPS, UP_OPS, CompiledCondition, CondState,
+                               Observation)
 from events.contract import Rule
 
 __all__ = ["CompiledRule", "RuleState", "in_active_hours"]
@@ -79,9 +80,12 @@ class CompiledRule:
         self.up = op in ("greater_than", "crossing_up")
         self.want_inside = op in ("inside_channel", "entering_channel")
         self.fast = 0
-        if c.also is None and op in COMPARE_OPS and c.other is None:
+        # only one plain condition on a stored series: several conditions and derived series
+        # (the day's change, computed from the price and the bar's references) take observe()
+        simple = c.also is None and not c.more and c.series not in DERIVED
+        if simple and op in COMPARE_OPS and c.other is None:
             self.fast = 1
-        elif c.also is None and op in CHANNEL_OPS:
+        elif simple and op in CHANNEL_OPS:
             self.fast = 2
 
     def active_hours(self, ts_ms: int) -> bool:

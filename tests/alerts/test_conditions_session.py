@@ -191,9 +191,6 @@ def _evaluator_alerts(condition: dict[str, object]) -> list[tuple[str, float | N
     return [(a.state, a.value) for a in out]
 
 
-@pytest.mark.xfail(strict=True, reason="alerts/engine_rule.py CompiledRule's inline fast path reads "
-                   "values[series] directly, where a derived series is never stored; it must skip series in "
-                   "alerts.conditions.DERIVED (or the Evaluator must call with_derived(st.values)): engine owner")
 def test_the_engine_fires_down_5_percent_today_on_the_tick() -> None:
     got = _evaluator_alerts({"series": "day_change_pct", "op": "less_than", "value": -5.0})
     assert [s for s, _ in got] == ["firing", "resolved"]

@@ -124,8 +124,6 @@ def test_preview_of_down_5_percent_today_reads_each_bars_previous_close(sessions
     assert out[0]["ts_ms"] == NOW - 4 * MIN
 
 
-@pytest.mark.xfail(strict=True, reason="alerts/engine_rule.py CompiledRule's inline fast path (fast=1/2) reads only "
-                   "rule.condition's own series; it must also require `not c.more` (engine owner's change)")
 def test_preview_of_a_rule_of_two_conditions(sessions) -> None:  # type: ignore[no-untyped-def]
     with sessions() as s:
         add_bars(s, [201.0, 202.0, 203.0, 199.0], rsi_14=[40.0, 25.0, 28.0, 25.0])
