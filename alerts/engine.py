@@ -39,7 +39,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -113,6 +113,9 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self._tick_decoder = decoder_for(Tick)
         self._bar_decoder = decoder_for(Bar)
         self._prediction_decoder = decoder_for(Prediction)
+        #: called inside the open transaction, after the batch's alerts were produced and before
+        #: anything is committed (the tests' fault injection: hold there, then SIGKILL)
+        self.on_produced: Callable[[list[Any]], None] | None = None
 
     def _restored(self, records: int) -> None:
         self.stats.restored_symbols += records
@@ -303,6 +306,8 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         txn.begin()
         for alert in alerts:
             txn.produce(self.t_alerts, alert.key, encode(alert))
+        if alerts and self.on_produced is not None:
+            self.on_produced(alerts)
         saved = 0
         if checkpoint:
             symbols = self.evaluator.symbols

@@ -2,13 +2,17 @@
 transaction that produced it and a worker SIGKILL while its request is held open at the receiver.
 
 Real processes on loopback: the engine and the Celery worker as children (killed with SIGKILL),
-the dispatcher in this process, a webhook receiver, Kafka, PostgreSQL and Redis.
+the dispatcher in this process, a webhook receiver, Kafka, PostgreSQL and Redis. The engine that
+is killed is the real one frozen at its hold (``tests.alerts.engine_hold``: inside the open
+transaction, its alerts produced); the one that takes over is ``python -m alerts engine``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,7 +32,7 @@ from events.settings import Settings
 from tests.alerts.conftest import Receiver
 from tests.support import wait_for
 from tests.alerts.helpers import tick
-from tests.alerts.procs import Proc, process_env
+from tests.alerts.procs import ROOT, Proc, process_env
 from tests.alerts.test_messages import SECRET
 from tests.alerts.test_pipeline import in_thread, queue, stack_settings, start_worker  # noqa: F401 (fixtures)
 
@@ -80,19 +84,17 @@ class Look:
         return sum(u - c for u, c in zip(self.ends("read_uncommitted"), self.ends("read_committed")))
 
     def ids(self, level: str) -> list[str]:
+        """The ids of every alert on the topic as ``level`` reads it (up to the current end)."""
         c = self.c[level]
         ends = self.ends("read_uncommitted")
         c.assign([TopicPartition(self.topic, p, 0) for p in range(len(ends))])
         out: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            msgs = c.consume(500, 0.2)
-            for m in msgs:
-                if m.error() is None and m.value():
-                    out.append(contract.decode(m.value(), contract.Alert).id)
-            positions = c.position([TopicPartition(self.topic, p) for p in range(len(ends))])
-            if not msgs and all(tp.offset < 0 or tp.offset >= e - 1 for tp, e in zip(positions, ends)):
-                break
+        quiet = 0
+        while time.monotonic() < deadline and quiet < 5:  # 1 s without a message, once there were some
+            msgs = [m for m in c.consume(500, 0.2) if m.error() is None and m.value()]
+            out += [contract.decode(m.value(), contract.Alert).id for m in msgs]
+            quiet = 0 if msgs or not out else quiet + 1
         c.unassign()
         return out
 
@@ -106,27 +108,28 @@ def start_engine(settings: Settings, tx: str, log: Path) -> Proc:
                 process_env(settings), log)
 
 
-def kill_inside_transaction(engine: Proc, look: Look, produce: object) -> int:
-    """Freeze the engine, hand it the input (``produce()``), then let it run in slices of about a
-    millisecond until it is frozen inside a transaction that holds produced, uncommitted alerts
-    (still open 0.3 s later: no commit was on its way); SIGKILL it there. Return how many it held."""
-    pid = engine.popen.pid
-    os.killpg(pid, signal.SIGSTOP)
+def start_holding_engine(settings: Settings, tx: str, log: Path, hold_file: Path,
+                         kind: str) -> subprocess.Popen[bytes]:
+    """The engine (``tests.alerts.engine_hold``) that freezes inside the transaction of its first
+    reminder or resolve, in its own process group."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "tests.alerts.engine_hold", tx, str(hold_file), kind],
+                                env=process_env(settings), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def kill_inside_transaction(engine: subprocess.Popen[bytes], look: Look, hold_file: Path, produce: object) -> int:
+    """Hand the holding engine its input (``produce()``); once it is frozen inside the transaction
+    holding the alert and the broker shows those alerts produced, uncommitted, SIGKILL it there.
+    Return how many uncommitted alerts it held."""
     assert callable(produce)
     produce()
-    deadline = time.monotonic() + 90
-    try:
-        while time.monotonic() < deadline:
-            os.killpg(pid, signal.SIGCONT)
-            threading.Event().wait(0.001)
-            os.killpg(pid, signal.SIGSTOP)
-            if (held := look.open()) and not threading.Event().wait(0.3) and look.open() == held:
-                engine.kill()
-                return held
-    finally:
-        if engine.popen.poll() is None:
-            os.killpg(pid, signal.SIGCONT)
-    raise AssertionError(f"the engine was not caught inside its transaction ({engine.output()})")
+    wait_for(hold_file.exists, timeout_s=90, what="the engine at its hold")
+    wait_for(lambda: look.open() > 0, timeout_s=30, what="the held alerts at the broker, uncommitted")
+    held = look.open()
+    os.killpg(engine.pid, signal.SIGKILL)
+    engine.wait(10)
+    return held
 
 
 def rows(sessions: sessionmaker[Session]) -> dict[str, str]:
@@ -165,7 +168,8 @@ def test_reminder_and_resolve_exactly_once_through_engine_and_worker_kills(
 
     tx = f"tx-{queue}"
     logs = tmp_path / "engine.log", tmp_path / "worker.log"
-    engine = start_engine(settings, tx, logs[0])
+    holding = start_holding_engine(settings, tx, logs[0], tmp_path / "hold1", "repeat")
+    engine: Proc | None = None
     worker = start_worker(settings, queue, logs[1], concurrency=2, lease_s="2")
     flag = ShutdownFlag()
     dispatcher = Dispatcher(settings, sessions, celery_enqueue(settings, queue), shutdown=flag, group_id=f"d-{queue}")
@@ -176,12 +180,12 @@ def test_reminder_and_resolve_exactly_once_through_engine_and_worker_kills(
     try:
         ticks(*range(6))  # fires at 0 s
         wait_for(lambda: rows(sessions) == {first: "delivered"}, timeout_s=90,
-                 what=f"the first notice ({engine.output()} {worker.output()})")
+                 what=f"the first notice ({logs[0].read_text()[-3000:]} {worker.output()})")
 
         # the reminder at 60 s: the engine killed with it produced, not committed
-        killed_in_txn["repeat1"] = kill_inside_transaction(engine, look, lambda: ticks(6))
-        engine = start_engine(settings, tx, logs[0])
-        wait_for(lambda: rows(sessions).get(repeat1) == "delivered", timeout_s=90, what=f"reminder 1 ({engine.output()})")
+        killed_in_txn["repeat1"] = kill_inside_transaction(holding, look, tmp_path / "hold1", lambda: ticks(6))
+        holding = start_holding_engine(settings, tx, logs[0], tmp_path / "hold2", "resolved")  # the next hold: the resolve
+        wait_for(lambda: rows(sessions).get(repeat1) == "delivered", timeout_s=90, what=f"reminder 1 ({logs[0].read_text()[-3000:]})")
 
         # the reminder at 120 s: the worker killed while the receiver holds its request open
         hold.arm()
@@ -195,7 +199,8 @@ def test_reminder_and_resolve_exactly_once_through_engine_and_worker_kills(
 
         # the resolve at 130 s: both kills, one after the other
         hold.arm()
-        killed_in_txn["resolved"] = kill_inside_transaction(engine, look, lambda: ticks(13, price=149.0))
+        killed_in_txn["resolved"] = kill_inside_transaction(holding, look, tmp_path / "hold2",
+                                                            lambda: ticks(13, price=149.0))
         engine = start_engine(settings, tx, logs[0])
         assert hold.held.wait(90), f"the resolve never reached the receiver ({engine.output()} {worker.output()})"
         worker.kill()
@@ -208,7 +213,11 @@ def test_reminder_and_resolve_exactly_once_through_engine_and_worker_kills(
         flag.set()
         thread.join(20)
         worker.stop()
-        engine.stop()
+        if holding.poll() is None:
+            os.killpg(holding.pid, signal.SIGKILL)
+            holding.wait(10)
+        if engine is not None:
+            engine.stop()
         look.close()
 
     got = [x.headers["webhook-id"] for x in receiver.got()]
