@@ -17,7 +17,7 @@ Everything else derives from it:
 To add a series: one :class:`SeriesDef` line in :data:`SERIES` (and the value itself on
 the event that carries it). To add an operator: one :class:`OperatorDef` line in
 :data:`OPERATORS` (in a group whose parameters it takes) and its evaluation in
-``alerts/conditions.py``. See ``docs/architecture-vocabulary.md``.
+``alerts/conditions.py``. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ calls it before it compiles a rule, so what the web accepts the engine evaluates
 the web refuses the engine refuses, with the same words. :func:`rule_problems` does the
 same for the rule-level settings that depend on the condition (recovery, hours, zone).
 
-Decisions where the copies used to disagree (``docs/architecture-vocabulary.md``):
+Decisions where the copies used to disagree (``docs/architecture.md``):
 a channel needs ``lower < upper`` (a zero-width channel is a typo, not a rule); a move
 needs its window, in bars or in seconds (no silent one-bar default); a series is never
 compared with itself; a condition has at most one ``also``.
