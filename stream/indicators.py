@@ -7,7 +7,7 @@ the same numpy calls, same scalar recurrences):
 * :func:`compute` — batch, vectorised over one symbol's whole close/volume
   history (what backfills, notebooks and tests use);
 * :func:`step` — incremental, vectorised over many symbols at once: each
-  symbol carries a small :class:`IndicatorState` (last 26 closes, last 21
+  symbol carries a small :class:`IndicatorState` (last 200 closes, last 21
   volumes, the EMA and Wilder averages) from bar to bar, which is what the
   Spark job keeps in its state store.
 
@@ -16,9 +16,13 @@ including the current one; a value is ``None`` (NaN here) until its warm-up
 is complete, never a partial or guessed value.
 
 * ``change_pct``     100 * (close - prev_close) / prev_close; from bar 2.
-* ``sma_N``          arithmetic mean of the last N closes incl. the current; from bar N.
+* ``sma_N``          arithmetic mean of the last N closes incl. the current; from bar N
+                     (N = 5, 10, 20, 50, 200).
 * ``ema_N``          alpha = 2/(N+1); the first value (bar N) is the SMA of the first
-                     N closes, then ema += alpha * (close - ema) (TA-Lib's EMA).
+                     N closes, then ema += alpha * (close - ema) (TA-Lib's EMA;
+                     N = 12, 26, 50, 200). A state decoded from a checkpoint written
+                     before ema_50/ema_200 existed (26 closes kept, no EMA carried)
+                     seeds them with the SMA of the last N closes once it has kept N.
 * ``macd``           ema_12 - ema_26 (both as above); from bar 26. TA-Lib's MACD
                      function re-seeds its fast EMA at bar 26, so its first values
                      differ slightly; the difference decays geometrically.
@@ -49,16 +53,18 @@ import msgspec
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["FIELDS", "IndicatorState", "compute", "step", "to_optional"]
+__all__ = ["BAR_FIELDS", "FIELDS", "IndicatorState", "LONG_FIELDS", "compute", "step", "to_optional"]
 
-CLOSES_KEPT = 26   # the EMA-26 seed needs the first 26 closes
+CLOSES_KEPT = 200  # sma_200 and the EMA-200 seed need the last 200 closes
 VOLUMES_KEPT = 21  # 20 previous volumes + the current one
 RSI_N = 14
 
-FIELDS = (
+FIELDS = (  # the short windows (tests/stream/reference.py's textbook loops cover exactly these)
     "change_pct", "sma_5", "sma_10", "sma_20", "ema_12", "ema_26", "macd",
     "volatility_20", "zscore_20", "rsi_14", "volume_avg_20", "volume_ratio",
 )
+LONG_FIELDS = ("sma_50", "sma_200", "ema_50", "ema_200")  # the 50/200-bar windows
+BAR_FIELDS = FIELDS + LONG_FIELDS  # every indicator compute/step return and a Bar carries
 
 F64 = np.ndarray
 
@@ -73,6 +79,9 @@ class IndicatorState(msgspec.Struct, array_like=True):
     ema_26: float | None = None
     avg_gain: float | None = None
     avg_loss: float | None = None
+    # appended last, with defaults, so an older checkpoint (7 elements) still decodes
+    ema_50: float | None = None
+    ema_200: float | None = None
 
 
 # --- shared formulas ------------------------------------------------------------------
@@ -160,7 +169,7 @@ def compute(close: Sequence[float] | F64, volume: Sequence[float] | F64) -> dict
     """Every indicator for every bar of one symbol's history (NaN during warm-up).
 
     ``close`` and ``volume`` are the bars' closes and volumes, oldest first.
-    Returns one float64 array per name in :data:`FIELDS`, aligned with the input.
+    Returns one float64 array per name in :data:`BAR_FIELDS`, aligned with the input.
     """
     c = np.asarray(close, dtype=np.float64)
     v = np.asarray(volume, dtype=np.float64)
@@ -172,6 +181,7 @@ def compute(close: Sequence[float] | F64, volume: Sequence[float] | F64) -> dict
     std_20 = _rolling(c, 20, _row_std1)
     log_ret = np.concatenate(([np.nan], np.log(c[1:] / c[:-1]))) if m else c
     ema_12, ema_26 = _ema_series(c, 12), _ema_series(c, 26)
+    ema_50, ema_200 = _ema_series(c, 50), _ema_series(c, 200)
     vol_avg = np.full(m, np.nan)
     if m > 20:
         vol_avg[20:] = _row_mean(sliding_window_view(v[:-1], 20))
@@ -191,6 +201,10 @@ def compute(close: Sequence[float] | F64, volume: Sequence[float] | F64) -> dict
         "rsi_14": _rsi_series(c),
         "volume_avg_20": vol_avg,
         "volume_ratio": _ratio(v, vol_avg),
+        "sma_50": _rolling(c, 50, _row_mean),
+        "sma_200": _rolling(c, 200, _row_mean),
+        "ema_50": ema_50,
+        "ema_200": ema_200,
     }
 
 
@@ -214,7 +228,7 @@ def step(states: Sequence[IndicatorState], close: Sequence[float], volume: Seque
     """Fold one new bar into each symbol's state; vectorised across symbols.
 
     ``states[i]`` is symbol i's state before its new bar (``close[i]``,
-    ``volume[i]``). Returns the new states and, per name in :data:`FIELDS`, an
+    ``volume[i]``). Returns the new states and, per name in :data:`BAR_FIELDS`, an
     array of the new bar's values (NaN during warm-up), bit-identical to the
     last row :func:`compute` would give on the symbol's whole history.
     """
@@ -238,11 +252,15 @@ def step(states: Sequence[IndicatorState], close: Sequence[float], volume: Seque
 
     def ema(w: int, carried: list[float | None]) -> F64:
         prev_ema = np.array([np.nan if e is None else e for e in carried])
-        seeded = _row_mean(closes[:, -w:])
-        return np.where(n == w, seeded, np.where(n > w, _ema_next(prev_ema, c_new, _alpha(w)), np.nan))
+        seeded = _row_mean(closes[:, -w:])  # NaN until w closes are kept
+        # Seed where nothing is carried yet (bar w of a fresh state, or the first full
+        # window of a state from an older checkpoint), else the recurrence.
+        return np.where(np.isnan(prev_ema), seeded, _ema_next(prev_ema, c_new, _alpha(w)))
 
     ema_12 = ema(12, [s.ema_12 for s in states])
     ema_26 = ema(26, [s.ema_26 for s in states])
+    ema_50 = ema(50, [s.ema_50 for s in states])
+    ema_200 = ema(200, [s.ema_200 for s in states])
 
     moves = np.diff(closes[:, -(RSI_N + 1):], axis=1)
     gains, losses = np.maximum(moves, 0.0), np.maximum(-moves, 0.0)
@@ -266,6 +284,10 @@ def step(states: Sequence[IndicatorState], close: Sequence[float], volume: Seque
         "rsi_14": _rsi(avg_gain, avg_loss),
         "volume_avg_20": vol_avg,
         "volume_ratio": _ratio(v_new, vol_avg),
+        "sma_50": sma(50),
+        "sma_200": sma(200),
+        "ema_50": ema_50,
+        "ema_200": ema_200,
     }
     new_states = [
         IndicatorState(
@@ -274,6 +296,7 @@ def step(states: Sequence[IndicatorState], close: Sequence[float], volume: Seque
             volumes=(s.volumes + [float(v_new[i])])[-VOLUMES_KEPT:],
             ema_12=_opt(ema_12[i]), ema_26=_opt(ema_26[i]),
             avg_gain=_opt(avg_gain[i]), avg_loss=_opt(avg_loss[i]),
+            ema_50=_opt(ema_50[i]), ema_200=_opt(ema_200[i]),
         )
         for i, s in enumerate(states)
     ]
@@ -282,4 +305,4 @@ def step(states: Sequence[IndicatorState], close: Sequence[float], volume: Seque
 
 def to_optional(values: dict[str, F64], i: int) -> dict[str, float | None]:
     """Row ``i`` of :func:`step`/:func:`compute` output as plain floats, NaN as None."""
-    return {name: _opt(values[name][i]) for name in FIELDS}
+    return {name: _opt(values[name][i]) for name in BAR_FIELDS}

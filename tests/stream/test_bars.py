@@ -100,3 +100,23 @@ def test_a_shard_closes_on_its_own_max_event_time_before_sparks_watermark_moves(
     assert effective_watermark(state, 0, 500) == BASE + 1100  # later than Spark's 0
     assert effective_watermark(state, BASE + 5000, 500) == BASE + 5000  # Spark's, when later
     assert [b.start_ms for b in close_bars(state, effective_watermark(state, 0, 500), 1)] == [BASE]
+
+
+def test_closed_bars_carry_the_50_and_200_bar_averages_across_state_round_trips() -> None:
+    state = ShardState()
+    prices = [100.0 + (i % 7) - 0.01 * i for i in range(205)]
+    bars = []
+    for i, p in enumerate(prices):  # one bar per batch, the state through the store each time
+        add_ticks(state, ticks(("AAA", i * 1000 + 10, p, 1.0), offset0=i), 0, BAR_MS)
+        bars += close_bars(state, BASE + (i + 1) * 1000, 1)
+        state = load_state(dump_state(state))
+    assert [b.close for b in bars] == prices
+    assert bars[48].sma_50 is None and bars[49].sma_50 == pytest.approx(sum(prices[:50]) / 50)
+    assert bars[49].ema_50 == bars[49].sma_50  # seeded with the SMA of the first 50
+    alpha = 2 / 51
+    seed = bars[49].ema_50
+    assert seed is not None and bars[50].ema_50 == pytest.approx(seed + alpha * (prices[50] - seed))
+    assert bars[198].sma_200 is None and bars[198].ema_200 is None
+    assert bars[-1].sma_200 == pytest.approx(sum(prices[-200:]) / 200)
+    assert bars[199].ema_200 == pytest.approx(sum(prices[:200]) / 200)
+    assert decode(encode(bars[-1]), Bar) == bars[-1] and bars[-1].ema_200 is not None
