@@ -25,6 +25,9 @@ Conventions:
   symbol's newest closed bar and its oldest open bar: a repeated backfill
   changes nothing and history never replaces a live bar. History moves no
   watermark (it is older than the live ticks that follow it) and needs no timer.
+* Every closed bar, live or history, is also folded into the symbol's session
+  references (:mod:`stream.sessions`: session_open, prev_close, gap_pct,
+  high_20d, low_20d on the one market calendar), which the Bar carries.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pandas as pd
 
 from events.contract import Bar, bar_id
 from stream.indicators import IndicatorState, step, to_optional
+from stream.sessions import SessionState, session_step
 
 __all__ = [
     "HISTORY_COLUMNS", "HistoryBatchResult", "OpenBar", "ShardState", "SymbolState", "add_history", "add_ticks",
@@ -61,6 +65,7 @@ class SymbolState(msgspec.Struct, array_like=True):
     indicators: IndicatorState = msgspec.field(default_factory=IndicatorState)
     last_closed_start: int = -1
     open_bars: dict[int, OpenBar] = {}
+    sessions: SessionState = msgspec.field(default_factory=SessionState)  # last: older checkpoints decode
 
 
 class ShardState(msgspec.Struct, array_like=True):
@@ -187,7 +192,8 @@ def close_bars(state: ShardState, watermark_ms: int, bar_seconds: int) -> list[B
         for i, (symbol, ss, bar, start_ms) in enumerate(zip(symbols, sym_states, bars, starts)):
             ss.indicators = new_ind[i]
             ss.last_closed_start = start_ms
-            out.append(_bar_event(symbol, start_ms, bar_seconds, bar, to_optional(values, i)))
+            refs = session_step(ss.sessions, start_ms, bar.open, bar.high, bar.low, bar.close)
+            out.append(_bar_event(symbol, start_ms, bar_seconds, bar, to_optional(values, i) | refs))
         round_no += 1
     return out
 
@@ -244,7 +250,8 @@ def add_history(state: ShardState, rows: pd.DataFrame, bar_seconds: int) -> Hist
         for i, (symbol, ss, (start_ms, o, h, low, c, v)) in enumerate(zip(symbols, sym_states, bars)):
             ss.indicators = new_ind[i]
             ss.last_closed_start = start_ms
-            out.append(_history_event(symbol, start_ms, bar_seconds, o, h, low, c, v, to_optional(values, i)))
+            refs = session_step(ss.sessions, start_ms, o, h, low, c)
+            out.append(_history_event(symbol, start_ms, bar_seconds, o, h, low, c, v, to_optional(values, i) | refs))
         round_no += 1
     return HistoryBatchResult(out, dropped, wrong_size)
 
