@@ -44,7 +44,7 @@ FAULTS = [
 PROCESSES = ["relay", "alerts", "dispatch", "worker", "stream", "bridge", "web"]
 ENV = {
     "ALLOW_PRIVATE_WEBHOOKS": "true",
-    "PUBLIC_URL": "http://tb.chaos",
+    "PUBLIC_URL": scenario.PUBLIC_URL,
     "SECRET_KEY": "chaos-test-only-key-7Hq2Lx9Vd4Rk8Zp3Wm6Tb1Ny5",  # a non-loopback PUBLIC_URL needs a strong key
     "BAR_SECONDS": "1",
     "STREAM_LATENESS_MS": "500",

@@ -18,10 +18,19 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from alerts.messages import webhook_id
+from email.message import EmailMessage
+
+from alerts.messages import identify, webhook_id
 from events import contract
 from events.contract_ids import alert_id, bar_id, tick_id
 from tests.chaos.infra import CONTENT_KEY, Receipt
+
+PUBLIC_URL = "http://tb.chaos"  # the stack's PUBLIC_URL (conftest.ENV): it names the Message-ID's domain
+
+
+def email_id(alert: str, channel: int) -> str:
+    """The Message-ID the worker gives the (alert, email channel) delivery, made as the worker makes it."""
+    return str(identify(EmailMessage(), webhook_id(alert, channel), PUBLIC_URL)["Message-ID"])
 
 CYCLES = 12
 SOURCE = "chaos"
@@ -69,8 +78,7 @@ class Round:
         out: dict[tuple[int, float], dict[str, str]] = {}
         for key, alert in self.alerts().items():
             hook = webhook_id(alert, self.channels["webhook"])
-            mail = webhook_id(alert, self.channels["email"])
-            out[key] = {"webhook": hook, "email": f"<{mail.replace(':', '.')}@tickerbell>"}
+            out[key] = {"webhook": hook, "email": email_id(alert, self.channels["email"])}
         return out
 
     def receipts(self, all_receipts: list[Receipt]) -> list[tuple[tuple[int, float], Receipt]]:

@@ -56,9 +56,8 @@ class Workload:
     def owe(self, rule: int, tick: contract.Tick) -> None:
         alert = alert_id(rule, 1, tick.id, "firing")
         key = (rule, round(tick.price, 2))
-        mail = webhook_id(alert, self.chaos.mail_channel)
         self.owed[(key, "webhook")] = webhook_id(alert, self.chaos.hook_channel)
-        self.owed[(key, "email")] = f"<{mail.replace(':', '.')}@tickerbell>"
+        self.owed[(key, "email")] = scenario.email_id(alert, self.chaos.mail_channel)
 
     def run(self, stop_at: float) -> None:
         try:
