@@ -80,9 +80,11 @@ def dispatcher(chaos: Chaos, fault: str) -> Strike:
     chaos.wait_receipts(fault, UNDER_WAY)
     stack.signal("worker", signal.SIGSTOP)
     chaos.redis_hold.arm()
+    frozen = False
     try:
         assert chaos.redis_hold.tripped.wait(60), "the dispatcher enqueued nothing"
         stack.signal("dispatch", signal.SIGSTOP)
+        frozen = True
         queued = set(queued_deliveries(chaos.redis.url, queue))
         committed = look.group_committed(group, topic)
         alert_ids = {json.loads(v)["id"] for v in look.read(topic, committed=True, start=committed)}
@@ -94,7 +96,10 @@ def dispatcher(chaos: Chaos, fault: str) -> Strike:
                         f"{len(hit)} tasks in Redis for {len(alert_ids)} alerts past the group's committed offsets, "
                         f"{len(ids - queued)} of their deliveries not yet enqueued")
         stack.kill("dispatch")
+        frozen = False
     finally:
+        if frozen:  # the strike failed before its kill: never leave the dispatcher stopped for the next rows
+            stack.signal("dispatch", signal.SIGCONT)
         chaos.redis_hold.release()
         stack.signal("worker", signal.SIGCONT)
         look.close()
