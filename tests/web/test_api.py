@@ -364,3 +364,27 @@ def test_other_users_objects_are_404(alice: Api, bob: Api, app: Flask) -> None:
     # and nothing of hers changed
     assert alice.get(f"/api/rules/{rule['id']}").get_json()["version"] == 1
     assert alice.get(f"/api/channels/{ch['id']}").get_json()["name"] == "Hook"
+
+
+def test_a_stale_feed_alert_shows_in_the_history_of_those_who_watch_the_symbol(alice: Api, bob: Api,
+                                                                                app: Flask) -> None:
+    """The stale-feed alert is a system alert (user 0) delivered to every watcher: each of them finds
+    it in their history and its detail; a user who does not watch the symbol does not."""
+    wl = alice.get("/api/watchlists").get_json()[0]
+    alice.post(f"/api/watchlists/{wl['id']}/symbols", {"symbol": "NVDA"})
+    stale = "alert:stale-nvda"
+    with sessions(app)() as s:
+        s.add(models.AlertRecord(id=stale, rule_id=0, rule_version=0, user_id=0, symbol="NVDA", state="firing",
+                                 ts_ms=NOW_MS - 60_000, series="stale", op="stale", value=600, threshold=300,
+                                 message="NVDA: no ticks for 10 min in market hours", trigger_event_id="stale:1"))
+        s.commit()
+    assert [a["id"] for a in alice.get("/api/alerts").get_json()] == [stale]
+    assert [a["id"] for a in alice.get("/api/alerts?symbol=NVDA").get_json()] == [stale]
+    assert alice.get(f"/api/alerts/{stale}").get_json()["symbol"] == "NVDA"
+    # bob watches nothing of the kind: neither the list nor the detail shows it
+    assert bob.get("/api/alerts").get_json() == []
+    assert bob.get(f"/api/alerts/{stale}").status_code == 404
+    # once he has a rule on the symbol he watches it too
+    rule = bob.post("/api/rules", {**PRICE_RULE, "symbol": "NVDA"})
+    assert rule.status_code == 201, rule.get_json()
+    assert [a["id"] for a in bob.get("/api/alerts").get_json()] == [stale]

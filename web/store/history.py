@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from events import models
@@ -118,7 +118,7 @@ def rule_names(session: Session, user_id: int) -> dict[int, str]:
 
 def alerts(session: Session, user_id: int, rng: Range, rule_id: int | None = None,
            state: str | None = None) -> list[models.AlertRecord]:
-    q = select(models.AlertRecord).where(models.AlertRecord.user_id == user_id,
+    q = select(models.AlertRecord).where(_visible_to(user_id),
                                          models.AlertRecord.ts_ms >= rng.from_ms, models.AlertRecord.ts_ms < rng.to_ms)
     if rng.symbols:
         q = q.where(models.AlertRecord.symbol.in_(rng.symbols))
@@ -129,9 +129,27 @@ def alerts(session: Session, user_id: int, rng: Range, rule_id: int | None = Non
     return list(session.scalars(q.order_by(models.AlertRecord.ts_ms.desc()).limit(rng.limit)))
 
 
+def _watched_symbols(user_id: int) -> Any:
+    """The symbols the user watches: in any of their watchlists or named by one of their rules
+    (those whose system alerts the dispatcher sends them, ``alerts.dispatch.watcher_channels``)."""
+    listed = select(models.WatchlistSymbol.symbol).join(models.Watchlist).where(models.Watchlist.user_id == user_id)
+    ruled = select(models.Rule.symbol).where(models.Rule.user_id == user_id, models.Rule.symbol.is_not(None))
+    return listed.union(ruled).scalar_subquery()
+
+
+def _visible_to(user_id: int) -> Any:
+    """A user's alerts: those of their own rules, and the system alerts (user 0: the stale feed)
+    on a symbol they watch, which reach them through their channels too."""
+    return or_(models.AlertRecord.user_id == user_id,
+               and_(models.AlertRecord.user_id == 0, models.AlertRecord.symbol.in_(_watched_symbols(user_id))))
+
+
 def get_alert(session: Session, user_id: int, alert_id: str) -> models.AlertRecord:
     a = session.get(models.AlertRecord, alert_id)
-    if a is None or a.user_id != user_id or user_id == 0:
+    if a is None or user_id == 0:
+        raise NotFound("alert")
+    if a.user_id != user_id and not (a.user_id == 0 and session.scalar(
+            select(func.count()).where(literal(a.symbol).in_(_watched_symbols(user_id))))):
         raise NotFound("alert")
     return a
 
@@ -164,7 +182,7 @@ def deliveries(session: Session, user_id: int, rng: Range | None = None, alert_i
     if channel_id is not None:
         q = q.where(models.Delivery.channel_id == channel_id)
     if rng is not None and rng.symbols:
-        alert_ids = select(models.AlertRecord.id).where(models.AlertRecord.user_id == user_id,
+        alert_ids = select(models.AlertRecord.id).where(_visible_to(user_id),
                                                         models.AlertRecord.symbol.in_(rng.symbols))
         q = q.where(models.Delivery.alert_id.in_(alert_ids))
     if rng is not None:
