@@ -6,12 +6,16 @@ import json
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from alerts import apprise_channel, netguard
 from alerts.apprise_channel import AppriseURLError, parse_target, send_apprise
+from alerts.transport import new_http_client
 from tests.alerts.conftest import Receiver
+from tests.alerts.rebinding import CHECKED_PUBLIC, REBIND_NAME, Rebinding, rebinding  # noqa: F401 (fixture)
 
 
 # ntfy posts to the server's root with the topic in its JSON: a receiver's script is keyed by "/"
@@ -132,3 +136,28 @@ def test_the_display_url_masks_the_token() -> None:
     target = parse_target("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/987654321")
     assert target.service == "Telegram"
     assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in target.display_url
+
+
+# --- DNS rebinding: Apprise's requests go through the guard's pinning (alerts.netguard.safe_request) -------
+
+
+def test_a_rebinding_name_is_connected_at_the_public_address_that_was_checked(
+        receiver: Receiver, rebinding: Rebinding) -> None:
+    outcome = send_apprise(f"ntfy://{REBIND_NAME}:{receiver.port}/t", "t", "b", allow_private=False, timeout_s=5)
+    assert not outcome.ok and outcome.retryable  # a network error: the test refused the public connect
+    assert "ConnectError" in (outcome.error or ""), outcome.error
+    assert rebinding.answers == [CHECKED_PUBLIC]  # resolved once, by the guard
+    assert rebinding.connects == [(CHECKED_PUBLIC, receiver.port)]
+    assert receiver.got() == []
+
+
+def test_control_without_pinning_the_rebound_name_reaches_the_loopback_receiver(
+        receiver: Receiver, rebinding: Rebinding, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above can fail: with the guard's ``_pinned`` disabled the same send reaches loopback."""
+    monkeypatch.setattr(netguard, "_pinned", lambda url, target: (url, {}, urlsplit(url).netloc))
+    monkeypatch.setattr(apprise_channel, "http_client", new_http_client)  # keep the process's pool clean
+    outcome = send_apprise(f"ntfy://{REBIND_NAME}:{receiver.port}/t", "t", "b", allow_private=False, timeout_s=5)
+    assert outcome.ok, outcome.error
+    assert rebinding.answers == [CHECKED_PUBLIC, "127.0.0.1"]
+    assert rebinding.connects == [("127.0.0.1", receiver.port)]
+    assert len(receiver.got()) == 1

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
 
-from alerts.netguard import UnsafeURL, check_url, safe_request
+from alerts import netguard
+from alerts.netguard import Target, UnsafeURL, check_url, safe_request
+from alerts.transport import new_http_client
 from tests.alerts.conftest import Receiver
+from tests.alerts.rebinding import CHECKED_PUBLIC, REBIND_NAME, Rebinding, rebinding  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("url, reason", [
@@ -81,3 +87,46 @@ def test_a_dns_name_is_pinned_to_the_address_that_was_checked(receiver: Receiver
                                 content=b"x")
     assert response.status_code == 200
     assert receiver.got("/named")[0].headers["host"] == f"localhost:{receiver.port}"
+
+
+# --- DNS rebinding: the name answers a public address when checked, loopback when asked again ---------
+
+
+def _unpinned(url: str, target: Target) -> tuple[str, dict[str, Any], str]:
+    """What the guard would do without pinning: send to the URL as given (the client resolves it again)."""
+    return url, {}, urlsplit(url).netloc
+
+
+def test_a_rebinding_name_is_connected_at_the_public_address_that_was_checked(
+        receiver: Receiver, rebinding: Rebinding) -> None:
+    url = f"http://{REBIND_NAME}:{receiver.port}/rebind"
+    with new_http_client() as client, pytest.raises(httpx.ConnectError):
+        safe_request(client, "POST", url, allow_private=False, content=b"x", timeout_s=5)
+    assert rebinding.answers == [CHECKED_PUBLIC]  # resolved once, by the guard: no second lookup
+    assert rebinding.connects == [(CHECKED_PUBLIC, receiver.port)]  # the checked address, refused by the test
+    assert receiver.got() == []
+
+
+def test_control_without_pinning_the_rebound_name_reaches_the_loopback_receiver(
+        receiver: Receiver, rebinding: Rebinding, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above can fail: with ``_pinned`` disabled the same request reaches loopback."""
+    monkeypatch.setattr(netguard, "_pinned", _unpinned)
+    url = f"http://{REBIND_NAME}:{receiver.port}/rebind"
+    with new_http_client() as client:
+        response = safe_request(client, "POST", url, allow_private=False, content=b"x", timeout_s=5)
+        response.close()
+    assert response.status_code == 200
+    assert rebinding.answers == [CHECKED_PUBLIC, "127.0.0.1"]  # checked one address, connected to another
+    assert rebinding.connects == [("127.0.0.1", receiver.port)]
+    assert [r.path for r in receiver.got()] == ["/rebind"]
+
+
+def test_a_rebinding_redirect_target_is_connected_at_its_checked_address(
+        receiver: Receiver, rebinding: Rebinding) -> None:
+    """Every hop is pinned: a loopback first hop (allowed by the operator) redirecting to the rebinding name."""
+    receiver.script["/start"] = [(307, {"location": f"http://{REBIND_NAME}:{receiver.port}/rebind"})]
+    with new_http_client() as client, pytest.raises(httpx.ConnectError):
+        safe_request(client, "POST", receiver.url("/start"), allow_private=True, content=b"x", timeout_s=5)
+    assert rebinding.answers == [CHECKED_PUBLIC]
+    assert rebinding.connects == [("127.0.0.1", receiver.port), (CHECKED_PUBLIC, receiver.port)]
+    assert [r.path for r in receiver.got()] == ["/start"]
