@@ -132,8 +132,10 @@ def plain_digest(ctxs: list[dict[str, Any]]) -> tuple[str, str]:
     return f"{len(ctxs)} Tickerbell alerts", "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
 
 
-def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Block Kit message with a plain-text fallback in ``text``."""
+def slack_payload(ctx: dict[str, Any], image_url: str | None = None) -> dict[str, Any]:
+    """Block Kit message with a plain-text fallback in ``text``; with ``image_url`` (the alert's chart at a
+    link Slack can fetch: :func:`alerts.chart_image.chart_link`) an ``image`` block shows the chart.
+    Slack refuses a whole message whose image it cannot download: pass a link only to a chart that exists."""
     text = headline(ctx)
     fields = [("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]),
               ("Value", _value(ctx)), ("Threshold", _threshold(ctx)),
@@ -143,6 +145,9 @@ def slack_payload(ctx: dict[str, Any]) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
     ]
+    if image_url and len(image_url) <= 3000:  # Slack's limit; a cut link would fail the whole message
+        blocks.append({"type": "image", "image_url": image_url,
+                       "alt_text": f"{ctx['ticker']} chart of the last bars, the alert marked"[:2000]})
     if ctx.get("chart_url"):
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open chart"}, "url": ctx["chart_url"]}]})
