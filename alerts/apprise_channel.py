@@ -24,6 +24,12 @@ itself, exactly as for its own Slack and webhook channels:
 
 Apprise's own log lines are captured per send (they become the outcome's error)
 and kept out of the process log: plugin URLs carry tokens.
+
+The alert's chart goes along as an attachment (from memory: no temporary file) to the
+services of :data:`ATTACHING`, whose plugins upload it in the requests that carry the
+message, so through the same guard. Other services get the text only: ntfy, for one,
+would turn the message into a file upload that a server without attachment storage
+refuses whole.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 
 import apprise
 import httpx
+from apprise.attachment.memory import AttachMemory
 import requests
 import requests.adapters
 from requests.structures import CaseInsensitiveDict
@@ -46,7 +53,8 @@ from alerts.netguard import UnsafeURL, safe_request
 from alerts.retry import Outcome, classify_status, parse_retry_after
 from alerts.transport import deadline, http_client
 
-__all__ = ["MAX_ANSWER_BYTES", "SERVICES", "URL_FORMS", "AppriseTarget", "parse_target", "send_apprise"]
+__all__ = ["ATTACHING", "MAX_ANSWER_BYTES", "MAX_IMAGE_BYTES", "SERVICES", "URL_FORMS", "AppriseTarget", "parse_target",
+           "send_apprise"]
 
 # Apprise schemes whose plugins speak plain HTTP(S) through ``requests`` (and nothing else),
 # with the service's name as people know it. Secure and plain forms both listed.
@@ -71,7 +79,10 @@ URL_FORMS: Mapping[str, str] = {
     "Signal API": "signals://host/from-phone/to-phone", "Zulip": "zulip://bot-name@organization/token",
     "Opsgenie": "opsgenie://api-key", "PagerDuty": "pagerduty://integration-key@api-key",
 }
+# schemes whose plugins send an image with the message itself (multipart or base64 in the body)
+ATTACHING = frozenset({"discord", "tgram", "pover", "pbul", "signal", "signals"})
 MAX_URL_CHARS = 2048
+MAX_IMAGE_BYTES = 1024 * 1024  # a chart is some 20 KB; never a large upload on a worker's deadline
 MAX_ANSWER_BYTES = 65536  # some services answer a JSON document the plugin reads; never the 400 MB one
 
 _policy: contextvars.ContextVar[_SendContext | None] = contextvars.ContextVar("apprise_guard", default=None)
@@ -208,11 +219,12 @@ def _guarded(ctx: _SendContext) -> Iterator[None]:
 
 
 def send_apprise(url: str, title: str, body: str, *, allow_private: bool, timeout_s: float = 10.0,
-                 attachments: list[str] | None = None) -> Outcome:
+                 attachments: list[str] | None = None, image_png: bytes | None = None) -> Outcome:
     """Send one notification through the Apprise service at ``url``; never raises for a failed send.
 
-    ``attachments`` are local file paths (e.g. a chart image). The whole send, every request a
-    plugin makes included, ends within ``timeout_s``.
+    ``attachments`` are local file paths. ``image_png`` (the alert's chart) is attached as
+    ``chart.png`` for the services of :data:`ATTACHING` and left out for the others. The whole
+    send, every request a plugin makes included, ends within ``timeout_s``.
     """
     try:
         target = parse_target(url)
@@ -229,6 +241,10 @@ def send_apprise(url: str, title: str, body: str, *, allow_private: bool, timeou
     with capture(level=logging.WARNING) as captured, _guarded(ctx), deadline(timeout_s):
         try:
             attach = apprise.AppriseAttachment(attachments) if attachments else None
+            if image_png and target.scheme in ATTACHING and len(image_png) <= MAX_IMAGE_BYTES:
+                attach = attach or apprise.AppriseAttachment()
+                memory: Any = AttachMemory  # untyped in apprise
+                attach.add(memory(content=image_png, name="chart.png", mimetype="image/png"))
             delivered = bool(notifier.notify(body=body, title=title, attach=attach))
         except Exception as exc:  # a plugin bug must not kill the worker: report it as the outcome
             delivered = False

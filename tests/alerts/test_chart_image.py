@@ -1,14 +1,26 @@
-"""The alert chart image: a real PNG, the marker drawn, bounded work whatever the input."""
+"""The alert chart image: a real PNG, the marker drawn, bounded work whatever the input; one rendering
+per alert for all its channels; the signed link it is served at; the Apprise attachment, through the guard."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import math
+import time
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+import pytest
 from matplotlib import image
 
-from alerts.chart_image import DPI, HEIGHT_PX, MAX_BARS, WIDTH_PX, Candle, Marker, render_chart
+from alerts.apprise_channel import send_apprise
+from alerts.chart_image import (CACHE_SIZE, CHART_PATH, DPI, HEIGHT_PX, LINK_TTL_S, MAX_BARS, WIDTH_PX, Candle,
+                                Marker, chart_cache_info, chart_link, check_chart_link, clear_chart_cache,
+                                reachable_from_outside, render_chart)
+from tests.alerts.conftest import Receiver
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 MARK_RGB = np.array([0x25, 0x63, 0xEB]) / 255
 
@@ -77,3 +89,118 @@ def test_bounded_input_and_bad_values() -> None:
     assert render_chart("AAPL", []) is None
     assert render_chart("AAPL", bad) is None
     assert MAX_BARS <= 200 and DPI > 0
+
+
+# --- one rendering per alert ------------------------------------------------------------------
+
+
+def test_the_same_bars_and_marker_render_once_and_a_changed_bar_anew() -> None:
+    clear_chart_cache()
+    bars = candles(60)
+    mark = Marker(bars[-1].start_ms, bars[-1].close, "up 1.71 %")
+    started = time.perf_counter()
+    first = render_chart("AAPL", bars, mark)          # the email
+    cold_s = time.perf_counter() - started
+    started = time.perf_counter()
+    second = render_chart("AAPL", list(bars), mark)   # the Slack image of the same alert
+    warm_s = time.perf_counter() - started
+    assert first is not None and first is second
+    info = chart_cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert warm_s < cold_s / 10
+    moved = bars[:-1] + [Candle(bars[-1].start_ms, bars[-1].open, bars[-1].high + 1, bars[-1].low, bars[-1].close)]
+    third = render_chart("AAPL", moved, mark)          # the last bar changed since: drawn again
+    assert third is not None and third != first and chart_cache_info().misses == 2
+
+
+def test_the_cache_is_bounded() -> None:
+    clear_chart_cache()
+    for i in range(CACHE_SIZE + 5):
+        render_chart("AAPL", candles(3, start=100.0 + i))
+    assert chart_cache_info().currsize == CACHE_SIZE
+
+
+# --- the signed link --------------------------------------------------------------------------
+
+KEY = "a-secret-key-for-tests"
+NOW_S = 1_795_000_000.0
+
+
+def link_parts(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert parts.path.startswith(CHART_PATH) and parts.path.endswith(".png")
+    return unquote(parts.path[len(CHART_PATH):-4]), query["exp"][0], query["sig"][0]
+
+
+def test_a_link_is_valid_for_its_alert_until_it_expires() -> None:
+    url = chart_link("https://tickerbell.example/", KEY, "alert:firing:1:0001", NOW_S)
+    assert url.startswith("https://tickerbell.example/charts/alert%3Afiring%3A1%3A0001.png?exp=")
+    alert_id, exp, sig = link_parts(url)
+    assert alert_id == "alert:firing:1:0001"
+    assert NOW_S + LINK_TTL_S <= int(exp) < NOW_S + LINK_TTL_S + 86400
+    assert check_chart_link(KEY, alert_id, exp, sig, NOW_S) is None
+    assert check_chart_link(KEY, alert_id, exp, sig, int(exp) - 1) is None
+    assert check_chart_link(KEY, alert_id, exp, sig, int(exp)) == "expired"
+    # every send of the alert within the day carries the same link
+    assert chart_link("https://tickerbell.example", KEY, alert_id, NOW_S + 60) == url
+
+
+def test_a_changed_signature_id_expiry_or_key_is_refused() -> None:
+    alert_id, exp, sig = link_parts(chart_link("https://t.example", KEY, "alert:firing:1:0001", NOW_S))
+    flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
+    assert check_chart_link(KEY, alert_id, exp, flipped, NOW_S) == "bad signature"
+    assert check_chart_link(KEY, "alert:firing:1:0002", exp, sig, NOW_S) == "bad signature"
+    assert check_chart_link(KEY, alert_id, str(int(exp) + 86400), sig, NOW_S) == "bad signature"
+    assert check_chart_link("another-key", alert_id, exp, sig, NOW_S) == "bad signature"
+    for bad_exp, bad_sig in (("", sig), ("-1", sig), ("1e9", sig), (exp, ""), (exp, "x" * 500), (exp, "é" * 10)):
+        assert check_chart_link(KEY, alert_id, bad_exp, bad_sig, NOW_S) == "bad signature"
+    # an expired link whose signature is forged says "bad signature", not "expired"
+    assert check_chart_link(KEY, alert_id, "1000", sig, NOW_S) == "bad signature"
+
+
+@pytest.mark.parametrize("url, reachable", [
+    ("https://tickerbell.example", True), ("https://tickerbell.herokuapp.com/", True), ("http://203.0.113.7", False),
+    ("http://8.8.8.8:8000", True), ("http://127.0.0.1:5000", False), ("http://localhost:5000", False),
+    ("http://LOCALHOST.", False), ("http://app.localhost", False), ("http://[::1]:5000", False),
+    ("http://10.1.2.3", False), ("http://192.168.1.5", False), ("http://169.254.169.254", False),
+    ("http://box.local", False), ("", False), ("ftp://tickerbell.example", False), ("tickerbell.example", False),
+])
+def test_only_a_public_url_is_reachable_from_outside(url: str, reachable: bool) -> None:
+    assert reachable_from_outside(url) is reachable
+
+
+# --- the Apprise attachment, through the address guard ------------------------------------------
+
+
+def test_a_signal_api_message_carries_the_chart_png(receiver: Receiver) -> None:
+    png = render_chart("AAPL", candles(30))
+    assert png is not None
+    url = f"signal://127.0.0.1:{receiver.port}/+15551230000/+15551239999"
+    outcome = send_apprise(url, "AAPL up 1.71 %", "rule: at least 0.2 %", allow_private=True, timeout_s=5,
+                           image_png=png)
+    assert outcome.ok, outcome.error
+    [got] = receiver.got("/v2/send")
+    sent = json.loads(got.body)
+    assert "AAPL" in sent["message"]
+    [attached] = sent["base64_attachments"]
+    data = base64.b64decode(attached.split("base64,")[-1])
+    assert data == png and data[:8] == PNG_SIGNATURE
+
+
+def test_the_attachment_changes_nothing_about_the_guard(receiver: Receiver) -> None:
+    png = render_chart("AAPL", candles(30))
+    url = f"signal://127.0.0.1:{receiver.port}/+15551230000/+15551239999"
+    outcome = send_apprise(url, "t", "b", allow_private=False, timeout_s=5, image_png=png)
+    assert not outcome.ok and not outcome.retryable and "loopback" in (outcome.error or "")
+    assert receiver.got() == []
+
+
+def test_ntfy_gets_the_text_without_the_image(receiver: Receiver) -> None:
+    png = render_chart("AAPL", candles(30))
+    outcome = send_apprise(f"ntfy://127.0.0.1:{receiver.port}/tb", "AAPL up", "b", allow_private=True, timeout_s=5,
+                           image_png=png)
+    assert outcome.ok, outcome.error
+    [got] = receiver.got()
+    assert json.loads(got.body)["title"] == "AAPL up"  # the JSON message, not a file upload
+    assert PNG_SIGNATURE not in got.body
