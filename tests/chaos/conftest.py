@@ -23,7 +23,7 @@ from events.kafka import EventProducer
 from events.outbox import save_rule
 from events.settings import Settings, load_settings
 from tests.chaos import scenario
-from tests.chaos.infra import CuttableProxy, DedicatedKafka, DedicatedRedis, HoldingProxy, Receivers
+from tests.chaos.infra import CuttableProxy, DedicatedKafka, DedicatedRedis, HoldingProxy, KafkaService, Receivers
 from tests.conftest import PG_SOCKET_DIR
 from tests.e2e.stack import Stack, procfile
 from tests.support import free_port, wait_for
@@ -40,6 +40,8 @@ FAULTS = [
     "Redis restarted",
     "SMTP+webhook down 10 s",
     "database unreachable 8 s",
+    "SIGKILL one of two engines",   # test_scaleout.py, on a three-broker cluster
+    "Kafka broker killed (1/3)",
 ]
 PROCESSES = ["relay", "alerts", "dispatch", "worker", "stream", "bridge", "web"]
 ENV = {
@@ -110,7 +112,7 @@ class Chaos:
 
     def __init__(self, workdir: Path, admin_url: str) -> None:
         self.workdir = workdir
-        self.kafka = DedicatedKafka(workdir / "kafka")
+        self.kafka: KafkaService = DedicatedKafka(workdir / "kafka")   # a subclass may run a cluster instead
         self.redis = DedicatedRedis(workdir)
         self.proxy = CuttableProxy(f"{PG_SOCKET_DIR}/.s.PGSQL.5432")
         self.receivers = Receivers()
@@ -144,6 +146,7 @@ class Chaos:
                    "?sslmode=disable&gssencmode=disable")
         prefix = f"c{uuid.uuid4().hex[:8]}."
         self.stack = Stack.create(self.workdir / "stack", prefix, KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap,
+                                  KAFKA_REPLICATION_FACTOR=str(self.kafka.replication_factor),
                                   REDIS_URL=self.redis.url, DATABASE_URL=proxied,
                                   SMTP_URL=f"smtp://127.0.0.1:{self.receivers.smtp_port}", **ENV)
         release = self.stack.run(procfile()["release"], timeout_s=180)
@@ -158,11 +161,17 @@ class Chaos:
                  60, "the relay to publish every rule")
         # the engine loads the whole rules topic at start: every rule is known before the first tick
         self.proc_env = {"web": {"PORT": str(free_port())}, "dispatch": {"REDIS_URL": self.redis_hold.url}}
-        for name in PROCESSES[1:]:
-            self.stack.start(name, **self.proc_env.get(name, {}))
+        for name, (entry, env) in self.instances().items():
+            self.proc_env.setdefault(name, {}).update(env)
+            self.stack.start(name, procfile()[entry], **self.proc_env[name])
         self.live = LiveClient(f"http://127.0.0.1:{self.stack.procs['web'].env['PORT']}", self._token())
         wait_for(self.live.connect, 90, "a Socket.IO client to connect to the web process", interval_s=1)
         self._warm_up()
+
+    def instances(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """The processes started after the relay: name -> (its Procfile entry, its own environment).
+        One each; a subclass may run an entry twice under two names (two engine instances)."""
+        return {name: (name, {}) for name in PROCESSES[1:]}
 
     def _warm_up(self) -> None:
         """Ticks of a symbol nobody has a rule on, until Spark closes one of its bars: the job's first
@@ -353,11 +362,12 @@ def chaos(tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str) -> 
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    if not _CHAOS or not _CHAOS[0].rows:
+    rows = [row for c in _CHAOS for row in c.rows.values()]   # every chaos session's (test_scaleout.py has one)
+    if not rows:
         return
     from tests.chaos import report
 
-    path = report.save(list(_CHAOS[0].rows.values()))
+    path = report.save(rows)
     terminalreporter.section("fault suite: rows asserted (written to %s)" % path.relative_to(report.ROOT))
-    for line in report.table(list(_CHAOS[0].rows.values())):
+    for line in report.table(rows):
         terminalreporter.write_line(line)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from aiosmtpd.controller import Controller
 
@@ -32,8 +32,24 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class KafkaService(Protocol):
+    """What the chaos session needs of its Kafka: where clients connect, the replication factor
+    its topics get, and a way to take it all away and back (a single broker or a cluster)."""
+
+    replication_factor: int
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class DedicatedKafka:
     """A second single-node broker run by ``scripts/kafka.sh`` on free ports, data under ``home``."""
+
+    replication_factor = 1
 
     def __init__(self, home: Path) -> None:
         self.port, self.controller_port = free_port(), free_port()
