@@ -155,8 +155,10 @@ def test_control_without_pinning_the_rebound_name_reaches_the_loopback_receiver(
         receiver: Receiver, rebinding: Rebinding, monkeypatch: pytest.MonkeyPatch) -> None:
     """The test above can fail: with the guard's ``_pinned`` disabled the same send reaches loopback."""
     monkeypatch.setattr(netguard, "_pinned", lambda url, target: (url, {}, urlsplit(url).netloc))
-    monkeypatch.setattr(apprise_channel, "http_client", new_http_client)  # keep the process's pool clean
-    outcome = send_apprise(f"ntfy://{REBIND_NAME}:{receiver.port}/t", "t", "b", allow_private=False, timeout_s=5)
+    with new_http_client() as client:  # not the process's pool: it keeps no connection of the unpinned send
+        monkeypatch.setattr(apprise_channel, "http_client", lambda: client)
+        outcome = send_apprise(f"ntfy://{REBIND_NAME}:{receiver.port}/t", "t", "b", allow_private=False,
+                               timeout_s=5)
     assert outcome.ok, outcome.error
     assert rebinding.answers == [CHECKED_PUBLIC, "127.0.0.1"]
     assert rebinding.connects == [("127.0.0.1", receiver.port)]
