@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import messages, slack_bot
-from alerts.apprise_channel import send_apprise
-from alerts.chart_image import Candle, Marker, render_chart
+from alerts.apprise_channel import ATTACHING, send_apprise
+from alerts.chart_image import Candle, Marker, chart_link, reachable_from_outside, render_chart
 from alerts.retry import NotifyConfig, Outcome
 from alerts.transport import http_client, send_email, send_http
 from events import models
@@ -59,7 +59,8 @@ def send_one(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings
              update_ref: str | None = None) -> Sent:
     """Render and send one alert on ``channel``.
 
-    ``chart``: a PNG for the email's HTML part. ``update_ref``: the ``channel:ts`` of the
+    ``chart``: the alert's PNG, for the email's HTML part, an Apprise attachment, and (as a signed
+    link the web app serves, when Slack can reach ``PUBLIC_URL``) a Slack image. ``update_ref``: the ``channel:ts`` of the
     Slack message a resolve replaces (``slack_bot`` only; posted anew when Slack cannot edit it).
     """
     kind = channel.kind
@@ -69,7 +70,7 @@ def send_one(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings
         messages.identify(msg, msg_id, settings.public_url)
         return Sent(send_email(settings.smtp_url.get(), messages.dated(msg), config.smtp_timeout_s))
     if kind == "slack":
-        body = messages.json_bytes(messages.slack_payload(ctx))
+        body = messages.json_bytes(messages.slack_payload(ctx, _image_url(ctx, chart, settings)))
         return Sent(_http(channel, body, {"content-type": "application/json"}, settings, config, client))
     if kind == "webhook":
         body = messages.webhook_body(channel.body_template, ctx, test=test)
@@ -78,10 +79,19 @@ def send_one(channel: models.Channel, ctx: dict[str, Any], msg_id: str, settings
     if kind == "apprise":
         title, text = messages.plain_message(ctx)
         return Sent(send_apprise(channel.target, title, text, allow_private=settings.allow_private_webhooks,
-                                 timeout_s=config.http_timeout_s))
+                                 timeout_s=config.http_timeout_s, image_png=chart))
     if kind == "slack_bot":
-        return _send_slack_bot(channel, messages.slack_payload(ctx), settings, config, update_ref)
+        payload = messages.slack_payload(ctx, _image_url(ctx, chart, settings))
+        return _send_slack_bot(channel, payload, settings, config, update_ref)
     return Sent(Outcome(False, None, f"unknown channel kind {kind!r}"))
+
+
+def _image_url(ctx: dict[str, Any], chart: bytes | None, settings: Settings) -> str | None:
+    """The chart's signed link for a Slack message: only for a chart that exists (the web app draws the
+    same one from the database, and Slack refuses a message whose image fails) and a reachable app."""
+    if chart is None or not reachable_from_outside(settings.public_url):
+        return None
+    return chart_link(settings.public_url, settings.secret_key.get(), str(ctx["alert_id"]), time.time())
 
 
 def _send_slack_bot(channel: models.Channel, payload: dict[str, Any], settings: Settings, config: NotifyConfig,
@@ -141,17 +151,24 @@ def original_ref(session: Session, channel_id: int, alert: Alert, test_prefix: s
 
 
 def extras(session: Session, channel: models.Channel, alert: Alert, bar_seconds: int) -> tuple[bytes | None, str | None]:
-    """What a send on ``channel`` needs from the database: an email's chart, the Slack message a resolve
-    updates. A chart that cannot be drawn is left out (logged): the message still goes."""
-    if channel.kind == "slack_bot":
-        return None, original_ref(session, channel.id, alert)
-    if channel.kind != "email":
-        return None, None
+    """What a send on ``channel`` needs from the database: the alert's chart (email, Slack, the Apprise
+    services that take an image), the Slack message a resolve updates. A chart that cannot be drawn
+    is left out (logged): the message still goes. The channels of one alert share one rendering
+    (the chart cache of :func:`alerts.chart_image.render_chart`)."""
+    ref = original_ref(session, channel.id, alert) if channel.kind == "slack_bot" else None
+    if not _shows_chart(channel):
+        return None, ref
     try:
-        return chart_for(session, alert, bar_seconds), None
+        return chart_for(session, alert, bar_seconds), ref
     except Exception:  # noqa: BLE001 - the picture is an extra; the alert must not wait for it
         log.exception("alert %s: the chart could not be drawn; sent without it", alert.id)
-        return None, None
+        return None, ref
+
+
+def _shows_chart(channel: models.Channel) -> bool:
+    if channel.kind in ("email", "slack", "slack_bot"):
+        return True
+    return channel.kind == "apprise" and channel.target.split("://", 1)[0].strip().lower() in ATTACHING
 
 
 def chart_for(session: Session, alert: Alert, bar_seconds: int) -> bytes | None:

@@ -91,7 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         engineio_logger=False,
     )
 
-    from web import accounts, api, errors, health, pages, realtime
+    from web import accounts, api, charts, errors, health, pages, realtime
 
     errors.init_app(app)
     from flask_limiter.errors import RateLimitExceeded
@@ -103,6 +103,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(charts.bp)
     realtime.register(socketio)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.after_request(_security_headers)
