@@ -42,6 +42,7 @@ FAULTS = [
     "database unreachable 8 s",
     "SIGKILL one of two engines",   # test_scaleout.py, on a three-broker cluster
     "Kafka broker killed (1/3)",
+    "SIGKILL Spark worker (1/2)",   # test_spark_cluster.py, on a standalone master and two workers
 ]
 PROCESSES = ["relay", "alerts", "dispatch", "worker", "stream", "bridge", "web"]
 ENV = {
