@@ -189,13 +189,13 @@ def check_chart_link(secret_key: str, alert_id: str, exp: str, sig: str, now_s: 
 
 def reachable_from_outside(public_url: str) -> bool:
     """Whether a service on the internet (Slack) could fetch a link under ``public_url``: an http(s)
-    URL whose host is not loopback, a private or link-local address, or a ``localhost`` or ``.local``
-    name. Other names are taken as public (no DNS lookup here)."""
+    URL whose host is not loopback, a private or link-local address, or a ``localhost``, ``.local``,
+    ``.internal`` or ``.home.arpa`` name. Other names are taken as public (no DNS lookup here)."""
     parts = urlsplit(public_url)
     host = (parts.hostname or "").strip(".").lower()
     if parts.scheme not in ("http", "https") or not host:
         return False
-    if host == "localhost" or host.endswith((".localhost", ".local")):
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal", ".home.arpa")):
         return False
     try:
         address = ipaddress.ip_address(host)

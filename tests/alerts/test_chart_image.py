@@ -164,7 +164,7 @@ def test_a_changed_signature_id_expiry_or_key_is_refused() -> None:
     ("http://8.8.8.8:8000", True), ("http://127.0.0.1:5000", False), ("http://localhost:5000", False),
     ("http://LOCALHOST.", False), ("http://app.localhost", False), ("http://[::1]:5000", False),
     ("http://10.1.2.3", False), ("http://192.168.1.5", False), ("http://169.254.169.254", False),
-    ("http://box.local", False), ("", False), ("ftp://tickerbell.example", False), ("tickerbell.example", False),
+    ("http://box.local", False), ("http://web.internal:8000", False), ("http://nas.home.arpa", False), ("", False), ("ftp://tickerbell.example", False), ("tickerbell.example", False),
 ])
 def test_only_a_public_url_is_reachable_from_outside(url: str, reachable: bool) -> None:
     assert reachable_from_outside(url) is reachable
