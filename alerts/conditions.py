@@ -109,6 +109,9 @@ class Observation:
     value: float          # what is reported as the alert's value
     threshold: float | None
     series_value: float   # the raw series value (for the recovery threshold)
+    #: which condition of the rule ``value`` and ``threshold`` belong to: its index in
+    #: ``Condition.parts()`` (the first holding one for ``any``, else the first known one)
+    part: int = 0
 
 
 class CompiledCondition:
@@ -216,21 +219,21 @@ class CompiledCondition:
     def _observe_parts(self, values: Mapping[str, float | None], state: CondState, ts_ms: int) -> Observation | None:
         """All or any of the parts: every part observes (its memory moves on), then they combine.
         ``all`` is unknown while any part is; ``any`` while every part is. The value reported is
-        the first part's (``all``) or the first holding part's (``any``)."""
-        seen: list[tuple[Observation, bool]] = []
+        the first part's (``all``) or the first holding part's (``any``), and ``part`` says which."""
+        seen: list[tuple[int, Observation, bool]] = []
         unknown = 0
-        for part, st in zip(self.parts, state.more):
+        for i, (part, st) in enumerate(zip(self.parts, state.more)):
             obs = part.observe(values, st, ts_ms)
             if obs is None:
                 unknown += 1
                 continue
-            seen.append((obs, part._holds(obs, st)))
+            seen.append((i, obs, part._holds(obs, st)))
         if not seen or (unknown and not self.any):
             return None
-        holding = [obs for obs, holds in seen if holds]
+        holding = [(i, obs) for i, obs, holds in seen if holds]
         active = bool(holding) if self.any else len(holding) == len(seen)
-        first = holding[0] if self.any and holding else seen[0][0]
-        return Observation(active, False, 0, first.value, first.threshold, first.series_value)
+        index, first = holding[0] if self.any and holding else seen[0][:2]
+        return Observation(active, False, 0, first.value, first.threshold, first.series_value, index)
 
     def _holds(self, obs: Observation, state: CondState) -> bool:
         """Whether this part counts in a rule of several conditions: a level part while it holds, an

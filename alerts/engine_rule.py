@@ -18,10 +18,14 @@ from alerts.conditions import (CHANNEL_OPS, COMPARE_OPS, DERIVED, DOWN_OPS, UP_O
                                Observation)
 from events.contract import Rule
 
-__all__ = ["CompiledRule", "RuleState", "in_active_hours"]
+__all__ = ["Change", "CompiledRule", "RuleState", "in_active_hours"]
 
+#: one alert to emit: (state, value, threshold, part, repeat). ``value`` and ``threshold`` belong to
+#: the condition ``part`` (its index in ``Condition.parts()``: the one that matched in a rule of any
+#: of several, else the first); ``repeat`` is the reminder's number, 0 for a first notice or a resolve
+Change = tuple[str, float, float | None, int, int]
 #: returned (never mutated) when an observation changes nothing
-NOTHING: list[tuple[str, float, float | None]] = []
+NOTHING: list[Change] = []
 
 
 class RuleState(msgspec.Struct, array_like=True):
@@ -82,7 +86,8 @@ class CompiledRule:
         self.fast = 0
         # only one plain condition on a stored series: several conditions and derived series
         # (the day's change, computed from the price and the bar's references) take observe()
-        simple = c.also is None and not c.more and c.series not in DERIVED
+        # and no reminders: a firing that holds must reach advance(), which says when one is due
+        simple = c.also is None and not c.more and c.series not in DERIVED and not self.repeat_ms
         if simple and op in COMPARE_OPS and c.other is None:
             self.fast = 1
         elif simple and op in CHANNEL_OPS:
@@ -138,58 +143,54 @@ class CompiledRule:
         st.repeats += 1
         return st.repeats
 
-    def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[tuple[str, float, float | None]]:
-        """Advance the lifecycle by one observation; return (state, value, threshold) of alerts to emit."""
+    def step(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> list[Change]:
+        """Advance the lifecycle by one observation; return the alerts to emit as :data:`Change`\ s.
+
+        The inline fast path (one plain condition, see ``fast``) decides "nothing happens" without
+        building an :class:`Observation`; compare and channel share its one tail below."""
         fast = self.fast
-        if fast:
-            a = values.get(self.series)
-            if a is None:
+        if not fast:
+            observed = self.cond.observe(values, st.cond, ts_ms)
+            if observed is None:
                 return NOTHING
-            kind = self.kind
-            if fast == 1:
-                b = self.const
-                cs = st.cond
-                prev = cs.side
-                side = 1 if a > b else -1 if a < b else prev  # type: ignore[operator]
-                cs.side = side
-                cross = prev != 0 and side != prev
-                if kind == "cross":
-                    active = cross
-                    if st.firing:
-                        if side == st.fired_side:
-                            return NOTHING
-                    elif not cross:
-                        st.true_since_ms = None
-                        return NOTHING
-                else:
-                    active = a > b if self.up else a < b  # type: ignore[operator]
-                    if st.firing:
-                        if active:
-                            return NOTHING
-                    elif not active:
-                        if kind == "armed":
-                            st.armed = True
-                        st.true_since_ms = None
-                        return NOTHING
-                obs = Observation(active, cross, side, a, b, a)
-            else:
-                lo, hi = self.lower, self.upper
-                inside = lo <= a <= hi  # type: ignore[operator]
-                active = inside if self.want_inside else not inside
+            return self.advance(st, observed, ts_ms)
+        a = values.get(self.series)
+        if a is None:
+            return NOTHING
+        kind = self.kind
+        if fast == 1:
+            b = self.const
+            cs = st.cond
+            prev = cs.side
+            side = 1 if a > b else -1 if a < b else prev  # type: ignore[operator]
+            cs.side = side
+            cross = prev != 0 and side != prev
+            if kind == "cross":
                 if st.firing:
-                    if active:
+                    if side == st.fired_side:
                         return NOTHING
-                elif not active:
-                    if kind == "armed":
-                        st.armed = True
+                elif not cross:
                     st.true_since_ms = None
                     return NOTHING
-                obs = Observation(active, False, 0, a, hi if a >= (lo + hi) / 2 else lo, a)  # type: ignore[operator]
-            return self.advance(st, obs, ts_ms)
-        observed = self.cond.observe(values, st.cond, ts_ms)
-        if observed is None:
+                return self.advance(st, Observation(cross, cross, side, a, b, a), ts_ms)
+            active = a > b if self.up else a < b  # type: ignore[operator]
+        else:
+            inside = self.lower <= a <= self.upper  # type: ignore[operator]
+            active = inside if self.want_inside else not inside
+            side, cross = 0, False
+        # the one tail of compare and channel: a firing that holds, or a quiet one, changes nothing
+        if st.firing:
+            if active:
+                return NOTHING
+        elif not active:
+            if kind == "armed":
+                st.armed = True
+            st.true_since_ms = None
             return NOTHING
-        return self.advance(st, observed, ts_ms)
+        if fast == 2:
+            lo, hi = self.lower, self.upper
+            b = hi if a >= (lo + hi) / 2 else lo  # type: ignore[operator]
+        return self.advance(st, Observation(active, cross, side, a, b, a), ts_ms)
 
     def warm(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> None:
         """Fold a history observation into the condition state; never a firing or a resolution.
@@ -213,13 +214,17 @@ class CompiledRule:
             st.armed = not obs.active
         st.true_since_ms = None
 
-    def advance(self, st: RuleState, obs: Observation, ts_ms: int) -> list[tuple[str, float, float | None]]:
-        """The lifecycle transition for one observation (the general path)."""
-        out: list[tuple[str, float, float | None]] = []
+    def advance(self, st: RuleState, obs: Observation, ts_ms: int) -> list[Change]:
+        """The lifecycle transition for one observation (the general path): a firing that still holds
+        may be due a reminder (:meth:`remind`), with this observation's value."""
+        out: list[Change] = []
         kind = self.cond.kind
         if st.firing:
             holds = obs.side == st.fired_side if kind == "cross" else obs.active
             if holds:
+                n = self.remind(st, ts_ms) if self.repeat_ms else 0
+                if n:
+                    out.append(("firing", obs.value, obs.threshold, obs.part, n))
                 return out
             recovery = self.rule.recovery
             if recovery is not None and self.recovery_dir:
@@ -230,7 +235,7 @@ class CompiledRule:
             st.true_since_ms = None
             st.last_notice_ms = None
             st.repeats = 0
-            out.append(("resolved", obs.value, obs.threshold))
+            out.append(("resolved", obs.value, obs.threshold, obs.part, 0))
         if kind == "armed":
             if not obs.active:
                 st.armed = True
@@ -254,5 +259,5 @@ class CompiledRule:
             st.true_since_ms = None
             st.last_notice_ms = ts_ms
             st.repeats = 0
-            out.append(("firing", obs.value, obs.threshold))
+            out.append(("firing", obs.value, obs.threshold, obs.part, 0))
         return out

@@ -234,33 +234,33 @@ class Evaluator:
             rs = states.get(rule.rule_id)
             if rs is None or rs.version != rule.version:
                 rs = states[rule.rule_id] = compiled.new_state()
-            was_firing = rs.firing
-            changes = compiled.step(rs, values, ts_ms)
-            if changes:
-                for state, value, threshold in changes:
-                    out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id))
-            elif was_firing and compiled.repeat_ms and rs.firing:
-                n = compiled.remind(rs, ts_ms)
-                if n:
-                    out.append(self._reminder(compiled, symbol, values, ts_ms, event_id, n))
+            for state, value, threshold, part, repeat in compiled.step(rs, values, ts_ms):
+                out.append(self._alert(compiled, symbol, values, state, value, threshold, ts_ms, event_id, repeat,
+                                       part))
         self.dirty.add(symbol)
 
     def _alert(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], state: str,
-               value: float, threshold: float | None, ts_ms: int, event_id: str, repeat: int = 0) -> Alert:
+               value: float, threshold: float | None, ts_ms: int, event_id: str, repeat: int = 0,
+               part: int = 0) -> Alert:
+        """The alert of one change. ``series``/``op`` are those of the condition ``part`` that
+        ``value`` and ``threshold`` belong to (the one that matched, for any of several); a rule of
+        several conditions carries them all (``condition``), so every message can list them."""
         rule = compiled.rule
         cond = rule.condition
+        shown = cond.parts()[part] if cond.more else cond
         evidence = {k: v for k in (*EVIDENCE_FIELDS, *compiled.cond.series_names)
                     if (v := values.get(k)) is not None}
         alert = Alert(
             id=alert_id(rule.rule_id, rule.version, event_id, state if not repeat else f"repeat{repeat}"), ts=ts_ms,
             rule_id=rule.rule_id, rule_version=rule.version, user_id=rule.user_id, state=state,  # type: ignore[arg-type]
-            symbol=symbol, trigger_event_id=event_id, series=cond.series, op=cond.op,
+            symbol=symbol, trigger_event_id=event_id, series=shown.series, op=shown.op,
             value=value, threshold=threshold, rule_name=rule.name, evidence=evidence, repeat=repeat,
             # an all-clear reaches the channels only when the rule asks for it (off by default)
             channel_ids=list(rule.channel_ids) if state == "firing" or rule.notify_on_resolve else [],
+            condition=cond if cond.more else None,
         )
         # the plain words, with what only the rule knows (window, channel bounds, compared series)
-        plain = summary(symbol, cond.series, cond.op, value, threshold, state, cond)
+        plain = summary(symbol, shown.series, shown.op, value, threshold, state, cond, evidence)
         if state != "firing" or not rule.message:  # the common case, without building the template context
             message = plain
         else:
@@ -268,16 +268,6 @@ class Evaluator:
             ctx["summary"] = plain
             message = render(rule.message, ctx, default_message(ctx))
         return msgspec.structs.replace(alert, message=message[:8000])
-
-    def _reminder(self, compiled: CompiledRule, symbol: str, values: dict[str, float | None], ts_ms: int,
-                  event_id: str, n: int) -> Alert:
-        """The n-th reminder of a firing that still holds: a ``firing`` alert with ``repeat = n``, its id
-        from the observation at which the interval elapsed (the same on every replay)."""
-        cond = compiled.rule.condition
-        value = values.get(cond.series)
-        threshold = cond.value if cond.value is not None else cond.upper
-        return self._alert(compiled, symbol, values, "firing", value if value is not None else 0.0, threshold,
-                           ts_ms, event_id, repeat=n)
 
     # --- stale feed --------------------------------------------------------------------
 

@@ -79,7 +79,9 @@ def default_webhook_document(ctx: dict[str, Any], test: bool = False) -> dict[st
         "type": "alert.test" if test else f"alert.{ctx['state']}",
         "alert_id": ctx["alert_id"], "rule_id": ctx["rule_id"], "rule": ctx["rule_name"],
         "symbol": ctx["ticker"], "state": ctx["state"], "series": ctx["series"], "op": ctx["op"],
-        "condition": ctx["condition"], "summary": ctx.get("summary", ""), "value": ctx["value"],
+        "condition": ctx["condition"], "conditions": ctx.get("conditions", [ctx["condition"]]),
+        "match": ctx.get("match", "all"), "matched": ctx.get("matched", ""),
+        "summary": ctx.get("summary", ""), "value": ctx["value"],
         "threshold": ctx["threshold"],
         "time": ctx["time"], "ts_ms": ctx["ts_ms"], "message": ctx["message"], "chart_url": ctx["chart_url"],
     }
@@ -112,9 +114,20 @@ def fmt_alert_value(alert: Any) -> str:
     return fmt_value(alert.value, alert.series, alert.op)
 
 
+def condition_lines(ctx: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rule's conditions as (label, text) rows: one ``Condition``, or for a rule of several
+    ``Condition: all of`` / ``any of`` with each below it and, for any, the one that ``Matched``."""
+    parts = ctx.get("conditions") or [ctx["condition"]]
+    if len(parts) < 2:
+        return [("Condition", ctx["condition"])]
+    rows = [("Condition", f"{ctx.get('match', 'all')} of"), *(("", f"- {p}") for p in parts)]
+    return rows + ([("Matched", ctx["matched"])] if ctx.get("matched") else [])
+
+
 def detail_lines(ctx: dict[str, Any]) -> list[str]:
-    lines = [f"Symbol:    {ctx['ticker']}", f"Condition: {ctx['condition']}", f"Value:     {_value(ctx)}",
-             f"Threshold: {_threshold(ctx)}", f"Time:      {ctx['time']}"]
+    lines = [f"Symbol:    {ctx['ticker']}",
+             *(f"{(k + ':') if k else '':<10} {v}" for k, v in condition_lines(ctx)),
+             f"Value:     {_value(ctx)}", f"Threshold: {_threshold(ctx)}", f"Time:      {ctx['time']}"]
     if ctx.get("chart_url"):
         lines.append(f"Chart:     {ctx['chart_url']}")
     return lines
@@ -164,7 +177,7 @@ def build_email(ctx: dict[str, Any], mail_from: str, to: str, subject_template: 
     text_lines = [headline(ctx), "", *detail_lines(ctx)]
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in (("Symbol", ctx["ticker"]), ("Condition", ctx["condition"]), ("Value", _value(ctx)),
+        for k, v in (("Symbol", ctx["ticker"]), *condition_lines(ctx), ("Value", _value(ctx)),
                      ("Threshold", _threshold(ctx)), ("Time", ctx["time"]))
     )
     link = (f"<p><a href='{html.escape(ctx['chart_url'], quote=True)}'>Open the {html.escape(ctx['ticker'])} chart</a></p>"

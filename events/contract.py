@@ -320,9 +320,8 @@ AlertState = Literal["firing", "resolved"]
 class Alert(Event, frozen=True, kw_only=True, tag="alert"):
     """An alert fired or resolved by a rule, with the evidence. Topic ``alerts``, key ``rule_id``.
 
-    ``id`` is ``alert_id(rule_id, rule_version, trigger_event_id, state)``:
-    replaying the same input yields the same ids. ``rule_id`` 0 marks a
-    system alert (stale feed) with ``user_id`` 0.
+    ``id`` is ``alert_id(rule_id, rule_version, trigger_event_id, state)``: replaying the same
+    input yields the same ids. ``rule_id`` 0 marks a system alert (stale feed) with ``user_id`` 0.
     """
 
     rule_id: Annotated[int, msgspec.Meta(ge=0)]
@@ -341,6 +340,7 @@ class Alert(Event, frozen=True, kw_only=True, tag="alert"):
     # the series values known when it fired (price, close, open, ... and the condition's series)
     evidence: dict[str, float] = {}
     repeat: Annotated[int, msgspec.Meta(ge=0)] = 0  # n-th reminder while still firing; 0: the first notice
+    condition: Condition | None = None  # a rule of several conditions: all of them (series/op: the matched one)
 
     @property
     def key(self) -> bytes:

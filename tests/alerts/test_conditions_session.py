@@ -157,8 +157,11 @@ def test_all_of_several_conditions() -> None:
     assert [o.active if o is not None else None for o in got] == [False, True, False, False]
     assert c.observe({"price": 201.0}, st, 9) is None  # all: unknown while a part is
     assert describe(rule) == "price above 200 and RSI 14 below 30 and SMA 50 crossing up SMA 200"
-    assert summary("AAPL", "price", "greater_than", 201.0, 200.0, "firing", rule).startswith(
-        "AAPL: price above 200 and RSI 14 below 30")
+    # every condition listed, each with its value in its own unit
+    assert summary("AAPL", "price", "greater_than", 201.0, 200.0, "firing", rule,
+                   {"price": 201.0, "rsi_14": 25.0, "sma_50": 101.0, "sma_200": 100.0}) == (
+        "AAPL: all of: price above 200 (now 201.00); RSI 14 below 30 (now 25); "
+        "SMA 50 crossing up SMA 200 (now 101.00)")
 
 
 def test_any_of_several_conditions_reports_the_one_that_holds() -> None:
@@ -171,6 +174,7 @@ def test_any_of_several_conditions_reports_the_one_that_holds() -> None:
     assert quiet is not None and not quiet.active
     fell = c.observe({"price": 140.0, "prev_close": 155.0}, st, 1)  # volume ratio unknown: any still judges
     assert fell is not None and fell.active and fell.value == pytest.approx((140 / 155 - 1) * 100)
+    assert fell.part == 1 and fell.threshold == -5.0  # the day change matched: its value, its level
     assert describe(rule) == "price above 200 or day change below -5 % or volume ratio inside 2..3"
 
 

@@ -131,4 +131,4 @@ def test_preview_of_a_rule_of_two_conditions(sessions) -> None:  # type: ignore[
                 "more": [{"series": "rsi_14", "op": "less_than", "value": 30.0}]}
         out = preview_rule(s, rule(both), days=1, now_ms=NOW)
     assert [(f["state"], f["value"]) for f in out] == [("firing", 202.0), ("resolved", 199.0)]
-    assert out[0]["message"].startswith("AAPL: price above 200 and RSI 14 below 30")
+    assert out[0]["message"] == "AAPL: all of: price above 200 (now 202.00); RSI 14 below 30 (now 25)"
