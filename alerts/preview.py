@@ -57,7 +57,7 @@ def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_m
     """The alerts ``rule`` would have raised in the last ``days`` days, oldest first.
 
     Each item: ``ts_ms``, ``symbol``, ``state`` (firing/resolved), ``value``,
-    ``threshold``, ``message``, ``id``. At most ``limit`` items. Raises
+    ``threshold``, ``message``, ``id``, ``series``, ``op`` (of the condition it fired on), ``evidence``. At most ``limit`` items. Raises
     :class:`alerts.conditions.ConditionError` for a condition that makes no sense.
     Reads only; may take a moment for long histories (one query per table).
     """
@@ -100,7 +100,9 @@ def preview_rule(session: Session, rule: contract.Rule, days: int = 30, *, now_m
             if a.ts < since_ms:
                 continue
             out.append({"ts_ms": a.ts, "symbol": a.symbol, "state": a.state, "value": a.value,
-                        "threshold": a.threshold, "message": a.message, "id": a.id})
+                        "threshold": a.threshold, "message": a.message, "id": a.id,
+                        # the condition it fired on and the prices then: where the chart marks it
+                        "series": a.series, "op": a.op, "evidence": a.evidence})
             if len(out) >= limit:
                 return out
     return out

@@ -261,6 +261,8 @@ class AlertRecord(Base):
     threshold: Mapped[Optional[float]] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text, default="")
     trigger_event_id: Mapped[str] = mapped_column(String(200))
+    #: the series values known when it fired (``Alert.evidence``): the charts mark the price it fired at
+    evidence: Mapped[Optional[dict[str, float]]] = mapped_column(JSON)
 
 
 class BarRecord(Base):

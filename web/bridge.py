@@ -54,7 +54,7 @@ def prediction_payload(p: Prediction) -> dict[str, Any]:
 def alert_payload(a: Alert) -> dict[str, Any]:
     return {"id": a.id, "rule_id": a.rule_id, "rule_version": a.rule_version, "rule_name": a.rule_name,
             "symbol": a.symbol, "state": a.state, "ts_ms": a.ts, "series": a.series, "op": a.op,
-            "value": a.value, "threshold": a.threshold, "message": a.message}
+            "value": a.value, "threshold": a.threshold, "message": a.message, "evidence": a.evidence}
 
 
 @dataclass

@@ -58,7 +58,8 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
 def alert_row(a: Alert) -> dict[str, Any]:
     return {"id": a.id, "rule_id": a.rule_id, "rule_version": a.rule_version, "user_id": a.user_id,
             "symbol": a.symbol, "state": a.state, "ts_ms": a.ts, "series": a.series, "op": a.op,
-            "value": a.value, "threshold": a.threshold, "message": a.message, "trigger_event_id": a.trigger_event_id}
+            "value": a.value, "threshold": a.threshold, "message": a.message, "trigger_event_id": a.trigger_event_id,
+            "evidence": dict(a.evidence) or None}
 
 
 def feed_row(f: FeedStatus) -> dict[str, Any]:

@@ -68,8 +68,23 @@
       && !o.startsWith("moving_");
   }
 
+  // Where an alert's chart marker sits: a price level at its value; anything else at the price where it
+  // fired, from the alert's evidence: the tick's price for a series ticks update (price, day change), the
+  // bar's close for one bars or forecasts update. Without evidence (an alert stored before it was kept),
+  // the close of the bar it fired in: a tick's alert falls inside [start, end), a bar's at the bar's end.
+  function markerPrice(a, bars) {
+    if (a.value != null && isPriceLevel(a.series, a.op)) return Number(a.value);
+    const e = a.evidence || {}, tick = (vocabulary.tick_series || ["price"]).includes(a.series || "");
+    const own = tick ? e.price : e.close, other = tick ? e.close : e.price;
+    if (own != null) return own;
+    if (other != null) return other;
+    let best = null;
+    for (const b of bars || []) { if (tick ? b.start_ms <= a.ts_ms : b.start_ms < a.ts_ms) best = b.close; else break; }
+    return best != null ? best : (bars && bars.length ? bars[bars.length - 1].close : null);
+  }
+
   const fmt = {
-    unitOf, seriesValue, useVocabulary, isPriceLevel,
+    unitOf, seriesValue, useVocabulary, isPriceLevel, markerPrice,
     alertValue: (a) => seriesValue(a.value, a.series, a.op),
     alertLevel: (a) => seriesValue(a.threshold, a.series, a.op),
     price: (v) => v == null ? "—" : Number(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: v < 1 ? 6 : 2 }),

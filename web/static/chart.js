@@ -28,13 +28,10 @@
     }
     const fired = state.alerts.filter((a) => a.state === "firing"), resolved = state.alerts.filter((a) => a.state !== "firing");
     // a price-level alert sits at its value; any other (a % or amount move, an indicator, a day change) at
-    // the price where it fired (the evidence's price, else the bar's close), since its value is no price and
-    // would squash the candles against zero; which is which is the vocabulary's (TB.fmt.isPriceLevel)
+    // the price where it fired (its evidence), since its value is no price and would squash the candles
+    // against zero; which is which is the vocabulary's (TB.fmt.markerPrice in app.js)
     const F = window.TB && TB.fmt;
-    const isLevel = (a) => a.value != null && (F ? F.isPriceLevel(a.series, a.op)
-      : (a.series === "price" || a.series === "close") && !String(a.op || "").startsWith("moving_"));
-    const firedAt = (a) => { const e = a.evidence || {}; return e.price != null ? e.price : e.close != null ? e.close : nearestClose(bars, a.ts_ms); };
-    const markerY = (a) => isLevel(a) ? a.value : firedAt(a);
+    const markerY = (a) => F ? F.markerPrice(a, bars) : nearestClose(bars, a.ts_ms);
     const shown = (a) => `${a.rule_name || `Rule #${a.rule_id}`}<br>${F ? F.alertValue(a) : a.value}`;
     out.push({ type: "scatter", mode: "markers", name: "Alert fired", x: fired.map((a) => new Date(a.ts_ms)), y: fired.map(markerY),
       marker: { symbol: "triangle-down", size: 13, color: "#f59e0b", line: { color: "#7c4a03", width: 1 } },
@@ -42,7 +39,7 @@
     if (resolved.length) out.push({ type: "scatter", mode: "markers", name: "Resolved", x: resolved.map((a) => new Date(a.ts_ms)), y: resolved.map(markerY),
       marker: { symbol: "circle-open", size: 10, color: "#12a150" }, text: resolved.map((a) => a.rule_name), hovertemplate: "%{text}<extra>resolved</extra>" });
     if (state.preview && state.preview.length) out.push({ type: "scatter", mode: "markers", name: "Would have fired", x: state.preview.map((a) => new Date(a.ts_ms)),
-      y: state.preview.map((a) => isLevel(a) ? a.value : nearestClose(bars, a.ts_ms)), marker: { symbol: "star", size: 12, color: "#8b5cf6" },
+      y: state.preview.map(markerY), marker: { symbol: "star", size: 12, color: "#8b5cf6" },
       text: state.preview.map((a) => F ? F.alertValue(a) : String(a.value)), hovertemplate: "%{text}<extra>would have fired</extra>" });
     return out;
   }

@@ -170,12 +170,12 @@
     if (!symbol) return;
     const bars = await api("GET", `/api/symbols/${encodeURIComponent(symbol)}/bars?from=${Date.now() - 30 * 86400e3}&limit=5000`);
     const fired = alerts.filter((a) => (a.state || "firing") === "firing" && (!a.symbol || a.symbol === symbol));
-    const closeAt = (ts) => { let v = null; for (const b of bars) { if (b.start_ms <= ts) v = b.close; else break; } return v; };
     const traces = [
       { type: "scatter", mode: "lines", name: symbol, x: bars.map((b) => new Date(b.start_ms)), y: bars.map((b) => b.close), line: { color: "#3056d3", width: 1.5 } },
       { type: "scatter", mode: "markers", name: "Would have fired", x: fired.map((a) => new Date(a.ts_ms)),
-        y: fired.map((a) => a.value != null && !cond.more && TB.fmt.isPriceLevel(cond.series, cond.op) ? a.value : closeAt(a.ts_ms)),
-        text: fired.map((a) => fmt.seriesValue(a.value, cond.series, cond.op)), hovertemplate: "%{text}<extra>would have fired</extra>",
+        // where it fired: the condition that matched (a rule of several names it) and its evidence
+        y: fired.map((a) => TB.fmt.markerPrice({ series: cond.series, op: cond.op, ...a }, bars)),
+        text: fired.map((a) => fmt.seriesValue(a.value, a.series || cond.series, a.op || cond.op)), hovertemplate: "%{text}<extra>would have fired</extra>",
         marker: { symbol: "triangle-down", size: 11, color: "#f59e0b", line: { color: "#7c4a03", width: 1 } } },
     ];
     const shapes = cond.value != null && TB.fmt.isPriceLevel(cond.series, cond.op) ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: cond.value, y1: cond.value, line: { color: "#8b5cf6", dash: "dot" } }] : [];

@@ -30,7 +30,9 @@ UNITS_FOR_PAGES: dict[str, Any] = {"units": {name: s.unit for name, s in SERIES_
                                    "percent_ops": [name for name, o in OPERATOR_DEFS.items() if o.percent],
                                    # the series whose values are prices (a chart marker sits at the value)
                                    "price_levels": [name for name in SERIES_DEFS if price_level(name)],
-                                   "move_ops": list(ops_in("move"))}
+                                   "move_ops": list(ops_in("move")),
+                                   # the series ticks update (their alert fired at a tick's price, others at a close)
+                                   "tick_series": list(series_in("tick"))}
 
 # Ready-made conditions for the form ("what users expect", DESIGN.md).
 PRESETS: list[dict[str, Any]] = [

@@ -108,6 +108,8 @@ def alert_json(a: models.AlertRecord, rule_names: dict[int, str] | None = None) 
         "rule_name": (rule_names or {}).get(a.rule_id, ""), "symbol": a.symbol, "state": a.state,
         "ts_ms": a.ts_ms, "series": a.series, "op": a.op, "value": a.value, "threshold": a.threshold,
         "message": a.message, "trigger_event_id": a.trigger_event_id,
+        # the price and close when it fired: the chart's marker sits there (web/static/app.js markerPrice)
+        "evidence": a.evidence or {},
     }
 
 
