@@ -10,16 +10,23 @@ again while it is open: each process keeps what its sockets connected with
 ``SOCKET_RECHECK_S`` seconds, disconnects those whose token was revoked, whose
 nonce was rotated (logout, password change) or whose account was disabled.
 A logout disconnects the user's session sockets in this process at once.
+
+Each process also keeps which symbol rooms its sockets are in (:class:`ViewedRooms`)
+and, while any is, keeps them in the shared viewed set (``web.rooms``) with a
+background task: the bridge pushes market data only to rooms in that set.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+import redis
 from flask import Flask, current_app, g, request
 from flask import session as flask_session
 from flask_login import current_user, user_logged_out
@@ -29,7 +36,7 @@ from sqlalchemy import select
 from events import contract, models
 from web.auth import hash_token, user_for_token
 from web.db import get_db
-from web.rooms import symbol_room, user_room
+from web.rooms import VIEWED_REFRESH_S, VIEWED_TTL_S, publish_viewed, symbol_room, user_room
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +120,7 @@ class OpenSockets:
     def drop(self, sids: list[str]) -> None:
         for sid in sids:
             self.remove(sid)
+            viewed_rooms(self.app).forget(sid)  # the disconnect handler does too; this one needs no request
             try:
                 self.socketio.server.disconnect(sid, namespace="/")
             except Exception:  # noqa: BLE001 - already gone: nothing left to cut
@@ -164,6 +172,105 @@ def open_sockets(app: Flask | None = None) -> OpenSockets:
     return cast(OpenSockets, found)
 
 
+class ViewedRooms:
+    """The symbol rooms with a socket in this process, kept in the shared viewed set while they last.
+
+    ``join``/``leave``/``forget`` are called by the socket handlers and never touch Redis: a
+    background task publishes the rooms every ``VIEWED_REFRESH_S`` seconds (config), and at
+    once when a room gains its first socket here; entries live ``VIEWED_TTL_S`` past the last
+    refresh. The task ends when no room is left (it starts again with the next join). While
+    Redis is away the task logs once and keeps trying; the bridge meanwhile emits everything.
+    """
+
+    def __init__(self, app: Flask, socketio: SocketIO) -> None:
+        self.socketio = socketio
+        self.prefix = str(app.config["REDIS_PREFIX"])
+        self.ttl_s = float(app.config.get("VIEWED_TTL_S", VIEWED_TTL_S))
+        self.refresh_s = float(app.config.get("VIEWED_REFRESH_S", VIEWED_REFRESH_S))
+        url = app.extensions["tickerbell_settings"].redis_url
+        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.by_sid: dict[str, set[str]] = {}
+        self.sockets: Counter[str] = Counter()  # symbol -> sockets of this process in its room
+        self.lock = threading.Lock()
+        self.publishing = False
+        self.publications = 0
+        self._wake = socketio.server.eio.create_event()
+        self._failing = False
+
+    def join(self, sid: str, symbol: str) -> None:
+        with self.lock:
+            joined = self.by_sid.setdefault(sid, set())
+            if symbol in joined:
+                return
+            joined.add(symbol)
+            self.sockets[symbol] += 1
+            first = self.sockets[symbol] == 1
+            start = not self.publishing
+            self.publishing = True
+        if first:
+            self._wake.set()
+        if start:
+            self.socketio.start_background_task(self._publish_while_viewed)
+
+    def leave(self, sid: str, symbol: str) -> None:
+        with self.lock:
+            joined = self.by_sid.get(sid)
+            if joined is None or symbol not in joined:
+                return
+            joined.discard(symbol)
+            if not joined:
+                del self.by_sid[sid]
+            self._drop(symbol)
+
+    def forget(self, sid: str) -> None:
+        """A socket is gone: it leaves every room it was in."""
+        with self.lock:
+            for symbol in self.by_sid.pop(sid, set()):
+                self._drop(symbol)
+
+    def _drop(self, symbol: str) -> None:  # under the lock
+        self.sockets[symbol] -= 1
+        if self.sockets[symbol] <= 0:
+            del self.sockets[symbol]  # not removed from Redis: another process may view it too; it expires
+
+    def symbols(self) -> set[str]:
+        with self.lock:
+            return set(self.sockets)
+
+    def publish(self) -> None:
+        """One ZADD of this process's rooms (raises :class:`redis.RedisError` when Redis is away)."""
+        publish_viewed(self.redis, self.prefix, self.symbols(), time.time(), self.ttl_s)
+        self.publications += 1
+
+    def _publish_while_viewed(self) -> None:
+        while True:
+            with self.lock:
+                if not self.sockets:
+                    self.publishing = False
+                    return
+            try:
+                self.publish()
+            except redis.RedisError as exc:
+                if not self._failing:
+                    log.warning("viewed rooms not published (%s): retrying every %.1f s", exc, self.refresh_s)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.info("viewed rooms published again")
+                self._failing = False
+            self._wake.wait(self.refresh_s)
+            self._wake.clear()
+
+
+def viewed_rooms(app: Flask | None = None) -> ViewedRooms:
+    """The app's :class:`ViewedRooms` (made on first use)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    found = app.extensions.get("tickerbell_viewed_rooms")
+    if found is None:
+        found = app.extensions.setdefault("tickerbell_viewed_rooms", ViewedRooms(app, app.extensions["socketio"]))
+    return cast(ViewedRooms, found)
+
+
 def _on_logout(app: Flask, user: Any = None, **_: Any) -> None:
     """Logging out rotates the user's nonce (every session ends): their session sockets end with it."""
     if user is not None and getattr(user, "id", None) is not None and "tickerbell_open_sockets" in app.extensions:
@@ -200,6 +307,7 @@ def register(socketio: SocketIO) -> None:
 
     def on_disconnect(*_reason: Any) -> None:
         open_sockets().remove(_sid())
+        viewed_rooms().forget(_sid())
 
     def on_join(data: Any) -> dict[str, Any]:
         symbol = _symbol(data)
@@ -208,12 +316,14 @@ def register(socketio: SocketIO) -> None:
         if sum(1 for r in rooms() if r.startswith("symbol:")) >= MAX_SYMBOL_ROOMS:
             return {"ok": False, "error": f"at most {MAX_SYMBOL_ROOMS} symbols per connection"}
         join_room(symbol_room(symbol))
+        viewed_rooms().join(_sid(), symbol)
         return {"ok": True, "room": symbol_room(symbol)}
 
     def on_leave(data: Any) -> dict[str, Any]:
         symbol = _symbol(data)
         if symbol is not None:
             leave_room(symbol_room(symbol))
+            viewed_rooms().leave(_sid(), symbol)
         return {"ok": True}
 
     def on_join_user(data: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.web.events_factory import alert, bar, prediction, tick
-from web.bridge import Coalescer, route
+from web.bridge import Coalescer, emissions, route
 
 T0 = 1_790_000_000_000
 
@@ -52,3 +52,43 @@ def test_alerts_go_at_once_and_only_to_their_owner() -> None:
     assert [(e, r) for e, _p, r in emitted] == [("alert", "user:42"), ("system_alert", "symbol:MSFT")]
     assert emitted[0][1]["rule_name"] == "Rule 3" and emitted[0][1]["ts_ms"] == T0
     assert c.due(0.0)[0]["price"] == 101.0  # the tick waits for the coalescer
+
+
+def test_a_symbol_nobody_views_gets_no_update_but_keeps_coalescing() -> None:
+    c = Coalescer(interval_s=0.1)
+    viewed = {"AAPL"}
+    out = emissions([tick("AAPL", 1, 100.0, T0), tick("MSFT", 1, 50.0, T0), bar("MSFT", T0, 50.5)], c, 0.0, viewed)
+    assert [(e, r) for e, _p, r in out] == [("update", "symbol:AAPL")]
+    for i in range(2, 50):  # MSFT keeps ticking unseen: its state is replaced, never sent
+        assert emissions([tick("MSFT", i, 50.0 + i, T0 + i)], c, i / 10, viewed) == []
+    assert c.next_due_in_s(5.0, viewed) is None  # nothing viewed is pending: the bridge is not holding output
+    assert c.drain(set()) == []
+
+
+def test_a_symbol_that_becomes_viewed_gets_its_pending_state_at_once() -> None:
+    c = Coalescer(interval_s=0.1)
+    c.add(tick("MSFT", 1, 50.0, T0))
+    c.add(bar("MSFT", T0, 50.5))
+    c.add(prediction("MSFT", T0, 50.5, 51.0))
+    c.add(tick("MSFT", 2, 51.5, T0 + 5))
+    assert c.due(1.0, set()) == []
+    assert c.next_due_in_s(1.0, {"MSFT"}) == 0.0
+    (update,) = c.due(1.0, {"MSFT", "NVDA"})  # the first read of the viewed set that has it
+    assert update["price"] == 51.5 and [b["close"] for b in update["bars"]] == [50.5]
+    assert update["prediction"]["predicted_close"] == 51.0
+    c.add(tick("MSFT", 3, 52.0, T0 + 10))
+    assert c.due(1.05, {"MSFT"}) == []  # viewed now, so coalesced like any other
+    assert [u["price"] for u in c.due(1.1, {"MSFT"})] == [52.0]
+
+
+def test_alerts_and_system_alerts_are_never_filtered() -> None:
+    c = Coalescer()
+    out = emissions([alert(3, 42, "AAPL", T0, 101.0, 100.0), alert(0, 0, "MSFT", T0, 1.0, 1.0), tick("AAPL", 1, 1.0, T0)],
+                    c, 0.0, set())
+    assert [(e, r) for e, _p, r in out] == [("alert", "user:42"), ("system_alert", "symbol:MSFT")]
+
+
+def test_without_a_viewed_set_every_symbol_is_updated() -> None:
+    c = Coalescer()
+    out = emissions([tick(s, 1, 1.0, T0) for s in ("AAPL", "MSFT", "NVDA")], c, 0.0, None)
+    assert sorted(r for _e, _p, r in out) == ["symbol:AAPL", "symbol:MSFT", "symbol:NVDA"]
