@@ -75,6 +75,9 @@ def _parser(engine: EngineSettings) -> argparse.ArgumentParser:
     rc.add_argument("--active-hours", type=_hours, help="HH:MM-HH:MM in --timezone")
     rc.add_argument("--timezone", default="America/New_York")
     rc.add_argument("--channel", type=int, action="append", default=[], help="channel id (repeatable)")
+    rc.add_argument("--notify-on-resolve", action="store_true", default=None,
+                    help="also tell the channels when the alert resolves (the all-clear)")
+    rc.add_argument("--repeat-interval-s", type=int, help="remind every this many seconds while it stays firing")
     rl = rsub.add_parser("list")
     rl.add_argument("--user-id", type=int)
     rd = rsub.add_parser("delete")
@@ -212,7 +215,8 @@ def _rules(settings: Settings, args: Any) -> int:
                     message=args.message, frequency=args.frequency, cooldown_s=args.cooldown_s,
                     pending_s=args.pending_s, recovery=args.recovery,
                     expires_at=utc_from_iso(args.expires) if args.expires else None,
-                    active_from_min=hours[0], active_to_min=hours[1], timezone=args.timezone)
+                    active_from_min=hours[0], active_to_min=hours[1], timezone=args.timezone,
+                    notify_on_resolve=args.notify_on_resolve, repeat_interval_s=args.repeat_interval_s)
                 print(f"rule {event.rule_id} v{event.version} created: {', '.join(event.symbols)}: {describe(event)}")
             elif args.rules_cmd == "list":
                 for r in list_rules(session, args.user_id):

@@ -2,9 +2,10 @@
 
 :func:`validate_rule` is what the engine's vocabulary says about a rule event
 (:func:`events.vocabulary_check.problems` and :func:`~events.vocabulary_check.rule_problems`,
-the same checks the web runs). :func:`create_rule` saves through the web store's own
-``create_rule``, so a rule made here passes exactly the checks of the form and the API
-(owned channels, a watchlist with symbols, names, message templates, the per-account cap).
+the same checks the web runs). :func:`create_rule` saves through the API's checks: the body's
+types and ranges (:func:`web.openapi.type_errors`), then the web store's own ``create_rule``, so a
+rule made here passes exactly the checks of the form and the API (owned channels, a watchlist with
+symbols, names, message templates, the all-clear and reminder settings, the per-account cap).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def create_rule(session: Session, settings: Settings, *, user_id: int, condition
                 expires_at: datetime | None = None, **fields: Any) -> contract.Rule:
     """Create a rule as the web does (:func:`web.store.rules.create_rule`); commits. Raises
     :class:`RuleError` with every field's message."""
+    from web.openapi import SCHEMAS, type_errors
     from web.store.errors import Invalid, StoreError
     from web.store.rules import create_rule as store_create_rule
 
@@ -56,6 +58,9 @@ def create_rule(session: Session, settings: Settings, *, user_id: int, condition
     data.update(condition=condition, symbol=symbol, watchlist_id=watchlist_id, channel_ids=channel_ids or [])
     if expires_at is not None:
         data["expires_ms"] = int(expires_at.timestamp() * 1000)
+    wrong = type_errors(data, SCHEMAS["Rule"])  # the API's first check of a body, then its store's
+    if wrong:
+        raise RuleError(_sentence(wrong))
     try:
         row = store_create_rule(session, settings, user_id, data)
     except Invalid as exc:

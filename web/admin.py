@@ -164,8 +164,13 @@ def import_rules(settings: Settings, sessions: sessionmaker[Session], rules: lis
 def create_rule_for(settings: Settings, sessions: sessionmaker[Session], user_id: int, data: dict[str, Any]) -> str:
     """Create a rule through :func:`web.store.rules.create_rule` (every check of the form and the API);
     return a line saying what was made. Raises :class:`web.store.errors.StoreError`."""
+    from web.openapi import SCHEMAS, type_errors
+    from web.store.errors import Invalid
     from web.store.rules import create_rule, rule_json
 
+    wrong = type_errors(data, SCHEMAS["Rule"])  # the API's first check of a body, then its store's
+    if wrong:
+        raise Invalid(wrong)
     with sessions() as s:
         rule = create_rule(s, settings, user_id, data)
         made = rule_json(s, rule)
@@ -262,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--user-id", type=int, required=True)
     p.add_argument("--rule", required=True, help='the rule as the API takes it, JSON: {"symbol": "AAPL", '
                                                  '"condition": {"series": "price", "op": "greater_than", "value": 200}}')
+    p.add_argument("--notify-on-resolve", action="store_true", default=None,
+                   help="also tell the channels when the alert resolves (sets notify_on_resolve in --rule)")
+    p.add_argument("--repeat-interval-s", type=int,
+                   help="remind every this many seconds while it stays firing (sets repeat_interval_s in --rule)")
     p = sub.add_parser("create-channel", help="a channel, with the web's checks; confirmed by the operator")
     p.add_argument("--user-id", type=int, required=True)
     p.add_argument("kind", help="email, slack, slack_bot, webhook or apprise")
@@ -317,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             except json.JSONDecodeError as exc:
                 print(f"error: --rule is not JSON: {exc}", file=sys.stderr)
                 return 2
+            flags = {"notify_on_resolve": args.notify_on_resolve, "repeat_interval_s": args.repeat_interval_s}
+            if isinstance(data, dict):
+                data.update({k: v for k, v in flags.items() if v is not None})
             print(create_rule_for(settings, sessions, args.user_id, data))
         elif args.cmd == "create-channel":
             data = {"kind": args.kind, "target": args.target, "name": args.name or args.kind}

@@ -96,3 +96,72 @@ def test_the_rule_cli_saves_several_conditions_and_the_new_fields_onto_the_topic
     assert event.condition.more[0].series == "rsi_14" and event.condition.match == "all"
     assert event.notify_on_resolve is True and event.repeat_interval_s == 600
     assert describe(event) == "price above 200 and RSI 14 below 30"
+
+
+# --- the two CLIs: --notify-on-resolve and --repeat-interval-s, checked exactly as the API checks them ---
+
+BAD_SETTINGS = [
+    pytest.param({"repeat_interval_s": 30}, "repeat_interval_s", id="repeat-too-often"),
+    pytest.param({"repeat_interval_s": 8 * 86_400}, "repeat_interval_s", id="repeat-too-rare"),
+    pytest.param({"repeat_interval_s": "600"}, "repeat_interval_s", id="repeat-a-string"),
+    pytest.param({"notify_on_resolve": "yes"}, "notify_on_resolve", id="resolve-not-bool"),
+]
+
+
+@pytest.mark.parametrize(("extra", "field"), BAD_SETTINGS)
+def test_both_clis_refuse_what_the_api_refuses_with_its_words(alice: Api, sqlite_app: Flask, extra: dict[str, Any],
+                                                              field: str) -> None:
+    from alerts.rules import RuleError
+    from alerts.rules import create_rule as cli_create_rule
+    from tests.web.conftest import account_id
+    from web.admin import create_rule_for
+    from web.store.errors import Invalid
+
+    body = {"symbol": "AAPL", "condition": BOTH, **extra}
+    api = alice.post("/api/rules", body)
+    assert api.status_code == 422
+    words = api.get_json()["fields"][field]
+    settings = sqlite_app.extensions["tickerbell_settings"]
+    sessions = sqlite_app.extensions["tickerbell_sessions"]
+    uid = account_id(sqlite_app, "alice@example.com")
+    with pytest.raises(Invalid) as admin:
+        create_rule_for(settings, sessions, uid, body)
+    assert admin.value.fields[field] == words
+    with sessions() as s, pytest.raises(RuleError) as alerts_cli:
+        cli_create_rule(s, settings, user_id=uid, condition=BOTH, symbol="AAPL", **extra)
+    assert f"{field}: {words}" in str(alerts_cli.value)
+    assert alice.get("/api/rules").get_json() == []
+
+
+def test_the_cli_flags_save_the_all_clear_and_the_reminder(alice: Api, sqlite_app: Flask,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from alerts.__main__ import main as alerts_main
+    from tests.web.conftest import account_id
+    from web.admin import main as admin_main
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_app.extensions["tickerbell_settings"].database_url)
+    uid = str(account_id(sqlite_app, "alice@example.com"))
+    rule = json.dumps({"symbol": "AAPL", "condition": BOTH})
+    assert admin_main(["create-rule", "--user-id", uid, "--rule", rule, "--repeat-interval-s", "30"]) == 1
+    assert "repeat_interval_s: must be between 60 and 604800" in capsys.readouterr().err
+    base = ["rules", "create", "--user-id", uid, "--symbol", "MSFT", "--op", "less_than", "--value", "10"]
+    assert alerts_main([*base, "--repeat-interval-s", "604801"]) == 2
+    assert "repeat_interval_s: must be between 60 and 604800" in capsys.readouterr().err
+    assert alice.get("/api/rules").get_json() == []  # nothing written by a refusal
+
+    assert admin_main(["create-rule", "--user-id", uid, "--rule", rule, "--notify-on-resolve",
+                       "--repeat-interval-s", "900"]) == 0
+    assert alerts_main([*base, "--notify-on-resolve", "--repeat-interval-s", "3600"]) == 0
+    assert alerts_main([*base]) == 0  # without the flags: the defaults, as the API's
+    capsys.readouterr()
+    saved = {(r["symbol"], r["notify_on_resolve"], r["repeat_interval_s"])
+             for r in alice.get("/api/rules").get_json()}
+    assert saved == {("AAPL", True, 900), ("MSFT", True, 3600), ("MSFT", False, None)}
+    with sqlite_app.extensions["tickerbell_sessions"]() as s:  # and the rule events the relay publishes
+        from alerts.rules import list_rules
+
+        events = {(e.symbols[0], e.notify_on_resolve, e.repeat_interval_s) for e in list_rules(s)}
+    assert events == saved
