@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from alerts import messages
 from alerts.engine_state import Evaluator
 from alerts.templates import alert_context, fmt_value
@@ -31,8 +33,10 @@ def evaluator(condition: dict[str, Any], **fields: Any) -> Evaluator:
 
 
 def wire(alert: Alert) -> Alert:
-    """The alert as the dispatcher and the worker see it: through the contract's JSON."""
-    return decode(encode(alert), Alert)
+    """The alert as the dispatcher and the worker see it: through the contract's JSON (the topic), then
+    the delivery row's JSON payload (``msgspec.to_builtins``, read back with ``convert``)."""
+    seen = decode(encode(alert), Alert)
+    return msgspec.convert(json.loads(json.dumps(msgspec.to_builtins(seen))), Alert)
 
 
 def test_an_any_alert_names_the_condition_that_matched_in_its_unit() -> None:
