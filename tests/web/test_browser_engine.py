@@ -45,6 +45,7 @@ from tests.web.read_side import start_read_side
 from tests.web.test_browser import CHROMIUM_ARGS
 
 LEVEL = 190.0
+WAIT_MS = 30_000  # for each expectation: the machine is shared (a whole pass takes ~30 s)
 
 
 def committed(settings: Settings, name: str, cls: type[Any]) -> list[Any]:
@@ -80,13 +81,18 @@ def test_a_rule_made_in_the_form_fires_in_the_engine_and_its_alert_reaches_the_p
 
     shutdown = ShutdownFlag()
     threads: list[threading.Thread] = []
+    started = time.monotonic()
+
+    def phase(what: str) -> None:  # shown with the output of a failed run: where the time went
+        print(f"{time.monotonic() - started:6.1f} s  {what}")
+
     try:
         stack.start("relay")  # the Procfile's command; starts while the browser signs up
         threads = start_read_side(app, settings, shutdown)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(60_000)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
@@ -95,11 +101,11 @@ def test_a_rule_made_in_the_form_fires_in_the_engine_and_its_alert_reaches_the_p
             page.fill("#password", "correct horse battery")
             page.click("button[type=submit]")
             confirm_in_browser(page, server, "engine@example.com")
-            expect(page).to_have_url(re.compile(r"/dashboard$"))
+            expect(page).to_have_url(re.compile(r"/dashboard$"), timeout=WAIT_MS)
             user_id = int(page.evaluate("Number(document.body.dataset.user)"))
             page.fill("#add-symbol input[name=symbol]", "AAPL")
             page.click("#add-symbol button[type=submit]")
-            expect(page.locator('#watchlist-table tr[data-symbol="AAPL"]')).to_be_visible()
+            expect(page.locator('#watchlist-table tr[data-symbol="AAPL"]')).to_be_visible(timeout=WAIT_MS)
 
             # the rule, in the form
             name = f"AAPL above {LEVEL:g}"
@@ -108,26 +114,29 @@ def test_a_rule_made_in_the_form_fires_in_the_engine_and_its_alert_reaches_the_p
             page.fill("#value", f"{LEVEL:g}")
             page.fill("#name", name)
             page.click("#save")
-            expect(page).to_have_url(re.compile(r"/rules/\d+\?saved=1$"))
+            expect(page).to_have_url(re.compile(r"/rules/\d+\?saved=1$"), timeout=WAIT_MS)
             found = re.search(r"/rules/(\d+)", page.url)
             assert found is not None
             rule_id = int(found.group(1))
+            phase(f"rule {rule_id} saved in the form")
 
             # the relay publishes it from the outbox; then the engine starts and loads it
             published = [decode(m.value(), Rule) for m in
-                         read_topic(settings, settings.topic("rules"), expect=1, timeout_s=30)]
+                         read_topic(settings, settings.topic("rules"), expect=1, timeout_s=60)]
             assert [(r.rule_id, r.user_id, r.symbols) for r in published] == [(rule_id, user_id, ["AAPL"])], published
             version = published[0].version
             assert committed(settings, "alerts", Alert) == []
+            phase("the relay published it")
             engine = stack.start("alerts")
-            wait_for(lambda: "engine started: 1 rules" in engine.tail(200) or not engine.alive(), timeout_s=40,
+            wait_for(lambda: "engine started: 1 rules" in engine.tail(200) or not engine.alive(), timeout_s=90,
                      what="the engine to load the rules topic")
             assert engine.alive(), engine.tail()
+            phase("the engine loaded it")
 
             # the dashboard, loaded once: its alert list is empty and its socket connected
             page.goto(f"{server.url}/dashboard")
-            expect(page.locator("#recent-alerts .empty-row")).to_be_visible()
-            expect(page.locator("#live-dot.on")).to_have_count(1)
+            expect(page.locator("#recent-alerts .empty-row")).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#live-dot.on")).to_have_count(1, timeout=WAIT_MS)
             page.evaluate("window.__notReloaded = true")
 
             now_ms = int(time.time() * 1000)
@@ -135,13 +144,15 @@ def test_a_rule_made_in_the_form_fires_in_the_engine_and_its_alert_reaches_the_p
             produce_tick(below)
             produce_tick(above)
             expected_id = alert_id(rule_id, version, above.id, "firing")
+            phase("ticks produced")
 
             row = page.locator(f'#recent-alerts tr[data-alert="{expected_id}"]')
-            expect(row).to_be_visible(timeout=45_000)
-            expect(row).to_contain_text(name)
-            expect(page.locator(".toast")).to_contain_text("AAPL")
+            expect(row).to_be_visible(timeout=60_000)
+            phase("the engine's alert is on the page")
+            expect(page.locator(".toast")).to_contain_text("AAPL", timeout=WAIT_MS)  # shown for 8 s
+            expect(row).to_contain_text(name, timeout=WAIT_MS)
             assert page.evaluate("window.__notReloaded === true"), "the page reloaded: the alert did not come live"
-            expect(page.locator("#recent-alerts tr[data-alert]")).to_have_count(1)
+            expect(page.locator("#recent-alerts tr[data-alert]")).to_have_count(1, timeout=WAIT_MS)
             assert errors == [], errors
             browser.close()
 
