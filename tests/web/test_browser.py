@@ -5,6 +5,7 @@ chart update live, see the alert appear. Market data and the alert are
 produced straight to Kafka with ``EventProducer`` because the stream job and
 the rule engine are other stages; the projector and the bridge run here in
 threads, exactly as their processes would. Screenshots go to docs/screenshots/.
+(test_browser_engine.py takes a rule made in the form through the real relay and engine.)
 """
 
 from __future__ import annotations
