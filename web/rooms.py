@@ -11,6 +11,7 @@ that died) simply stops being refreshed and drops out when its score passes.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import redis
@@ -45,6 +46,9 @@ def publish_viewed(client: redis.Redis, prefix: str, symbols: Iterable[str], now
     if members:
         pipe.zadd(key, members, gt=True)
     pipe.zremrangebyscore(key, "-inf", now_s)
+    # the key itself goes a TTL after the last refresh anywhere (the longest of the processes' TTLs)
+    pipe.expire(key, math.ceil(ttl_s), nx=True)
+    pipe.expire(key, math.ceil(ttl_s), gt=True)
     pipe.execute()
 
 

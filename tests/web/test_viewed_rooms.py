@@ -288,3 +288,13 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+def test_the_key_lives_as_long_as_its_longest_entry(rds: redis.Redis) -> None:
+    prefix = f"tbtest:{uuid.uuid4().hex[:10]}:"
+    try:
+        publish_viewed(rds, prefix, ["AAPL"], time.time(), ttl_s=30)
+        publish_viewed(rds, prefix, ["MSFT"], time.time(), ttl_s=2)  # a shorter TTL does not shorten the key's
+        assert 25 < rds.ttl(viewed_key(prefix)) <= 30
+    finally:
+        rds.delete(viewed_key(prefix))
