@@ -111,6 +111,8 @@ class LiveClient:
 class Chaos:
     """The running stack, its services, the rounds (one per fault) and the rows counted so far."""
 
+    warm_up_s = 400.0   # for Spark's first bar (a subclass whose stack is heavier may wait longer)
+
     def __init__(self, workdir: Path, admin_url: str) -> None:
         self.workdir = workdir
         self.kafka: KafkaService = DedicatedKafka(workdir / "kafka")   # a subclass may run a cluster instead
@@ -185,7 +187,7 @@ class Chaos:
                                   size=1.0, source="warm", seq=seq))
         producer.flush(30)
         settings, metrics = self.settings, self.settings.topic("metrics")
-        wait_for(lambda: topic_size(settings, metrics) > 0, 400, "Spark to close its first bar", interval_s=1)
+        wait_for(lambda: topic_size(settings, metrics) > 0, self.warm_up_s, "Spark to close its first bar", interval_s=1)
 
     def _create_rules(self) -> None:
         assert self.sessions is not None and self.settings is not None
