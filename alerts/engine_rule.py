@@ -177,7 +177,6 @@ class CompiledRule:
         else:
             inside = self.lower <= a <= self.upper  # type: ignore[operator]
             active = inside if self.want_inside else not inside
-            side, cross = 0, False
         # the one tail of compare and channel: a firing that holds, or a quiet one, changes nothing
         if st.firing:
             if active:
@@ -187,9 +186,10 @@ class CompiledRule:
                 st.armed = True
             st.true_since_ms = None
             return NOTHING
-        if fast == 2:
+        if fast == 2:  # a channel reports its nearer bound
             lo, hi = self.lower, self.upper
             b = hi if a >= (lo + hi) / 2 else lo  # type: ignore[operator]
+            return self.advance(st, Observation(active, False, 0, a, b, a), ts_ms)
         return self.advance(st, Observation(active, cross, side, a, b, a), ts_ms)
 
     def warm(self, st: RuleState, values: dict[str, float | None], ts_ms: int) -> None:
