@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 
@@ -170,6 +171,23 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
             expect(page.locator(f'#symbol-alerts tr[data-alert="{fired.id}"]')).to_be_visible()
             expect(page.locator(".toast")).to_contain_text("AAPL")
             expect(chart).to_have_attribute("data-alerts", "1")
+            # a percent-move alert: its value (0.17 %) is no price, so its marker must sit on the
+            # candles (the close of the bar it fired in), not near 0 where it would flatten them
+            moved = msgspec.structs.replace(
+                alert(rule_id, user_id, "AAPL", cross_ms - 20_000, 0.17, 0.1, trigger="tick:AAPL:98",
+                      rule_name="AAPL up 0.1 % in 1 min"), series="price", op="moving_up_pct",
+                message="AAPL up 0.17 % in 1 min")
+            producer.produce(moved)
+            producer.flush()
+            expect(chart).to_have_attribute("data-alerts", "2")
+            drawn = page.evaluate("""() => {
+                const data = document.getElementById('chart').data;
+                const candles = data.find((t) => t.type === 'candlestick');
+                const fired = data.find((t) => t.name === 'Alert fired');
+                return {low: Math.min(...candles.low), high: Math.max(...candles.high), y: fired.y};
+            }""")
+            assert len(drawn["y"]) == 2, drawn
+            assert all(drawn["low"] <= y <= drawn["high"] for y in drawn["y"]), drawn
             page.wait_for_timeout(400)  # let Plotly finish drawing before the screenshot (not synchronisation)
             page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
 
@@ -178,7 +196,7 @@ def test_register_watch_rule_live_chart_and_alert(kafka_settings: Settings, tmp_
             page.screenshot(path=str(SHOTS / "alerts.png"), full_page=True)
 
             page.goto(f"{server.url}/dashboard")
-            expect(page.locator("#recent-alerts tr[data-alert]")).to_have_count(1)
+            expect(page.locator("#recent-alerts tr[data-alert]")).to_have_count(2)  # the price and the percent alert
             expect(page.locator("#live-dot.on")).to_have_count(1)
             msft_row = page.locator('#watchlist-table tr[data-symbol="MSFT"]')
             ref = float(msft_row.get_attribute("data-ref"))
