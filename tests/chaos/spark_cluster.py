@@ -31,8 +31,9 @@ from tests.support import free_port, wait_for
 SPARK_CLASS = Path(pyspark.__file__).resolve().parent / "bin" / "spark-class"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-RUNNING_TASK = re.compile(r"Running task \S+ in stage (\S+) \(TID (\d+)\)")
-ENDED_TASK = re.compile(r"(?:Finished task|Executor killed task|Exception in task) \S+ in stage \S+ \(TID (\d+)\)")
+RUNNING_TASK = re.compile(r"Running task (\d+)\.(\d+) in stage (\d+)\.(\d+) \(TID (\d+)\)")
+ENDED_TASK = re.compile(r"(?:Finished|Executor killed|Executor interrupted and killed|Exception in) task \S+ in stage "
+                        r"\S+ \(TID (\d+)\)")
 
 
 def get_json(url: str, timeout_s: float = 2.0) -> Any:
@@ -70,17 +71,35 @@ class Node:
             return ""
 
 
+@dataclass(frozen=True)
+class Task:
+    """A task attempt as an executor logs it: ``task <partition>.<attempt> in stage <stage>.<attempt> (TID n)``."""
+
+    tid: int
+    partition: int
+    attempt: int
+    stage: int
+    stage_attempt: int
+
+    def __str__(self) -> str:
+        return f"TID {self.tid} (task {self.partition}.{self.attempt} of stage {self.stage}.{self.stage_attempt})"
+
+
 @dataclass
 class TaskLog:
-    """The tasks an executor started and has not ended, read from its ``stderr`` as it grows."""
+    """The tasks an executor started, and those not ended, read from its ``stderr`` as it grows."""
 
     path: Path
     offset: int = 0
-    running: dict[int, str] = field(default_factory=dict)   # TID -> stage
-    started: int = 0
+    running: dict[int, Task] = field(default_factory=dict)   # TID -> task
+    tasks: list[Task] = field(default_factory=list)          # every task it started
     _rest: str = ""
 
-    def read(self) -> dict[int, str]:
+    @property
+    def started(self) -> int:
+        return len(self.tasks)
+
+    def read(self) -> dict[int, Task]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -93,8 +112,10 @@ class TaskLog:
         self._rest = lines.pop()  # a line still being written
         for line in lines:
             if m := RUNNING_TASK.search(line):
-                self.running[int(m.group(2))] = m.group(1)
-                self.started += 1
+                p, a, st, sa, tid = map(int, m.groups())
+                task = Task(tid, p, a, st, sa)
+                self.running[tid] = task
+                self.tasks.append(task)
             elif m := ENDED_TASK.search(line):
                 self.running.pop(int(m.group(1)), None)
         return dict(self.running)
