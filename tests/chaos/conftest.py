@@ -187,7 +187,11 @@ class Chaos:
                                   size=1.0, source="warm", seq=seq))
         producer.flush(30)
         settings, metrics = self.settings, self.settings.topic("metrics")
-        wait_for(lambda: topic_size(settings, metrics) > 0, self.warm_up_s, "Spark to close its first bar", interval_s=1)
+        def closed() -> bool:
+            self.supervise()  # a job that died on a starved machine (Python worker failed to connect back)
+            return topic_size(settings, metrics) > 0
+
+        wait_for(closed, self.warm_up_s, "Spark to close its first bar", interval_s=1)
 
     def _create_rules(self) -> None:
         assert self.sessions is not None and self.settings is not None
