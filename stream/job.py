@@ -41,6 +41,7 @@ import os
 import sys
 from functools import reduce
 from typing import Any, MutableMapping
+from urllib.parse import urlsplit
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -55,8 +56,8 @@ from stream.processor import INVALID_SHARD, OUTPUT_SCHEMA, BarProcessor
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "build_session", "build_stream", "history_reason", "kafka_options", "prepare_python_env", "start_query",
-    "tick_reason",
+    "build_session", "build_stream", "history_reason", "kafka_options", "on_this_machine", "prepare_python_env",
+    "start_query", "tick_reason",
 ]
 
 TICK_SCHEMA = (
@@ -90,12 +91,20 @@ def prepare_python_env(env: MutableMapping[str, str] | None = None) -> None:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
 
 
+def on_this_machine(master: str) -> bool:
+    """Whether the master runs everything here: local mode, or a standalone master on loopback."""
+    return master.startswith("local") or urlsplit(master).hostname in {"127.0.0.1", "localhost", "::1"}
+
+
 def build_session(cfg: StreamSettings) -> SparkSession:
     """A SparkSession sized for a small box, with the Kafka connector jars."""
     prepare_python_env()
     builder = (
         SparkSession.builder.master(cfg.master).appName(cfg.query_name)
         .config("spark.jars", ",".join(cfg.jars()))
+        # a cluster's executors do not inherit the driver's environment: they import this
+        # project from the same path (a shared checkout or image), like local mode's do
+        .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"])
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
@@ -108,7 +117,7 @@ def build_session(cfg: StreamSettings) -> SparkSession:
         # no extra state-store lookup before each put just to count rows (numRowsTotal, unused)
         .config("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows", "false")
     )
-    if cfg.master.startswith("local"):
+    if on_this_machine(cfg.master):
         # one machine: the driver's sockets on loopback only (else Spark picks eth0's address
         # when the hostname resolves to 127.0.0.1); SPARK_LOCAL_IP before the JVM starts
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
