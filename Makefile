@@ -56,11 +56,11 @@ test: setup-test
 typecheck: setup-test
 	@$(PY) -m mypy
 
-# Rows built but not yet passing on the current code (issue 15): the dispatcher strike leaves it
-# frozen when its critical section is not seen, which then starves the worker and Spark rows; the
-# bridge row loses live alerts after a restart; the short soak has not completed in time here.
-# Run them with `make test-chaos CHAOS_ROWS=` (all rows) or `make soak`.
-CHAOS_ROWS ?= not sigkill_dispatcher and not sigkill_celery_worker and not sigkill_spark and not sigkill_bridge and not soak
+# Rows left out of `make test-chaos` (issue 15): the Spark strike passes its busy proof, but the
+# restarted job's first micro-batch can take minutes on a loaded 2-core machine (Spark waits a
+# fixed 10 s for a forked Python worker; under starvation the query fails and is restarted), so
+# its round may not settle in time; and the soaks (`make soak`). `make test-chaos CHAOS_ROWS=` runs all.
+CHAOS_ROWS ?= not sigkill_spark and not soak
 
 ## the fault suite (its own broker, Redis, receivers; the shared services are never stopped)
 test-chaos: setup-test
