@@ -99,8 +99,16 @@ def _rule_form(rule_id: int | None) -> ResponseReturnValue:
         "rule_form.html", rule=rule, preset_symbol=(request.args.get("symbol") or "").upper(),
         watchlists=[wls.watchlist_json(w) for w in wls.list_watchlists(session, uid())],
         channels=[ch_store.channel_json(c) for c in ch_store.list_channels(session, uid())],
-        catalog=conditions.catalog(),
+        catalog=conditions.catalog(), placeholders=_placeholders(),
     )
+
+
+def _placeholders() -> list[str]:
+    """The names a rule's message template may use: those every alert's context has (the
+    template is checked against the same context when the rule is saved)."""
+    from alerts.templates import sample_context
+
+    return sorted(sample_context())
 
 
 @bp.get("/channels")

@@ -35,6 +35,19 @@ def test_pages_need_login_and_render(sqlite_app: Flask) -> None:
     assert "404" in api.client.get("/rules/999").text
 
 
+def test_the_rule_form_lists_every_placeholder_a_message_may_use(sqlite_app: Flask) -> None:
+    from alerts.templates import sample_context, validate_template
+
+    api = Api(sqlite_app.test_client())
+    api.register("placeholders@example.com")
+    page = api.client.get("/rules/new").text
+    listed = set(re.findall(r"<code>\{\{(\w+)\}\}</code>", page.split('id="placeholders"', 1)[1].split("</div>", 1)[0]))
+    assert {"ticker", "close", "value_text", "threshold_text", "condition", "rule_name", "time"} <= listed
+    assert listed == set(sample_context())  # exactly what the save-time check renders with
+    for name in listed:  # each passes the check a rule's message gets when it is saved
+        validate_template("{{" + name + "}}", sample_context())
+
+
 def test_html_register_and_login_forms(sqlite_app: Flask) -> None:
     client = sqlite_app.test_client()
     page = client.get("/register")
