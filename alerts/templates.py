@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError, Undefined
+from jinja2 import TemplateError, Undefined, meta
 
 from alerts.sandbox import BoundedEnvironment, TemplateBudgetExceeded, budget
 # the plain words live in alerts.wording; re-exported here, where callers have always found them
@@ -50,6 +50,15 @@ def _compiled(source: str):  # type: ignore[no-untyped-def]
     return _env.compile_bounded(source)
 
 
+@lru_cache(maxsize=1)
+def _known_names() -> frozenset[str]:
+    """Names a template may use besides the sample context's: every series of the vocabulary (an
+    alert's evidence, present when its rule uses the series) and the sandbox's own globals."""
+    from events.vocabulary import SERIES
+
+    return frozenset({name.replace(".", "_") for name in SERIES} | set(_env.globals))
+
+
 def validate_template(source: str, context: dict[str, Any] | None = None) -> None:
     """Raise :class:`TemplateProblem` if ``source`` is not a valid template, or (given a sample
     ``context``) if rendering it with that context does more work than a template may."""
@@ -58,6 +67,10 @@ def validate_template(source: str, context: dict[str, Any] | None = None) -> Non
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}") from None
     if context is not None:
+        unknown = sorted(meta.find_undeclared_variables(_env.parse(source)) - set(context) - _known_names())
+        if unknown:  # a typo would otherwise render as nothing in every notification
+            names = ", ".join("{{" + n + "}}" for n in unknown[:5])
+            raise TemplateProblem(f"unknown placeholder {names}: the form lists the ones a message may use")
         try:
             render_bounded(source, context)
         except TemplateBudgetExceeded as exc:

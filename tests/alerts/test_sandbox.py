@@ -116,3 +116,13 @@ def test_a_template_that_does_too_much_is_refused_when_saved() -> None:
     with pytest.raises(TemplateProblem, match="template error"):
         validate_template("{% for %}", sample_context())
     validate_template('{"text": "{{ ticker }} {{ value }}"}', sample_context())
+
+
+def test_an_unknown_placeholder_is_refused_when_saved_with_the_names_it_got_wrong() -> None:
+    from alerts.templates import TemplateProblem, sample_context, validate_template
+
+    with pytest.raises(TemplateProblem, match=r"unknown placeholder \{\{clse\}\}, \{\{tiker\}\}"):
+        validate_template("{{ tiker }} closed at {{ clse }}", sample_context())
+    # every placeholder of the context, every series of the vocabulary (evidence) and loop names pass
+    validate_template("{{ ticker }} {{ close }} {{ rsi_14 }} {{ forecast_close }} "
+                      "{% for c in conditions %}{{ c }}{% endfor %}", sample_context())
