@@ -165,11 +165,16 @@ def open_sockets(app: Flask | None = None) -> OpenSockets:
     """The app's :class:`OpenSockets` (made on first use: ``create_app`` knows nothing of it)."""
     # the proxy's object itself: the socket threads outlive the app context (Flask types current_app
     # as a plain Flask, without the proxy's methods)
+    return cast(OpenSockets, _extension("tickerbell_open_sockets", OpenSockets, app))
+
+
+def _extension(key: str, make: Any, app: Flask | None) -> Any:
+    """The app's ``key`` extension, made with ``make(app, socketio)`` on first use."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    found = app.extensions.get("tickerbell_open_sockets")
+    found = app.extensions.get(key)
     if found is None:
-        found = app.extensions.setdefault("tickerbell_open_sockets", OpenSockets(app, app.extensions["socketio"]))
-    return cast(OpenSockets, found)
+        found = app.extensions.setdefault(key, make(app, app.extensions["socketio"]))
+    return found
 
 
 class ViewedRooms:
@@ -264,11 +269,7 @@ class ViewedRooms:
 
 def viewed_rooms(app: Flask | None = None) -> ViewedRooms:
     """The app's :class:`ViewedRooms` (made on first use)."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    found = app.extensions.get("tickerbell_viewed_rooms")
-    if found is None:
-        found = app.extensions.setdefault("tickerbell_viewed_rooms", ViewedRooms(app, app.extensions["socketio"]))
-    return cast(ViewedRooms, found)
+    return cast(ViewedRooms, _extension("tickerbell_viewed_rooms", ViewedRooms, app))
 
 
 def _on_logout(app: Flask, user: Any = None, **_: Any) -> None:

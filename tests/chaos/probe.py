@@ -29,25 +29,32 @@ from tests.e2e.stack import Stack
 T = TypeVar("T")
 
 
-def catch(stack: Stack, name: str, look: Callable[[], T | None], timeout_s: float = 60.0,
-          step_s: float = 0.003) -> tuple[T, int]:
-    """Step ``name`` until ``look()`` (called while it is frozen) returns a proof; return the proof
-    and how many steps it took. The process is left FROZEN: the caller kills it there."""
+def step_until(send: Callable[[int], None], look: Callable[[], T | None], what: str, timeout_s: float = 60.0,
+               step_s: float = 0.003) -> tuple[T, int]:
+    """Step a target (``send(signal)`` stops or continues it) until ``look()``, called while it is
+    frozen, returns a proof; return the proof and how many steps it took. The target is left FROZEN:
+    the caller kills it there."""
     deadline = time.monotonic() + timeout_s
     steps = 0
     while time.monotonic() < deadline:
-        stack.signal(name, signal.SIGSTOP)
+        send(signal.SIGSTOP)
         steps += 1
         try:
             proof = look()
         except BaseException:
-            stack.signal(name, signal.SIGCONT)
+            send(signal.SIGCONT)
             raise
         if proof is not None:
             return proof, steps
-        stack.signal(name, signal.SIGCONT)
+        send(signal.SIGCONT)
         threading.Event().wait(step_s)
-    raise AssertionError(f"{name} was not caught in its critical section within {timeout_s} s ({steps} steps)")
+    raise AssertionError(f"{what} was not caught in its critical section within {timeout_s} s ({steps} steps)")
+
+
+def catch(stack: Stack, name: str, look: Callable[[], T | None], timeout_s: float = 60.0,
+          step_s: float = 0.003) -> tuple[T, int]:
+    """:func:`step_until` for the stack's process ``name``."""
+    return step_until(lambda sig: stack.signal(name, sig), look, name, timeout_s, step_s)
 
 
 class KafkaLook:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 
@@ -36,6 +36,20 @@ def aborted_alerts(look: KafkaLook, topic: str) -> tuple[int, int]:
     return len(look.read(topic, committed=False)), len(look.read(topic, committed=True))
 
 
+def in_transaction(look: KafkaLook, topic: str) -> Callable[[], dict[int, int] | None]:
+    """The look that proves an engine (frozen) inside an open transaction: partition -> alerts
+    written past the last stable offset, still there after a pause."""
+
+    def look_once() -> dict[int, int] | None:
+        pending = look.open_transaction(topic)
+        if not pending:
+            return None
+        hold(0.3)  # a commit already on its way to the broker would have completed by now
+        return pending if look.open_transaction(topic) == pending else None
+
+    return look_once
+
+
 def engine(chaos: Chaos, fault: str, facts: dict[str, Any]) -> Strike:
     """Freeze the engine inside a transaction that holds produced, uncommitted alerts; SIGKILL it."""
     stack = _stack(chaos)
@@ -45,14 +59,7 @@ def engine(chaos: Chaos, fault: str, facts: dict[str, Any]) -> Strike:
     facts["before"] = aborted_alerts(look, topic)
     chaos.wait_receipts(fault, UNDER_WAY)
 
-    def in_transaction() -> dict[int, int] | None:
-        pending = look.open_transaction(topic)
-        if not pending:
-            return None
-        hold(0.3)  # a commit already on its way to the broker would have completed by now
-        return pending if look.open_transaction(topic) == pending else None
-
-    pending, steps = catch(stack, "alerts", in_transaction)
+    pending, steps = catch(stack, "alerts", in_transaction(look, topic))
     facts["open"] = sum(pending.values())
     strike = Strike("alert engine", "inside a transaction: alerts produced, not committed",
                     f"{facts['open']} alerts past the last stable offset (caught in {steps} steps)")

@@ -152,14 +152,7 @@ def strike_engine(c: ScaleOut, fault: str, facts: dict[str, Any]) -> Strike:
     look: KafkaLook = facts["look"]
     c.wait_receipts(fault, strikes.UNDER_WAY)
 
-    def in_transaction() -> dict[int, int] | None:
-        pending = look.open_transaction(alerts)
-        if not pending:
-            return None
-        hold(0.3)  # a commit already on its way to the broker would have completed by now
-        return pending if look.open_transaction(alerts) == pending else None
-
-    pending, steps = catch(c.stack, owner, in_transaction)
+    pending, steps = catch(c.stack, owner, strikes.in_transaction(look, alerts))
     facts["open"], facts["owner"], facts["other"] = sum(pending.values()), owner, other
     from_offset = c.committed(ticks).get(p, 0)
     strike = Strike(f"alert engine {ENGINES[owner]} (1 of 2)",

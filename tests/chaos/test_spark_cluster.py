@@ -23,6 +23,7 @@ before the next is produced, and a second's ticks lie within 400 ms, under the 5
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -45,7 +46,7 @@ from events.settings import Settings
 from stream.job import on_this_machine
 from tests.chaos import report, scenario
 from tests.chaos.conftest import FAULTS, hold
-from tests.chaos.probe import SparkBatch, spark_in_flight
+from tests.chaos.probe import SparkBatch, spark_in_flight, step_until
 from tests.chaos.spark_cluster import SparkCluster, Task, TaskLog
 from tests.e2e.stack import Proc, Stack
 from tests.stream.reference import bars_reference
@@ -175,23 +176,17 @@ def catch_worker(cluster: SparkCluster, k: int, checkpoint: Path, ticks_topic: s
     """Step worker ``k``'s group until, frozen, it holds tasks of a micro-batch planned and not
     committed (over ticks); return with the group FROZEN: the caller kills it there. Frozen, its
     executor can neither end a task nor let the batch commit, so the look is exact."""
-    deadline = time.monotonic() + timeout_s
-    steps = 0
-    while time.monotonic() < deadline:
-        cluster.signal(k, signal.SIGSTOP)
-        steps += 1
-        try:
-            running = log.read()
-            batch = spark_in_flight(checkpoint, ticks_topic) if running else None
-            entry = cluster.worker_entry(k) if batch else None
-            if batch and entry and entry.get("state") == "ALIVE" and int(entry.get("coresused", 0)) > 0:
-                return Caught(batch, running, entry, steps)
-        except BaseException:
-            cluster.signal(k, signal.SIGCONT)
-            raise
-        cluster.signal(k, signal.SIGCONT)
-        hold(step_s)
-    raise AssertionError(f"worker {k} was not caught mid-batch within {timeout_s} s ({steps} steps)")
+
+    def held() -> Caught | None:
+        running = log.read()
+        batch = spark_in_flight(checkpoint, ticks_topic) if running else None
+        entry = cluster.worker_entry(k) if batch else None
+        if batch and entry and entry.get("state") == "ALIVE" and int(entry.get("coresused", 0)) > 0:
+            return Caught(batch, running, entry, 0)
+        return None
+
+    caught, steps = step_until(lambda sig: cluster.signal(k, sig), held, f"worker {k} mid-batch", timeout_s, step_s)
+    return dataclasses.replace(caught, steps=steps)
 
 
 def committed(checkpoint: Path) -> int:
