@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
 from events import observability as obs
 from events.contract import Event, InvalidEvent, decode, topic_of
@@ -108,7 +108,40 @@ class Pipeline(ConsumerLoop, Generic[O]):
         self.consumer = Consumer(consumer_config(settings, group_id, **(consumer_overrides or {})))
         self.stats = RunnerStats()
         self._retry: tuple[list[Message], list[tuple[Message, str]], list[O], float] | None = None
-        self.consumer.subscribe(list(types))
+        self._pins: list[TopicPartition] = []
+        if (consumer_overrides or {}).get("auto.offset.reset") == "latest":
+            self.consumer.subscribe(list(types), on_assign=self._pin_start)
+        else:
+            self.consumer.subscribe(list(types))
+
+    def _pin_start(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A live view (``auto.offset.reset=latest``) starts a partition the group never committed
+        at its end, but only once: the end is looked up now and committed before the next batch, so
+        a process killed before it consumed anything there resumes from that point after a restart,
+        instead of from a later "latest" that skips what arrived while it was down. If the
+        look-up fails, the reset policy applies as before (logged)."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            fresh = [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in committed if tp.offset < 0]
+            ends = {(tp.topic, tp.partition): tp.offset
+                    for tp in (consumer.offsets_for_times(fresh, timeout=10) if fresh else []) if tp.offset >= 0}
+        except KafkaException as exc:
+            log.warning("%s: the start of %d new partitions could not be pinned (%s): they start at the end "
+                        "when first fetched", self.process, len(partitions), exc)
+            return
+        start = [TopicPartition(tp.topic, tp.partition, ends.get((tp.topic, tp.partition), tp.offset))
+                 for tp in committed]
+        consumer.incremental_assign(start)
+        self._pins += [tp for tp in start if (tp.topic, tp.partition) in ends]
+
+    def _commit_pins(self) -> None:
+        """Commit the pinned starts (called outside the rebalance callback, before the next batch)."""
+        pins, self._pins = self._pins, []
+        assert self.consumer is not None
+        try:
+            self.consumer.commit(offsets=pins, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("%s: pinned start offsets not committed (%s)", self.process, exc)
 
     def consumed_total(self) -> int:
         return self.stats.consumed
@@ -139,6 +172,8 @@ class Pipeline(ConsumerLoop, Generic[O]):
         if self._retry is not None:
             return self._retry_sink()
         msgs = self.poll()
+        if self._pins:
+            self._commit_pins()
         if not msgs:
             return 0
         started = time.perf_counter()

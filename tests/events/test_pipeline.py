@@ -144,3 +144,30 @@ def test_read_to_end_and_reached(kafka_settings: Settings) -> None:
         assert pipeline.stats.consumed == 7
     finally:
         pipeline.close()
+
+
+def test_a_live_view_resumes_where_it_stopped_on_partitions_it_never_read(kafka_settings: Settings) -> None:
+    """A live view (``auto.offset.reset=latest``) that stopped before any message reached one of its
+    partitions must, restarted, read what arrived there meanwhile, not start at a later end."""
+    topic, group = kafka_settings.topic("ticks"), f"g-{uuid.uuid4().hex}"
+    produce_ticks(kafka_settings, range(1, 4))   # history: a new live view skips it
+    got: list[int] = []
+
+    def view() -> Pipeline[int]:
+        return Pipeline(kafka_settings, group, {topic: Tick}, seqs_of, got.extend,
+                        consumer_overrides={"auto.offset.reset": "latest"}, poll_timeout_s=0.1)
+
+    first = view()
+    try:
+        wait_for(lambda: first.run_once() >= 0 and committed(kafka_settings, group, topic) == 3,
+                 what="the partitions' ends pinned as the group's start")
+    finally:
+        first.close()   # down before any message reached it
+    produce_ticks(kafka_settings, range(4, 7))   # arrives while the view is down
+    second = view()
+    try:
+        wait_for(lambda: second.run_once() >= 0 and len(got) >= 3, what="what arrived while it was down")
+    finally:
+        second.close()
+    assert sorted(got) == [4, 5, 6], got
+    assert committed(kafka_settings, group, topic) == 6
