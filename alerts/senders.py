@@ -27,7 +27,7 @@ from alerts.apprise_channel import ATTACHING, send_apprise
 from alerts.chart_image import Candle, Marker, chart_link, reachable_from_outside, render_chart
 from alerts.retry import NotifyConfig, Outcome
 from alerts.transport import http_client, send_email, send_http
-from events import models
+from events import models, vocabulary
 from events.contract import Alert
 from events.settings import Settings
 
@@ -171,6 +171,22 @@ def _shows_chart(channel: models.Channel) -> bool:
     return channel.kind == "apprise" and channel.target.split("://", 1)[0].strip().lower() in ATTACHING
 
 
+def marker_price(alert: Alert, candles: list[Candle]) -> float:
+    """Where the alert's marker sits, by the web chart's rule (``TB.fmt.markerPrice`` in app.js): a
+    price level at its value; otherwise at the price it fired at (the tick price for a tick series,
+    the bar close for a bar series, from its evidence), else at the close of the bar it fell in."""
+    if alert.value is not None and vocabulary.price_level(alert.series, alert.op):
+        return float(alert.value)
+    ev = alert.evidence or {}
+    series = vocabulary.SERIES.get(alert.series)
+    tick = series is not None and series.source == "tick"
+    for key in (("price", "close") if tick else ("close", "price")):
+        if isinstance(ev.get(key), (int, float)):
+            return float(ev[key])
+    before = [c.close for c in candles if (c.start_ms <= alert.ts if tick else c.start_ms < alert.ts)]
+    return before[-1] if before else candles[-1].close
+
+
 def chart_for(session: Session, alert: Alert, bar_seconds: int) -> bytes | None:
     """The PNG of the last :data:`CHART_BARS` bars of the alert's symbol with the alert marked, or None
     when the bars projection has none (the message then goes without a picture)."""
@@ -182,11 +198,7 @@ def chart_for(session: Session, alert: Alert, bar_seconds: int) -> bytes | None:
     if not bars:
         return None
     candles = [Candle(b.start_ms, b.open, b.high, b.low, b.close) for b in reversed(bars)]
-    ev = alert.evidence or {}
-    is_price = alert.series == "price"
-    price = ev.get("price") if is_price else ev.get("close")
-    if price is None:
-        price = candles[-1].close  # the bar close: a percent move or an RSI is no price
     label = messages.fmt_alert_value(alert)
-    level = alert.threshold if is_price else None
-    return render_chart(alert.symbol, candles, Marker(alert.ts, float(price), label, level), bar_seconds=bar_seconds)
+    level = alert.threshold if vocabulary.price_level(alert.series, alert.op) else None
+    return render_chart(alert.symbol, candles, Marker(alert.ts, marker_price(alert, candles), label, level),
+                        bar_seconds=bar_seconds)

@@ -97,3 +97,27 @@ def test_the_vocabulary_names_the_price_levels() -> None:
     assert not levels & {"macd", "day_change", "open_change", "rsi_14", "change_pct", "gap_pct"}
     assert set(UNITS_FOR_PAGES["tick_series"]) == {"price", "day_change_pct", "day_change", "open_change_pct",
                                                    "open_change"}
+
+
+def test_the_email_chart_marks_the_same_price_as_the_web_chart() -> None:
+    """``alerts.senders.marker_price`` (the PNG in the email, Slack and push messages) and the web's
+    ``TB.fmt.markerPrice`` agree on every case above, with and without the evidence."""
+    from alerts.chart_image import Candle
+    from alerts.senders import marker_price
+    from events.contract import Alert
+
+    cases = [alert("price", "moving_up_pct", 0.17, 61_000, evidence={"price": 101.7, "close": 100.5}),
+             alert("rsi_14", "less_than", 28.0, 120_000, evidence={"price": 102.2, "close": 101.5}),
+             alert("change_pct", "greater_than", 1.1, 180_000, evidence={"close": 102.5}),
+             alert("day_change_pct", "less_than", -5.2, 190_000, evidence={"price": 102.9}),
+             alert("price", "moving_up_pct", 0.17, 60_000), alert("rsi_14", "less_than", 28.0, 120_000),
+             alert("day_change_pct", "less_than", -5.2, 180_000), alert("price", "crossing_up", 103.2, 200_000),
+             alert("sma_50", "crossing_up", 102.0, 240_000), alert("macd", "crossing_up", 0.4, 240_000),
+             alert("price", "moving_up", 2.0, 240_000), alert("open_change", "greater_than", 3.0, 60_000)]
+    web = markers(cases, BARS)["Alert fired"]
+    candles = [Candle(b["start_ms"], b["open"], b["high"], b["low"], b["close"]) for b in BARS]
+    mail = [marker_price(Alert(id="a", ts=a["ts_ms"], rule_id=1, rule_version=1, user_id=1, state="firing",
+                               symbol="AAPL", trigger_event_id="t", series=a["series"], op=a["op"], value=a["value"],
+                               evidence=a.get("evidence", {})), candles) for a in cases]
+    assert mail == web, (mail, web)
+    assert len(set(web)) > 4   # the cases differ: agreement is not a constant
