@@ -109,10 +109,17 @@ class Pipeline(ConsumerLoop, Generic[O]):
         self.stats = RunnerStats()
         self._retry: tuple[list[Message], list[tuple[Message, str]], list[O], float] | None = None
         self._pins: list[TopicPartition] = []
-        if (consumer_overrides or {}).get("auto.offset.reset") == "latest":
-            self.consumer.subscribe(list(types), on_assign=self._pin_start)
-        else:
-            self.consumer.subscribe(list(types))
+        self._live = (consumer_overrides or {}).get("auto.offset.reset") == "latest"
+        self.consumer.subscribe(list(types), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s: partitions assigned: %s", self.process, _names(partitions))
+        if self._live and partitions:
+            self._pin_start(consumer, partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s: partitions revoked: %s", self.process, _names(partitions))
 
     def _pin_start(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A live view (``auto.offset.reset=latest``) starts a partition the group never committed
@@ -133,6 +140,8 @@ class Pipeline(ConsumerLoop, Generic[O]):
                  for tp in committed]
         consumer.incremental_assign(start)
         self._pins += [tp for tp in start if (tp.topic, tp.partition) in ends]
+        log.info("%s: starting at %s (committed, or the end for a partition never committed: %d)", self.process,
+                 ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in start), len(ends))
 
     def _commit_pins(self) -> None:
         """Commit the pinned starts (called outside the rebalance callback, before the next batch)."""
@@ -255,6 +264,13 @@ class Pipeline(ConsumerLoop, Generic[O]):
         finally:
             assert self.consumer is not None
             self.consumer.close()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic or "", []).append(tp.partition or 0)
+    return "; ".join(f"{t} {sorted(ps)}" for t, ps in sorted(by_topic.items())) or "none"
 
 
 #: the name the stages used before the sink was split out of the transform (same arguments)

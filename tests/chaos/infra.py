@@ -178,6 +178,7 @@ class HoldingProxy:
         self.upstream_port = upstream_port
         self.port = free_port()
         self.tripped = threading.Event()
+        self.passed = b""   # the client chunk with the LPUSH that tripped it (sent on to Redis)
         self._armed = False
         self._release = threading.Event()
         self._release.set()
@@ -218,6 +219,7 @@ class HoldingProxy:
                 dst.sendall(data)
                 if from_client and self._armed and b"LPUSH" in data.upper():
                     self._armed = False
+                    self.passed = data
                     self.tripped.set()
                     self._release.wait(120)
         except OSError:

@@ -137,6 +137,22 @@ def queued_deliveries(redis_url: str, queue: str) -> list[int]:
         raw = client.lrange(queue, 0, -1)
     finally:
         client.close()
+    return deliveries_of(raw)
+
+
+def pushed_deliveries(chunk: bytes) -> list[int]:
+    """Delivery ids of the ``alerts.deliver`` tasks in the ``LPUSH`` commands of a RESP chunk a
+    client sent (what a worker blocked in ``BRPOP`` takes off the list at once, so ``LRANGE`` may
+    never see it)."""
+    bulks = []
+    for m in re.finditer(rb"\$(\d+)\r\n", chunk):   # each bulk string: its length, then its bytes
+        body = chunk[m.end():m.end() + int(m.group(1))]
+        if body.startswith(b"{"):
+            bulks.append(body)
+    return deliveries_of(bulks)
+
+
+def deliveries_of(raw: list[bytes]) -> list[int]:
     out = []
     for item in raw:
         headers = json.loads(item).get("headers", {})
