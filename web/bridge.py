@@ -9,7 +9,8 @@ bars at once, and the chart loads history from the API): an update says only
 ``history_ms``, the end of the newest history bar since the last update, so an
 open page knows to reload its bars. Alerts go at
 once to their owner's room as ``alert``. The bridge is a live view: a new
-consumer group starts at the end of the topics (``offset_reset``). It is a
+consumer group starts at the end of the topics (``offset_reset``), and the pipeline commits that
+start at once, so a bridge restarted later resumes where it stopped, on every partition. It is a
 consumer pipeline (``events.pipeline``): the step (:func:`emissions`) routes and
 coalesces without I/O, the sink emits, and offsets are committed after the
 batch's emissions are handed to Redis.
