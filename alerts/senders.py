@@ -181,7 +181,7 @@ def marker_price(alert: Alert, candles: list[Candle]) -> float:
     series = vocabulary.SERIES.get(alert.series)
     tick = series is not None and series.source == "tick"
     for key in (("price", "close") if tick else ("close", "price")):
-        if isinstance(ev.get(key), (int, float)):
+        if ev.get(key) is not None:
             return float(ev[key])
     before = [c.close for c in candles if (c.start_ms <= alert.ts if tick else c.start_ms < alert.ts)]
     return before[-1] if before else candles[-1].close

@@ -28,8 +28,8 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Topic
 from events import observability as obs
 from events.contract import Event, InvalidEvent, decode, topic_of
 from events.kafka import Backoff, EventProducer, ShutdownFlag, consumer_config
-from events.pipeline_loop import (ConsumerLoop, IdleClock, commit_offsets, dead_letter, dlq_headers, has_data,
-                                  rewind)
+from events.pipeline_loop import (ConsumerLoop, IdleClock, commit_offsets, commit_positions, dead_letter,
+                                  dlq_headers, has_data, rewind)
 from events.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,7 @@ class Pipeline(ConsumerLoop, Generic[O]):
         """Commit the pinned starts (called outside the rebalance callback, before the next batch)."""
         pins, self._pins = self._pins, []
         assert self.consumer is not None
-        try:
-            self.consumer.commit(offsets=pins, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("%s: pinned start offsets not committed (%s)", self.process, exc)
+        commit_positions(self.consumer, pins, self.shutdown)
 
     def consumed_total(self) -> int:
         return self.stats.consumed

@@ -21,7 +21,7 @@ from events.kafka import Backoff, ShutdownFlag
 
 log = logging.getLogger("events.pipeline")
 
-__all__ = ["ConsumerLoop", "IdleClock", "commit_offsets", "dead_letter", "dlq_headers", "has_data", "rewind"]
+__all__ = ["ConsumerLoop", "IdleClock", "commit_offsets", "commit_positions", "dead_letter", "dlq_headers", "has_data", "rewind"]
 
 Headers = list[tuple[str, str | bytes | None]]
 ProduceBytes = Callable[[str, bytes | None, bytes | None, Headers], None]
@@ -100,7 +100,12 @@ def commit_offsets(consumer: Consumer, msgs: list[Message], shutdown: ShutdownFl
     last = _edges(msgs, last=True)
     if not last:
         return True
-    offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+    return commit_positions(consumer, [TopicPartition(t, p, o + 1) for (t, p), o in last.items()], shutdown)
+
+
+def commit_positions(consumer: Consumer, offsets: list[TopicPartition], shutdown: ShutdownFlag | None = None) -> bool:
+    """Synchronously commit ``offsets`` (the next offset to read per partition), with
+    :func:`commit_offsets`'s retries; return whether the commit was made."""
     backoff = Backoff(first_s=0.2, max_s=5.0)
     while True:
         try:

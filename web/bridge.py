@@ -253,16 +253,9 @@ def run_bridge(settings: Settings, shutdown: ShutdownFlag, *, channel: str = "ti
     viewed = ViewedSymbols(beat, redis_prefix, viewed_every_s)
 
     def sink(out: list[Emission]) -> None:
-        alerts = 0
         for event, payload, room in out:
             send(event, payload, room)
-            if event == "update":
-                counts["updates"] += 1
-            else:
-                alerts += 1
-        if alerts:
-            counts["alerts"] += alerts
-            log.info("bridge: %d alerts emitted to their rooms (%d in all)", alerts, counts["alerts"])
+            counts["updates" if event == "update" else "alerts"] += 1
 
     def step(batch: list[Decoded]) -> list[Emission]:
         return emissions([d.event for d in batch if d.event is not None], coalescer, time.monotonic(), viewed.get())
