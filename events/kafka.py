@@ -7,14 +7,15 @@ The loop every consumer runs (decode -> step -> sink -> commit, the DLQ, idle st
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -198,6 +199,30 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     }
     conf.update(overrides)
     return conf
+
+
+RebalanceCallback = Callable[[Consumer, list[TopicPartition]], None]
+
+
+def rebalance_callback(fn: RebalanceCallback) -> RebalanceCallback:
+    """``fn`` as an ``on_assign``/``on_revoke``/``on_lost`` callback whose errors stay catchable.
+
+    confluent-kafka keeps an exception raised in a rebalance callback and raises it again from the
+    ``consume()``/``poll()`` that ran the callback. On Python 3.11 it raises again only the saved
+    value. An error raised by a client call inside the callback (say a timed-out ``committed()``)
+    is then not the ``KafkaException`` raised but its bare ``KafkaError``, which is no exception
+    class. No ``except`` clause but a bare one catches it, so the process dies of a retriable
+    error. The rule engine did, in the scale-out fault row, as partitions moved to it. Caught here
+    and raised again from Python, the error leaves as the exception instance it was, and the
+    process's own handling applies (``tests/events/test_kafka_callbacks.py``).
+    """
+    @functools.wraps(fn)
+    def wrapper(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            fn(consumer, partitions)
+        except KafkaException:
+            raise  # caught, it is an instance now: re-raised, it keeps its class
+    return wrapper
 
 
 class ShutdownFlag:

@@ -11,6 +11,18 @@ than try to mend a transaction in an unknown state.
 
 A transactional call can ignore its own timeout (librdkafka#5456); :meth:`Transaction.watch`
 is the last resort: a thread that exits the process when one has been open for too long.
+
+One such hang can follow any broker loss in a cluster, and is headed off here: librdkafka#5511
+(open, in librdkafka 2.16). A broker that leaves the metadata is decommissioned, but the
+producer's cache can keep it as the consumer group's coordinator. ``send_offsets_to_transaction``
+then waits for that broker to come up, which it never does. The wait is re-checked only when some
+broker connection of the producer goes up or down. On a quiet cluster none does, so a batch was
+blocked for minutes (the three-broker fault row: 125 s, then the watchdog's exit).
+``connections.max.idle.ms`` (``IDLE_CLOSE_MS``) makes librdkafka close a connection left idle that
+long. A producer blocked in that wait sends nothing, so within ``IDLE_CLOSE_MS`` one of its
+connections closes. The check runs again, finds the cached coordinator down, asks for the new one,
+and the call goes on. ``tests/chaos/test_coordinator_loss.py`` fails without it. The cost: a
+connection idle that long is opened again on its next use.
 """
 
 from __future__ import annotations
@@ -28,7 +40,10 @@ from events.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Transaction"]
+__all__ = ["IDLE_CLOSE_MS", "Transaction"]
+
+#: idle broker connections of a transactional producer are closed after this (librdkafka#5511, above)
+IDLE_CLOSE_MS = 10_000
 
 
 class Transaction:
@@ -39,7 +54,8 @@ class Transaction:
     """
 
     def __init__(self, settings: Settings, transactional_id: str, **overrides: Any) -> None:
-        self.producer = Producer(producer_config(settings, **{"transactional.id": transactional_id, **overrides}))
+        self.producer = Producer(producer_config(settings, **{
+            "transactional.id": transactional_id, "connections.max.idle.ms": IDLE_CLOSE_MS, **overrides}))
         self.since: float | None = None  # when the open transaction began (watchdog)
         self.stuck_s = 120.0
         self.transactions = 0
