@@ -1,11 +1,16 @@
 """The engine process: ticks + metrics + predictions + rules -> ``alerts``, exactly once.
 
 Every batch is one Kafka transaction holding the alerts it caused, any dead
-letters and the consumed offsets (``send_offsets_to_transaction``). About
-once a second (``checkpoint_interval_s``) the transaction also carries a
-checkpoint on the compacted changelog topic: the state of every symbol that
-changed since the previous one, and a marker with the input positions that
-state corresponds to.
+letters and the consumed offsets (``send_offsets_to_transaction``). Each input
+partition is checkpointed about once a second (``checkpoint_interval_s``) on the
+compacted changelog topic: the state of every symbol of that partition that
+changed since its previous checkpoint, and the partition's marker with the input
+positions that state corresponds to. The partitions take turns, one per
+``checkpoint_interval_s / partitions``, so that no transaction carries every
+symbol's state at once. Such a transaction took 6 times as long as a plain one
+(about 32 ms against 5 at 10,000 ticks/s over 1,000 symbols), and every tick that
+arrived meanwhile waited for it. A partition's states depend only on its own input,
+so each partition's checkpoint is consistent on its own.
 
 A kill -9 at any moment aborts the open transaction. The restart (same
 ``transactional.id``, which fences a zombie) restores the last checkpoint,
@@ -96,6 +101,7 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self.checkpoint_interval_s = checkpoint_interval_s
         self._init_tracking()
         self._next_checkpoint = 0.0
+        self._turn = 0  # the partitions take turns at the periodic checkpoint
         self._next_stale = 0.0
         self._clean = True  # False once a batch failed part-way: then no final checkpoint
         self.evaluator = Evaluator(settings.bar_seconds, settings.public_url, stale_after_s)
@@ -213,7 +219,7 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         started = time.perf_counter()
         alerts, offsets = self._decode_and_step(msgs, check_stale)
         # any moment is a consistent checkpoint: positions and state both cover what was processed
-        checkpoint = not self._checkpointed or (bool(self._unsaved) and time.monotonic() >= self._next_checkpoint)
+        checkpoint = self._checkpoint_due()
         if not offsets and not alerts and not self._pending_dlq and not checkpoint:
             return len(msgs)
         committing = time.perf_counter()
@@ -225,6 +231,25 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self.stats.consumed += len(msgs)
         self.stats.alerts += len(alerts)
         return len(msgs)
+
+    def _checkpoint_due(self) -> frozenset[int]:
+        """The input partitions whose checkpoint this batch's transaction carries: every one after an
+        assignment (their markers are then written at once), else, once the turn is due, the next
+        partition in turn that has unsaved state."""
+        if not self._checkpointed:
+            return frozenset(self._owned)
+        if not self._unsaved or time.monotonic() < self._next_checkpoint:
+            return frozenset()
+        owned = sorted(self._owned)
+        if not owned:
+            return frozenset()
+        changed = {self._partition_of.get(symbol) for symbol in self._unsaved}
+        for _ in owned:
+            partition = owned[self._turn % len(owned)]
+            self._turn += 1
+            if partition in changed:
+                return frozenset((partition,))
+        return frozenset((owned[self._turn % len(owned)],))  # only unsaveable symbols: a marker advances
 
     def _decode_and_step(self, msgs: list[Message], check_stale: bool) -> tuple[list[Any], dict[tuple[str, int], int]]:
         """Decode each message by its topic and evaluate it at once (the step: ``Evaluator``, no I/O);
@@ -300,8 +325,9 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
             pass  # dead-lettered before the crash
         self.stats.replayed += 1
 
-    def _commit(self, alerts: list[Any], offsets: dict[tuple[str, int], int], checkpoint: bool) -> None:
-        """The transactional commit step: alerts, changelog checkpoint, dead letters, offsets."""
+    def _commit(self, alerts: list[Any], offsets: dict[tuple[str, int], int], checkpoint: frozenset[int]) -> None:
+        """The transactional commit step: alerts, the changelog checkpoint of the input partitions
+        ``checkpoint`` (their changed states and their markers), dead letters, offsets."""
         assert self.consumer is not None and self.txn is not None
         txn = self.txn
         txn.begin()
@@ -310,18 +336,25 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         if alerts and self.on_produced is not None:
             self.on_produced(alerts)
         saved = 0
+        done: list[str] = []  # the symbols this checkpoint covers
         if checkpoint:
             symbols = self.evaluator.symbols
+            owned = self._owned
             for symbol in self._unsaved:
-                state = symbols.get(symbol)
                 partition = self._partition_of.get(symbol)
-                if state is not None and partition is not None:
-                    # beside its input partition's marker, whatever partitioner wrote the inputs
-                    txn.produce(self.t_changelog, symbol.encode(), encode_state(state), partition=partition)
-                    saved += 1
-            by_partition: dict[int, list[tuple[str, int, int]]] = {p: [] for p in self._owned}
+                if partition is None or partition not in owned:
+                    done.append(symbol)  # no partition of ours to keep it in
+                elif partition in checkpoint:
+                    state = symbols.get(symbol)
+                    if state is not None:
+                        # beside its input partition's marker, whatever partitioner wrote the inputs
+                        txn.produce(self.t_changelog, symbol.encode(), encode_state(state), partition=partition)
+                        saved += 1
+                    done.append(symbol)
+            by_partition: dict[int, list[tuple[str, int, int]]] = {p: [] for p in checkpoint}
             for (t, p), o in self._positions.items():
-                by_partition.setdefault(p, []).append((t, p, o))
+                if p in checkpoint:
+                    by_partition[p].append((t, p, o))
             for p, marker in by_partition.items():
                 txn.produce(self.t_changelog, marker_key(p), marker_encoder.encode(marker), partition=p)
         for msg, reason in self._pending_dlq:
@@ -336,9 +369,10 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self.stats.offsets_s = txn.offsets_s
         self.stats.end_txn_s = txn.end_txn_s
         if checkpoint:
-            self._unsaved.clear()
-            self._checkpointed = True
-            self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s
+            self._unsaved.difference_update(done)
+            if checkpoint >= self._owned:
+                self._checkpointed = True
+            self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s / max(1, len(self._owned))
             self.stats.checkpoints += 1
             self.stats.state_records += saved
 
@@ -346,7 +380,7 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         """A final checkpoint (so that a clean restart replays nothing), then close the clients."""
         if self.txn is not None and self.consumer is not None and self._unsaved and self._clean:
             try:
-                self._commit([], {}, checkpoint=True)
+                self._commit([], {}, checkpoint=frozenset(self._owned))
             except KafkaException as exc:
                 log.warning("final checkpoint failed (the restart will replay instead): %s", exc)
         for c in (self.consumer, self.rules_consumer):

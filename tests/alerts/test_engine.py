@@ -293,3 +293,26 @@ def test_two_engines_split_the_symbols_and_hand_them_over(engine_settings: Setti
     ids = [a.id for a in committed_alerts(settings)]
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate alerts"
     assert set(ids) == {a.id for a in expected}
+
+
+def test_the_periodic_checkpoint_takes_one_partition_at_a_time_in_turn(base_settings: Settings) -> None:
+    """After an assignment every partition's marker is written at once; after that each periodic
+    checkpoint carries one partition's changed states and marker, the partitions in turn, one
+    every interval/partitions, skipping a partition with nothing changed, until none is left."""
+    runner = EngineRunner(base_settings, checkpoint_interval_s=3.0)
+    runner._owned = {0, 1, 2}
+    runner._partition_of = {"AAPL": 0, "MSFT": 1, "NVDA": 2, "AMZN": 2}
+    runner._unsaved = {"AAPL", "NVDA", "AMZN"}
+    assert runner._checkpoint_due() == {0, 1, 2}  # just assigned: every marker
+    runner._checkpointed = True
+    runner._next_checkpoint = time.monotonic() + 60
+    assert runner._checkpoint_due() == frozenset()  # not due yet
+    runner._next_checkpoint = 0.0
+    turns = []
+    for _ in range(4):
+        due = runner._checkpoint_due()
+        turns.append(sorted(due))
+        runner._unsaved -= {s for s, p in runner._partition_of.items() if p in due}
+    assert turns == [[0], [2], [], []], turns  # partition 1 had nothing changed; then nothing is left
+    runner._unsaved = {"MSFT"}
+    assert runner._checkpoint_due() == {1}
