@@ -16,7 +16,8 @@ duplicated 0, the round split by the strike) with its own busy proof:
   then is the killed one started again (it rejoins and takes a share back). Proof: the open transaction's alerts,
   aborted afterwards; the partition in the other instance's assignment; its commits.
 - **one of three brokers**: the broker leading the round's alerts partition is SIGKILLed once the
-  round is under way, kept down 10 s while the ticks flow, started again. Proof: it led a
+  round is under way, kept down while the ticks flow (10 s, and until another replica leads that
+  partition), started again. Proof: it led a
   partition the round uses, another broker led it while it was down, it is back in sync after.
 """
 
@@ -234,7 +235,15 @@ def strike_broker(c: ScaleOut, fault: str, facts: dict[str, Any]) -> Strike:
     killed = time.monotonic()
     hold(BROKER_DOWN_S)
     facts["node"], facts["target"], facts["pending"] = node, target, pending
-    facts["leader_meanwhile"] = c.cluster.leader(*target)
+
+    def led_by_another() -> int | None:
+        leader = c.cluster.leader(*target)
+        return leader if leader not in (node, -1) else None
+
+    # kept down until the cluster has moved the partition's leadership (its session ends at 9 s,
+    # and the metadata can say so a little later): then it started again
+    facts["leader_meanwhile"] = wait_for(led_by_another, 30, f"a replica other than {node} to lead {target}",
+                                         interval_s=0.5)
     c.cluster.start_node(node)
     strike.busy += f"; serving again {time.monotonic() - killed:.0f} s after the kill"
     return strike
