@@ -53,7 +53,7 @@ from alerts.engine_changelog import (PartitionsLost, PartitionTracking, changelo
                                      marker_key)
 from alerts.engine_state import Evaluator, encode_state
 from events.contract import Bar, InvalidEvent, Prediction, Rule, Tick, decode, decoder_for, encode
-from events.kafka import ShutdownFlag, consumer_config, ensure_topics, rebalance_callback
+from events.kafka import ShutdownFlag, consumer_config, ensure_topics, subscribe
 from events.pipeline_loop import ConsumerLoop, dead_letter, has_data
 from events.pipeline_read import read_to_end
 from events.pipeline_txn import Transaction
@@ -159,9 +159,8 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
             "partition.assignment.strategy": "range",
         }))
         # symbol states are restored per partition as partitions are assigned (_on_assign)
-        self.consumer.subscribe([self.t_ticks, self.t_metrics, self.t_predictions],
-                                on_assign=rebalance_callback(self._on_assign),
-                                on_revoke=rebalance_callback(self._on_revoke), on_lost=rebalance_callback(self._on_lost))
+        subscribe(self.consumer, [self.t_ticks, self.t_metrics, self.t_predictions],
+                  self._on_assign, self._on_revoke, self._on_lost)
         log.info("engine started: %d rules; waiting for partitions", len(self.evaluator.rules))
 
     def _apply_rule_message(self, msg: Message) -> None:

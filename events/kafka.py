@@ -225,6 +225,13 @@ def rebalance_callback(fn: RebalanceCallback) -> RebalanceCallback:
     return wrapper
 
 
+def subscribe(consumer: Consumer, topics: list[str], on_assign: RebalanceCallback, on_revoke: RebalanceCallback,
+              on_lost: RebalanceCallback) -> None:
+    """``consumer.subscribe`` with every rebalance callback wrapped by :func:`rebalance_callback`."""
+    consumer.subscribe(topics, on_assign=rebalance_callback(on_assign), on_revoke=rebalance_callback(on_revoke),
+                       on_lost=rebalance_callback(on_lost))
+
+
 class ShutdownFlag:
     """Set by SIGTERM/SIGINT (or by hand); loops check it between batches."""
 

@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Topic
 
 from events import observability as obs
 from events.contract import Event, InvalidEvent, decode, topic_of
-from events.kafka import Backoff, EventProducer, ShutdownFlag, consumer_config, rebalance_callback
+from events.kafka import Backoff, EventProducer, ShutdownFlag, consumer_config, subscribe
 from events.pipeline_loop import (ConsumerLoop, IdleClock, commit_offsets, commit_positions, dead_letter,
                                   dlq_headers, has_data, rewind)
 from events.settings import Settings
@@ -110,8 +110,7 @@ class Pipeline(ConsumerLoop, Generic[O]):
         self._retry: tuple[list[Message], list[tuple[Message, str]], list[O], float] | None = None
         self._pins: list[TopicPartition] = []
         self._live = (consumer_overrides or {}).get("auto.offset.reset") == "latest"
-        self.consumer.subscribe(list(types), on_assign=rebalance_callback(self._on_assign),
-                                on_revoke=rebalance_callback(self._on_revoke), on_lost=rebalance_callback(self._on_revoke))
+        subscribe(self.consumer, list(types), self._on_assign, self._on_revoke, self._on_revoke)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: partitions assigned: %s", self.process, _names(partitions))
