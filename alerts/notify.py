@@ -128,18 +128,44 @@ class DeliveryResult:
     retry_in_s: float | None = None
 
 
-def _claim(sessions: sessionmaker[Session], delivery_id: int, config: NotifyConfig, now: datetime) -> bool:
+@dataclass(frozen=True)
+class _Claimed:
+    """What a worker needs of a delivery it claimed: read in the claim's own transaction."""
+
+    alert_id: str
+    channel_id: int
+    attempts: int
+    alert: Alert
+    channel: models.Channel | None   # detached; None when the channel is gone
+
+    @property
+    def test(self) -> bool:
+        return self.alert_id.startswith(TEST_PREFIX)
+
+
+def _claim(sessions: sessionmaker[Session], delivery_id: int, config: NotifyConfig, now: datetime) -> _Claimed | None:
+    """Move the row from ``pending`` (and due) to ``sending`` and read what the send needs, in one
+    transaction: the UPDATE returns the row's fields, the channel is read before the commit. None
+    when another caller has it, it is not due, or it is done."""
     with sessions() as s:
-        result = s.execute(
+        row = s.execute(
             update(models.Delivery)
             .where(models.Delivery.id == delivery_id, models.Delivery.status == "pending",
                    or_(models.Delivery.next_attempt_at.is_(None), models.Delivery.next_attempt_at <= now))
             .values(status="sending", attempts=models.Delivery.attempts + 1,
                     next_attempt_at=now + timedelta(seconds=config.lease_s))
+            .returning(models.Delivery.alert_id, models.Delivery.channel_id, models.Delivery.attempts,
+                       models.Delivery.payload)
             .execution_options(synchronize_session=False)
-        )
+        ).first()
+        if row is None:
+            s.rollback()
+            return None
+        channel = s.get(models.Channel, row.channel_id)
+        if channel is not None:
+            s.expunge(channel)
         s.commit()
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return _Claimed(row.alert_id, row.channel_id, row.attempts, msgspec.convert(row.payload, Alert), channel)
 
 
 def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Settings, config: NotifyConfig,
@@ -154,21 +180,17 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
             alert_id = s.scalar(select(models.Delivery.alert_id).where(models.Delivery.id == delivery_id))
         if alert_id is not None and not alert_id.startswith(TEST_PREFIX):
             return deliver_group(sessions, delivery_id, settings, config, client)
-    if not _claim(sessions, delivery_id, config, utcnow()):
+    claimed = _claim(sessions, delivery_id, config, utcnow())
+    if claimed is None:
         return DeliveryResult("skipped")
-    with sessions() as s:
-        d = s.get(models.Delivery, delivery_id)
-        assert d is not None
-        channel = s.get(models.Channel, d.channel_id)
-        alert = msgspec.convert(d.payload, Alert)
-        msg_id = messages.webhook_id(d.alert_id, d.channel_id)
-        attempts = d.attempts
-        test = d.alert_id.startswith(TEST_PREFIX)
-        chart, update_ref = (None, None) if channel is None or test else senders.extras(s, channel, alert,
-                                                                                        settings.bar_seconds)
-        if channel is not None:
-            s.expunge(channel)
-    # the session is closed before the network call: no transaction stays open while we wait
+    channel, alert, test = claimed.channel, claimed.alert, claimed.test
+    msg_id = messages.webhook_id(claimed.alert_id, claimed.channel_id)
+    chart: bytes | None = None
+    update_ref: str | None = None
+    if channel is not None and not test and senders.needs_extras(channel):
+        with sessions() as s:  # read-only: the chart's bars, the Slack message a resolve updates
+            chart, update_ref = senders.extras(s, channel, alert, settings.bar_seconds)
+    # no transaction stays open over the network call
     started = time.perf_counter()
     refused = refusal(channel)
     if refused is not None or channel is None:
@@ -178,7 +200,7 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, settings: Setting
         sent = guarded(lambda: senders.send_one(channel, ctx, msg_id, settings, config, client, test=test,
                                                 chart=chart, update_ref=update_ref))
     duration_ms = (time.perf_counter() - started) * 1000
-    return _record(sessions, delivery_id, attempts, sent.outcome, duration_ms, settings, config, test=test,
+    return _record(sessions, delivery_id, claimed.attempts, sent.outcome, duration_ms, settings, config, test=test,
                    external_ref=sent.external_ref)
 
 
@@ -293,6 +315,8 @@ def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: in
                  duration_ms: float, settings: Settings, config: NotifyConfig, test: bool = False,
                  external_ref: str | None = None) -> DeliveryResult:
     now = utcnow()
+    if outcome.ok:
+        return _record_delivered(sessions, delivery_id, attempts, outcome, duration_ms, now, external_ref)
     with sessions() as s:
         d = s.get(models.Delivery, delivery_id)
         assert d is not None
@@ -302,28 +326,46 @@ def _record_once(sessions: sessionmaker[Session], delivery_id: int, attempts: in
         d.last_status_code = outcome.status_code
         d.last_error = outcome.error
         alert_id, channel_id = d.alert_id, d.channel_id
-        result: DeliveryResult
-        if outcome.ok:
-            d.status, d.delivered_at, d.next_attempt_at = "delivered", now, None
-            d.external_ref = external_ref or d.external_ref
-            if channel is not None:
-                channel.failing_since = None
-            result = DeliveryResult("delivered")
+        # a failed attempt (a delivered one is _record_delivered's)
+        delay = next_delay_s(attempts, config, outcome.retry_after_s) if outcome.retryable and not test else None
+        if delay is not None:
+            d.status, d.next_attempt_at = "pending", now + timedelta(seconds=delay)
+            result = DeliveryResult("retry", delay)
         else:
-            delay = next_delay_s(attempts, config, outcome.retry_after_s) if outcome.retryable and not test else None
-            if delay is not None:
-                d.status, d.next_attempt_at = "pending", now + timedelta(seconds=delay)
-                result = DeliveryResult("retry", delay)
-            else:
-                d.status, d.next_attempt_at = ("dead" if outcome.retryable and not test else "failed"), None
-                result = DeliveryResult(d.status)
-            if (channel is not None and channel.enabled and not test and outcome.error
-                    and not outcome.error.startswith(_NOT_THE_RECEIVERS_FAULT)):
-                _note_failure(s, channel, outcome, now, settings, config)
+            d.status, d.next_attempt_at = ("dead" if outcome.retryable and not test else "failed"), None
+            result = DeliveryResult(d.status)
+        if (channel is not None and channel.enabled and not test and outcome.error
+                and not outcome.error.startswith(_NOT_THE_RECEIVERS_FAULT)):
+            _note_failure(s, channel, outcome, now, settings, config)
         s.commit()
     log.info("delivery %s: %s (attempt %d, %s)", delivery_id, result.status, attempts, outcome.error or outcome.status_code,
              extra={"event_id": alert_id, "delivery_id": delivery_id, "channel_id": channel_id})
     return result
+
+
+def _record_delivered(sessions: sessionmaker[Session], delivery_id: int, attempts: int, outcome: Outcome,
+                      duration_ms: float, now: datetime, external_ref: str | None) -> DeliveryResult:
+    """A delivered attempt, written without reading anything first: the row's final fields, its
+    attempt, and the channel's failure streak ended (only where one was running)."""
+    with sessions() as s:
+        values: dict[str, Any] = dict(status="delivered", delivered_at=now, next_attempt_at=None,
+                                      last_status_code=outcome.status_code, last_error=outcome.error)
+        if external_ref:
+            values["external_ref"] = external_ref
+        row = s.execute(
+            update(models.Delivery).where(models.Delivery.id == delivery_id).values(**values)
+            .returning(models.Delivery.alert_id, models.Delivery.channel_id)
+            .execution_options(synchronize_session=False)
+        ).one()
+        s.add(models.DeliveryAttempt(delivery_id=delivery_id, number=attempts, at=now, status_code=outcome.status_code,
+                                     error=outcome.error, duration_ms=duration_ms))
+        s.execute(update(models.Channel)
+                  .where(models.Channel.id == row.channel_id, models.Channel.failing_since.is_not(None))
+                  .values(failing_since=None).execution_options(synchronize_session=False))
+        s.commit()
+    log.info("delivery %s: delivered (attempt %d, %s)", delivery_id, attempts, outcome.status_code,
+             extra={"event_id": row.alert_id, "delivery_id": delivery_id, "channel_id": row.channel_id})
+    return DeliveryResult("delivered")
 
 
 def _note_failure(s: Session, channel: models.Channel, outcome: Outcome, now: datetime,

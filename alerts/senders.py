@@ -31,7 +31,7 @@ from events import models, vocabulary
 from events.contract import Alert
 from events.settings import Settings
 
-__all__ = ["CHART_BARS", "Sent", "chart_for", "extras", "original_ref", "send_digest", "send_one"]
+__all__ = ["CHART_BARS", "Sent", "chart_for", "extras", "needs_extras", "original_ref", "send_digest", "send_one"]
 
 log = logging.getLogger(__name__)
 CHART_BARS = 60          # bars of the alert's symbol drawn in an email's chart
@@ -163,6 +163,11 @@ def extras(session: Session, channel: models.Channel, alert: Alert, bar_seconds:
     except Exception:  # noqa: BLE001 - the picture is an extra; the alert must not wait for it
         log.exception("alert %s: the chart could not be drawn; sent without it", alert.id)
         return None, ref
+
+
+def needs_extras(channel: models.Channel) -> bool:
+    """Whether :func:`extras` has anything to read for a send on ``channel`` (a webhook has not)."""
+    return channel.kind == "slack_bot" or _shows_chart(channel)
 
 
 def _shows_chart(channel: models.Channel) -> bool:

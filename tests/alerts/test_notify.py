@@ -167,6 +167,29 @@ def test_a_channel_failing_for_days_is_disabled(sessions, settings, receiver: Re
     assert len(smtp_server.messages) == 1
 
 
+def test_a_delivered_attempt_ends_the_failure_streak_and_is_logged_once(
+        sessions, settings, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    """A delivered attempt is written without reading the row first: every field it owns, one
+    attempt row, and the channel's failure streak ended; a healthy channel of the same user keeps
+    what it had."""
+    user = make_user(sessions)
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    ch = make_channel(sessions, user, "webhook", receiver.url("/flaky"), failing_since=since)
+    other = make_channel(sessions, user, "webhook", receiver.url("/down"), failing_since=since)
+    receiver.script["/flaky"] = [(500, {}), (200, {})]
+    [did, other_did] = fire(sessions, user, [ch, other])
+    assert notify.deliver(sessions, did, settings, FAST).status == "retry"
+    assert notify.deliver(sessions, did, settings, FAST).status == "delivered"
+    d = delivery(sessions, did)
+    assert (d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at) == ("delivered", 2, 200, None, None)
+    assert d.delivered_at is not None
+    assert [(a.number, a.status_code) for a in d.attempt_log] == [(1, 500), (2, 200)]
+    with sessions() as s:
+        assert s.get(models.Channel, ch).failing_since is None
+        assert s.get(models.Channel, other).failing_since is not None  # untouched: not this channel's send
+    assert delivery(sessions, other_did).status == "pending"
+
+
 def test_email_delivery(sessions, settings, smtp_server: SmtpServer) -> None:  # type: ignore[no-untyped-def]
     user = make_user(sessions)
     ch = make_channel(sessions, user, "email", "trader@example.com")
