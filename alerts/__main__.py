@@ -42,6 +42,9 @@ def _parser(engine: EngineSettings) -> argparse.ArgumentParser:
                      help="this instance's transactional.id and static group member id (ALERTS_TRANSACTIONAL_ID; "
                           "default from $DYNO)")
     eng.add_argument("--group", default=engine.engine_group, help="consumer group (ALERTS_ENGINE_GROUP)")
+    eng.add_argument("--transaction-interval-ms", type=int, default=engine.transaction_interval_ms,
+                     help="the shortest time between two transactions below a full batch "
+                          "(ALERTS_TRANSACTION_INTERVAL_MS)")
     disp = sub.add_parser("dispatch", help="alerts -> delivery rows -> Celery tasks")
     disp.add_argument("--group", default=engine.dispatch_group, help="consumer group (ALERTS_DISPATCH_GROUP)")
     wk = sub.add_parser("worker", help="the Celery worker (with the beat sweep of due retries)")
@@ -137,7 +140,8 @@ def _engine(settings: Settings, args: Any) -> int:
     backoff = Backoff(first_s=1.0, max_s=30.0)
     while True:
         runner = EngineRunner(settings, shutdown=args.shutdown, group_id=args.group,
-                              transactional_id=args.transactional_id, stale_after_s=args.stale_after_s)
+                              transactional_id=args.transactional_id, stale_after_s=args.stale_after_s,
+                              transaction_interval_s=args.transaction_interval_ms / 1000)
         try:
             stats = runner.run()
         except (KafkaException, TimeoutError) as exc:

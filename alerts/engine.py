@@ -89,7 +89,8 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
     def __init__(self, settings: Settings, *, shutdown: ShutdownFlag | None = None,
                  group_id: str = "alerts-engine", transactional_id: str = "alerts-engine",
                  stale_after_s: int = 0, batch_size: int = 2000, poll_timeout_s: float = 0.005,
-                 stale_check_interval_s: float = 1.0, checkpoint_interval_s: float = 1.0) -> None:
+                 stale_check_interval_s: float = 1.0, checkpoint_interval_s: float = 1.0,
+                 transaction_interval_s: float = 0.0) -> None:
         self.settings = settings
         self.shutdown = shutdown or ShutdownFlag()
         self.group_id = group_id
@@ -99,6 +100,8 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
         self.poll_timeout_s = poll_timeout_s
         self.stale_check_interval_s = stale_check_interval_s
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.transaction_interval_s = transaction_interval_s
+        self._batch_taken_at = 0.0  # when the previous poll returned: the next gathers until the interval
         self._init_tracking()
         self._next_checkpoint = 0.0
         self._turn = 0  # the partitions take turns at the periodic checkpoint
@@ -214,7 +217,11 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
             if check_stale:
                 self._next_stale = now + self.stale_check_interval_s
         self._poll_rules()
-        msgs = self.poll()
+        # below a full batch, gather input until transaction_interval_s after the previous batch was
+        # taken: a full batch returns at once, so only a light load waits (for at most the interval)
+        wait = max(self.poll_timeout_s, self._batch_taken_at + self.transaction_interval_s - time.monotonic())
+        msgs = self.poll(wait)
+        self._batch_taken_at = time.monotonic()
         started = time.perf_counter()
         alerts, offsets = self._decode_and_step(msgs, check_stale)
         # any moment is a consistent checkpoint: positions and state both cover what was processed

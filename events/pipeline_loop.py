@@ -176,10 +176,12 @@ class ConsumerLoop:
     lag_every_s: float = 5.0
     _lag_at: float = 0.0
 
-    def poll(self) -> list[Message]:
-        """One ``consume`` of up to ``batch_size`` messages (blocks up to ``poll_timeout_s``)."""
+    def poll(self, timeout_s: float | None = None) -> list[Message]:
+        """One ``consume`` of up to ``batch_size`` messages (blocks up to ``timeout_s``, by default
+        ``poll_timeout_s``, or until the batch is full)."""
         assert self.consumer is not None
-        msgs: list[Message] = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+        wait = self.poll_timeout_s if timeout_s is None else timeout_s
+        msgs: list[Message] = self.consumer.consume(self.batch_size, wait)
         if time.monotonic() - self._lag_at > self.lag_every_s:
             self.report_lag()
         return msgs

@@ -6,6 +6,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -15,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from alerts.engine import EngineRunner, changelog_topic, read_to_end
 from alerts.engine_state import Evaluator
 from events import contract
-from events.kafka import EventProducer, ShutdownFlag, admin_client
+from events.kafka import EventProducer, ShutdownFlag, admin_client, ensure_topics, topic_specs
 from events.settings import Settings
 from tests.support import wait_for
 from tests.alerts.helpers import T0, bar, rule, tick
@@ -316,3 +317,45 @@ def test_the_periodic_checkpoint_takes_one_partition_at_a_time_in_turn(base_sett
     assert turns == [[0], [2], [], []], turns  # partition 1 had nothing changed; then nothing is left
     runner._unsaved = {"MSFT"}
     assert runner._checkpoint_due() == {1}
+
+
+def test_a_light_load_is_gathered_into_one_transaction_per_interval(kafka_settings: Settings) -> None:
+    """Below a full batch the engine gathers input for ``transaction_interval_s`` after the previous
+    batch (each transaction costs the broker CPU whatever it holds): a trickle of ticks makes about
+    one transaction per interval instead of one per poll, and every alert is still committed."""
+    made: dict[float, int] = {}
+    for interval in (0.1, 0.0):
+        settings = replace(kafka_settings, kafka_topic_prefix=f"{kafka_settings.kafka_topic_prefix}{interval}.")
+        ensure_topics(settings)
+        producer = EventProducer(settings)
+        crossing = rule({"series": "price", "op": "crossing", "value": 100}, rule_id=1)
+        producer.produce(crossing)
+        producer.flush()
+        flag = ShutdownFlag()
+        runner = EngineRunner(settings, shutdown=flag, group_id=f"g-{uuid.uuid4().hex}",
+                              transactional_id=f"tx-{uuid.uuid4().hex}", transaction_interval_s=interval)
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        ticks = [tick(99.0 if i % 2 else 101.0, i) for i in range(150)]  # each one crosses the level
+        try:
+            # partitions assigned and their markers written
+            wait_for(lambda: runner.stats.transactions >= 1 and runner._owned, timeout_s=30, what="the engine up")
+            before = runner.stats.transactions
+            started = time.monotonic()
+            for t in ticks:  # one tick every 5 ms
+                producer.produce(t)
+                producer.flush()
+                time.sleep(0.005)  # pacing the offered load
+            wait_for(lambda: runner.stats.consumed == len(ticks), timeout_s=30, what="the trickle consumed")
+            made[interval] = runner.stats.transactions - before
+            seconds = time.monotonic() - started
+        finally:
+            flag.set()
+            thread.join(20)
+        expected = {a.id for a in expected_alerts([crossing], ticks)}
+        assert len(expected) > 250 and {a.id for a in committed_alerts(settings)} == expected
+        admin_client(settings).delete_topics([s.name for s in topic_specs(settings)] + [changelog_topic(settings)],
+                                             operation_timeout=10)
+        if interval:
+            assert made[interval] <= seconds / interval + 3, (made, seconds)
+    assert made[0.0] >= 2 * made[0.1], made  # one per poll: several times as many
