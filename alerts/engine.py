@@ -49,6 +49,7 @@ from typing import Any, Callable
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from alerts.conditions import ConditionError
+from alerts.config import EngineSettings
 from alerts.engine_changelog import (PartitionsLost, PartitionTracking, changelog_spec, changelog_topic, marker_encoder,
                                      marker_key)
 from alerts.engine_state import Evaluator, encode_state
@@ -83,6 +84,10 @@ class EngineStats:
 
 
 
+#: the shipped ``ALERTS_TRANSACTION_INTERVAL_MS``: what an engine made in-process (a test) runs at too
+TRANSACTION_INTERVAL_S = EngineSettings.transaction_interval_ms / 1000
+
+
 class EngineRunner(PartitionTracking, ConsumerLoop):
     """Consume-evaluate-produce in Kafka transactions, until the shutdown flag is set."""
 
@@ -90,7 +95,7 @@ class EngineRunner(PartitionTracking, ConsumerLoop):
                  group_id: str = "alerts-engine", transactional_id: str = "alerts-engine",
                  stale_after_s: int = 0, batch_size: int = 2000, poll_timeout_s: float = 0.005,
                  stale_check_interval_s: float = 1.0, checkpoint_interval_s: float = 1.0,
-                 transaction_interval_s: float = 0.0) -> None:
+                 transaction_interval_s: float = TRANSACTION_INTERVAL_S) -> None:
         self.settings = settings
         self.shutdown = shutdown or ShutdownFlag()
         self.group_id = group_id
