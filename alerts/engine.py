@@ -1,7 +1,11 @@
 """The engine process: ticks + metrics + predictions + rules -> ``alerts``, exactly once.
 
 Every batch is one Kafka transaction holding the alerts it caused, any dead
-letters and the consumed offsets (``send_offsets_to_transaction``). Each input
+letters and the consumed offsets (``send_offsets_to_transaction``). Below a full
+batch, a batch gathers input until ``transaction_interval_s`` after the previous
+one was taken (``ALERTS_TRANSACTION_INTERVAL_MS``, 20 ms): a transaction costs the
+broker about 1.6 ms of CPU whatever it holds, and one per 5 ms poll made a light
+load cost the broker 0.29 cores at 1,000 ticks/s. Each input
 partition is checkpointed about once a second (``checkpoint_interval_s``) on the
 compacted changelog topic: the state of every symbol of that partition that
 changed since its previous checkpoint, and the partition's marker with the input
