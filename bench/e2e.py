@@ -45,7 +45,7 @@ from bench.e2e_stack import (BAR_SECONDS, COOLDOWN_S, FIRING_SYMBOLS, LATENESS_M
                              ROOM_SYMBOLS, RULES_PER_SYMBOL, WARMUP, Book, Walk, connect_browser, make_rules,
                              produce, read_alerts, read_metrics, sample_lag, seed_database, start_receiver,
                              web_healthy)
-from bench.profile import ProcSampler, profile_processes, usage
+from bench.profile import ProcSampler, profile_processes, service_roots, usage
 from bench.search import AIMS_P99_MS, SearchPlan, judge, search
 from events.kafka import EventProducer, admin_client
 from events.settings import Settings, load_settings
@@ -273,7 +273,7 @@ def main(rates: list[int] | None = None) -> dict[str, Any]:
         for name in PROCESSES:
             stack.start(name)
         roots = {name: p.popen.pid for name, p in stack.procs.items() if p.popen is not None}
-        sampler = ProcSampler(roots)
+        sampler = ProcSampler({**roots, **service_roots()})  # the services' cores too; profiled: the stack's
         for target, args in ((read_alerts, (settings, book, stop)), (read_metrics, (settings, book, stop)),
                              (sample_lag, (settings, group, book, stop, sampler.sample))):
             threads.append(threading.Thread(target=target, args=args, daemon=True))

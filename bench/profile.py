@@ -65,6 +65,24 @@ def descendants(root: int, procs: dict[int, tuple[int, float, int]]) -> list[int
     return out
 
 
+def service_roots(var_dir: Path = ROOT / "var") -> dict[str, int]:
+    """The shared services the stack runs on, by their pid files: the Kafka broker and Redis of
+    ``var_dir`` (scripts/kafka.sh, scripts/services.sh) and the machine's PostgreSQL cluster. The
+    whole service is counted, not only this stack's share of it; one not running is left out."""
+    found: dict[str, int] = {}
+    kafka_home = Path(os.environ.get("KAFKA_HOME_DIR") or var_dir / "kafka")
+    pidfiles = [("kafka broker", kafka_home / "kafka.pid"), ("redis", var_dir / "redis" / "redis.pid"),
+                *(("postgresql", p) for p in sorted(Path("/var/run/postgresql").glob("*.pid"))[:1])]
+    for name, path in pidfiles:
+        try:
+            pid = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            found[name] = pid
+    return found
+
+
 class ProcSampler:
     """CPU seconds and RSS of each named process, its whole process tree summed."""
 

@@ -69,7 +69,8 @@ def e2e(r: dict[str, Any]) -> str:
                     p.get("ceiling", {}).get("unpaced", {}).get("round_trip_msgs_per_s"),
                     lat(p.get("ceiling", {}).get("paced", {}).get("latency_ms"))] for p in r["probes"]])
     names = list(r["probes"][0].get("processes", {})) if r["probes"] else []
-    text += "\n\nCPU (cores) / peak RSS (MiB) per process over each probe, each process tree summed:\n\n"
+    text += ("\n\nCPU (cores) / peak RSS (MiB) per process over each probe, each process tree summed (the Kafka "
+             "broker, Redis and PostgreSQL are the shared services, counted whole):\n\n")
     text += table(["probe", *names], [[f"{p['probe']}: {fmt(p['offered_ticks_per_s'])}/s", *[
         f"{fmt(p['processes'].get(n, {}).get('cpu_cores'))} / {fmt(p['processes'].get(n, {}).get('rss_mib_peak'))}"
         for n in names]] for p in r["probes"]])
