@@ -65,22 +65,25 @@ def descendants(root: int, procs: dict[int, tuple[int, float, int]]) -> list[int
     return out
 
 
-def service_roots(var_dir: Path = ROOT / "var") -> dict[str, int]:
-    """The shared services the stack runs on, by their pid files: the Kafka broker and Redis of
-    ``var_dir`` (scripts/kafka.sh, scripts/services.sh) and the machine's PostgreSQL cluster. The
-    whole service is counted, not only this stack's share of it; one not running is left out."""
-    found: dict[str, int] = {}
-    kafka_home = Path(os.environ.get("KAFKA_HOME_DIR") or var_dir / "kafka")
-    pidfiles = [("kafka broker", kafka_home / "kafka.pid"), ("redis", var_dir / "redis" / "redis.pid"),
-                *(("postgresql", p) for p in sorted(Path("/var/run/postgresql").glob("*.pid"))[:1])]
-    for name, path in pidfiles:
-        try:
-            pid = int(path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+def service_roots() -> dict[str, int]:
+    """The shared services the stack runs on: the Kafka broker (``kafka.Kafka``), Redis and the
+    PostgreSQL postmaster, found by their command lines (the broker of a worktree's bench runs
+    from the main checkout's ``var/``). The whole service is counted, not only this stack's share
+    of it; a service not running, or running more than once, is left out."""
+    patterns = {"kafka broker": (b"java", b"kafka.Kafka"), "redis": (b"redis-server",),
+                "postgresql": (b"postgres", b"-D")}
+    found: dict[str, list[int]] = {name: [] for name in patterns}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        if Path(f"/proc/{pid}").exists():
-            found[name] = pid
-    return found
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for name, needles in patterns.items():
+            if argv and needles[0] in argv[0] and all(any(n == a or n in a for a in argv) for n in needles[1:]):
+                found[name].append(int(entry.name))
+    return {name: pids[0] for name, pids in found.items() if len(pids) == 1}
 
 
 class ProcSampler:
