@@ -81,7 +81,7 @@ def service_roots() -> dict[str, int]:
         except OSError:
             continue
         for name, needles in patterns.items():
-            if argv and needles[0] in argv[0] and all(any(n == a or n in a for a in argv) for n in needles[1:]):
+            if argv and needles[0] in argv[0] and all(any(n in a for a in argv) for n in needles[1:]):
                 found[name].append(int(entry.name))
     return {name: pids[0] for name, pids in found.items() if len(pids) == 1}
 
